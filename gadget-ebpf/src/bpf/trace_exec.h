@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* trace_exec's event. Mirrored by gadget_ebpf::trace_exec, tied by the layout test. */
+#ifndef GADGET_TRACE_EXEC_H
+#define GADGET_TRACE_EXEC_H
+
+#include "gadget_event.h"
+
+/* The program's name as passed to execve: PATH_MAX with its NUL. */
+#define EXEC_EXE_MAX 4096
+/* The most arguments and argument bytes a trace may ask for. */
+#define EXEC_ARGS_COUNT_CAP 1024
+#define EXEC_ARGS_BYTES_CAP 32768
+/* Defaults when the trace does not ask. */
+#define EXEC_ARGS_COUNT_DEFAULT 64
+#define EXEC_ARGS_BYTES_DEFAULT 4096
+/*
+ * exe, then the arguments, then room for one more argument read: the
+ * verifier bounds each read by its own maximum, not by what is left.
+ */
+#define EXEC_DATA_SIZE (EXEC_EXE_MAX + 2 * EXEC_ARGS_BYTES_CAP)
+
+#define EXEC_ARGS_TRUNCATED 1 /* more arguments or bytes than the trace keeps */
+#define EXEC_EXE_TRUNCATED 2
+
+/*
+ * The record in the ring buffer is this struct cut after the used part of
+ * data: exe_len bytes of exe and its NUL, then args_size bytes holding
+ * args_count NUL-terminated arguments (empty ones included).
+ */
+struct exec_event {
+	struct process_record proc; /* after a successful exec: the new program */
+	char parent_comm[TASK_COMM_LEN];
+	__s32 ret;                  /* 0, or -errno of a failed exec */
+	__u32 exe_len;
+	__u32 args_count;
+	__u32 args_size;
+	__u32 truncated;            /* EXEC_*_TRUNCATED bits */
+	__u32 _pad;
+	char data[EXEC_DATA_SIZE];
+};
+
+#endif
