@@ -1,1 +1,7 @@
-//! placeholder
+//! The kubectl-gadget node runtime: gadgets loaded into the kernel, Kubernetes
+//! identity from cgroups, and the gRPC service.
+
+pub mod cgroup;
+pub mod identity;
+pub mod pods;
+pub mod selector;
