@@ -1,0 +1,423 @@
+//! Rendering of event rows and trace statuses as text, shared by the client
+//! and the node's local mode so that there is one copy of the formatting.
+//!
+//! Three formats, chosen with `-o`:
+//! - `columns` (default) or `columns=node,pod,pid,...`: fixed-width
+//!   columns, a header once then one line per event (see [`Column`]);
+//! - `json`: one JSON object per line (see the `json` module docs for the
+//!   fields and how bytes that are not UTF-8 are represented);
+//! - `compact`: one short line per event with an emoji for its kind.
+//!
+//! Paths, arguments and command names come from untrusted processes: in
+//! `columns` and `compact` every control or invisible character and every
+//! invalid UTF-8 byte is escaped (see [`write_escaped`]), and the JSON
+//! output escapes them as `\u` escapes, so no event can drive the terminal.
+//!
+//! Rendering runs once per event, so a [`Renderer`] writes into a buffer
+//! the caller owns and reuses, without allocating per field; the caller
+//! writes out a whole batch of rows at once.
+//!
+//! # Examples
+//!
+//! ```
+//! use gadget_proto::render::{OutputFormat, Renderer, Row};
+//! use gadget_proto::v1::{event, Event, OpenEvent};
+//! use gadget_proto::Gadget;
+//!
+//! let format = OutputFormat::parse(Gadget::TraceOpen, "columns=pid,err,path").unwrap();
+//! let mut renderer = Renderer::new(format);
+//! let event = Event {
+//!     kind: Some(event::Kind::Open(OpenEvent {
+//!         fd: -1,
+//!         error: 2,
+//!         path: "/etc/missing".into(),
+//!         ..Default::default()
+//!     })),
+//!     ..Default::default()
+//! };
+//! let mut out = Vec::new();
+//! renderer.write_header(&mut out);
+//! renderer.write_row(&mut out, &Row { node: "node-1", workload: None, event: &event });
+//! assert_eq!(
+//!     String::from_utf8(out).unwrap(),
+//!     "PID     ERR          PATH\n0       ENOENT       /etc/missing\n"
+//! );
+//! ```
+
+#![deny(missing_docs)]
+
+mod columns;
+mod compact;
+mod errno;
+mod escape;
+mod json;
+mod open_flags;
+mod status;
+mod time;
+
+pub use columns::Column;
+pub use errno::errno_name;
+pub use escape::write_escaped;
+pub use json::bytes_from_json;
+pub use open_flags::open_flags_to_generic;
+
+use crate::v1::{event, Event, ExecEvent, OpenEvent, OpenSyscall, TraceStatus, Workload};
+use crate::Gadget;
+
+/// One event to render, with what the client resolved around it.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    /// The node the event happened on.
+    pub node: &'a str,
+    /// The workload `event.workload` points to in its batch; `None` for a
+    /// process in no known container (the host).
+    pub workload: Option<&'a Workload>,
+    /// The event.
+    pub event: &'a Event,
+}
+
+/// How rows are printed, as chosen with `-o`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Fixed-width columns, in this order.
+    Columns(Vec<Column>),
+    /// One JSON object per line.
+    Json,
+    /// One short line per event, led by an emoji.
+    Compact,
+}
+
+impl OutputFormat {
+    /// Parses an `-o` value for `gadget`: `columns`, `columns=<list>`,
+    /// `json` or `compact`.
+    pub fn parse(gadget: Gadget, spec: &str) -> Result<OutputFormat, FormatError> {
+        let spec = spec.trim();
+        if let Some(list) = spec.strip_prefix("columns=") {
+            return Ok(OutputFormat::Columns(Column::parse_list(gadget, list)?));
+        }
+        match spec {
+            "columns" => Ok(OutputFormat::Columns(Column::defaults(gadget).to_vec())),
+            "json" => Ok(OutputFormat::Json),
+            "compact" => Ok(OutputFormat::Compact),
+            _ => Err(FormatError::UnknownFormat(spec.to_string())),
+        }
+    }
+}
+
+/// An `-o` value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// Not one of the formats.
+    #[error("unknown output format {0:?}; use columns, columns=<name,...>, json or compact")]
+    UnknownFormat(String),
+    /// A column that does not exist for the gadget.
+    #[error("unknown column {column:?} for {gadget}; its columns are: {valid}")]
+    UnknownColumn {
+        /// The name as given.
+        column: String,
+        /// The gadget the columns were chosen for.
+        gadget: Gadget,
+        /// The gadget's column names, comma-separated.
+        valid: String,
+    },
+    /// `columns=` with nothing after it.
+    #[error("no columns listed after columns=")]
+    NoColumns,
+}
+
+/// Where status lines belong, so that stdout stays parseable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusStream {
+    /// With the rows: JSON status objects are part of the JSON stream.
+    Stdout,
+    /// Apart from the rows: human lines must not break up the columns.
+    Stderr,
+}
+
+/// Renders rows and statuses in one [`OutputFormat`].
+#[derive(Debug, Clone)]
+pub struct Renderer {
+    format: OutputFormat,
+    /// Cells that are formatted rather than copied; reused across rows.
+    scratch: Vec<u8>,
+}
+
+impl Renderer {
+    /// A renderer for `format`.
+    pub fn new(format: OutputFormat) -> Renderer {
+        Renderer {
+            format,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The format rows are rendered in.
+    pub fn format(&self) -> &OutputFormat {
+        &self.format
+    }
+
+    /// Writes the header line of the `columns` format; nothing for the
+    /// others. Call it once, before the first row.
+    pub fn write_header(&self, out: &mut Vec<u8>) {
+        if let OutputFormat::Columns(columns) = &self.format {
+            columns::write_header(out, columns);
+        }
+    }
+
+    /// Appends `row` to `out` as one line, newline included.
+    pub fn write_row(&mut self, out: &mut Vec<u8>, row: &Row) {
+        match &self.format {
+            OutputFormat::Columns(columns) => {
+                columns::write_row(out, &mut self.scratch, columns, row)
+            }
+            OutputFormat::Json => json::write_event(out, row),
+            OutputFormat::Compact => compact::write_event(out, row),
+        }
+    }
+
+    /// Appends the lines for a node's trace status to `out`: a JSON object
+    /// for `json`, human lines otherwise (none when the status reports
+    /// nothing). Print them to [`Renderer::status_stream`].
+    pub fn write_status(&self, out: &mut Vec<u8>, node: &str, status: &TraceStatus) {
+        match self.format {
+            OutputFormat::Json => json::write_status(out, node, status),
+            OutputFormat::Columns(_) | OutputFormat::Compact => {
+                status::write_status_lines(out, node, status)
+            }
+        }
+    }
+
+    /// Where the output of [`Renderer::write_status`] goes.
+    pub fn status_stream(&self) -> StatusStream {
+        match self.format {
+            OutputFormat::Json => StatusStream::Stdout,
+            OutputFormat::Columns(_) | OutputFormat::Compact => StatusStream::Stderr,
+        }
+    }
+}
+
+/// The event's gadget part, as an open or an exec.
+fn split_kind(event: &Event) -> (Option<&OpenEvent>, Option<&ExecEvent>) {
+    match &event.kind {
+        Some(event::Kind::Open(open)) => (Some(open), None),
+        Some(event::Kind::Exec(exec)) => (None, Some(exec)),
+        None => (None, None),
+    }
+}
+
+/// The errno of a failed open or exec.
+fn failure_errno(open: Option<&OpenEvent>, exec: Option<&ExecEvent>) -> Option<i32> {
+    match (open, exec) {
+        (Some(open), _) if open.error != 0 => Some(open.error),
+        (_, Some(exec)) if exec.ret < 0 => Some(exec.ret.saturating_neg()),
+        _ => None,
+    }
+}
+
+/// The name of an open syscall as users know it, empty when unspecified.
+fn open_syscall_name(syscall: OpenSyscall) -> &'static str {
+    match syscall {
+        OpenSyscall::Unspecified => "",
+        OpenSyscall::Open => "open",
+        OpenSyscall::Openat => "openat",
+        OpenSyscall::Openat2 => "openat2",
+    }
+}
+
+/// Writes a number (or anything short and ASCII) without allocating.
+fn write_number(out: &mut Vec<u8>, value: &dyn std::fmt::Display) {
+    use std::io::Write as _;
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{value}");
+}
+
+/// Writes `0x` and `value` in lower-case hex.
+fn write_hex(out: &mut Vec<u8>, value: u64) {
+    write_number(out, &format_args!("{value:#x}"));
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::v1::Process;
+    use bytes::Bytes;
+
+    pub(crate) fn workload() -> Workload {
+        Workload {
+            namespace: "default".into(),
+            pod: "xwing".into(),
+            container: "spaceship".into(),
+            pod_uid: "3c1f7a4e-5c26-4c3a-9b0e-6a3d7f0e1c2b".into(),
+            container_id: "containerd://0123456789abcdef0123456789abcdef".into(),
+            labels: [("app".to_string(), "xwing".to_string())].into(),
+        }
+    }
+
+    fn process() -> Process {
+        Process {
+            pid: 4242,
+            tid: 4243,
+            ppid: 1,
+            uid: 1000,
+            gid: 1001,
+            comm: Bytes::from_static(b"vi"),
+            mntns_id: 4_026_532_000,
+            cgroup_id: 9876,
+        }
+    }
+
+    pub(crate) fn open_event(path: &[u8], fd: i32, error: i32) -> Event {
+        Event {
+            timestamp_ns: 1_700_000_000_123_000_000,
+            process: Some(process()),
+            workload: 1,
+            kind: Some(event::Kind::Open(OpenEvent {
+                fd,
+                error,
+                flags: 0,
+                mode: 0,
+                path: Bytes::copy_from_slice(path),
+                path_truncated: false,
+                dirfd: None,
+                syscall: OpenSyscall::Openat.into(),
+            })),
+        }
+    }
+
+    pub(crate) fn exec_event(exe: &[u8], args: &[&[u8]], ret: i32) -> Event {
+        Event {
+            timestamp_ns: 1_700_000_000_123_000_000,
+            process: Some(process()),
+            workload: 1,
+            kind: Some(event::Kind::Exec(ExecEvent {
+                ret,
+                exe: Bytes::copy_from_slice(exe),
+                args: args.iter().map(|a| Bytes::copy_from_slice(a)).collect(),
+                args_truncated: false,
+                parent_comm: Bytes::from_static(b"bash"),
+            })),
+        }
+    }
+
+    #[test]
+    fn output_formats_are_parsed() {
+        let open = Gadget::TraceOpen;
+        assert_eq!(
+            OutputFormat::parse(open, "columns"),
+            Ok(OutputFormat::Columns(Column::defaults(open).to_vec()))
+        );
+        assert_eq!(
+            OutputFormat::parse(open, "columns=pid,path"),
+            Ok(OutputFormat::Columns(vec![Column::Pid, Column::Path]))
+        );
+        assert_eq!(OutputFormat::parse(open, "json"), Ok(OutputFormat::Json));
+        assert_eq!(
+            OutputFormat::parse(open, "compact"),
+            Ok(OutputFormat::Compact)
+        );
+        assert_eq!(
+            OutputFormat::parse(open, "columns="),
+            Err(FormatError::NoColumns)
+        );
+        let err = OutputFormat::parse(open, "yaml").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown output format \"yaml\"; use columns, columns=<name,...>, json or compact"
+        );
+    }
+
+    #[test]
+    fn unknown_column_message_lists_valid_columns() {
+        let err = OutputFormat::parse(Gadget::TraceExec, "columns=pid,path").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown column \"path\" for trace_exec; its columns are: node, namespace, pod, \
+             container, poduid, containerid, timestamp, pid, tid, ppid, uid, gid, comm, mntns, \
+             cgroup, err, ret, exe, pcomm, args"
+        );
+    }
+
+    #[test]
+    fn renderer_appends_rows_to_the_callers_buffer() {
+        let event = open_event(b"/etc/passwd", 3, 0);
+        let row = Row {
+            node: "node-1",
+            workload: None,
+            event: &event,
+        };
+        let mut renderer = Renderer::new(OutputFormat::Compact);
+        let mut out = b"earlier rows\n".to_vec();
+        renderer.write_header(&mut out);
+        renderer.write_row(&mut out, &row);
+        renderer.write_row(&mut out, &row);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "earlier rows\n📬 open host node-1 vi /etc/passwd\n📬 open host node-1 vi /etc/passwd\n"
+        );
+    }
+
+    #[test]
+    fn every_format_writes_exactly_one_line_per_row() {
+        let events = [
+            open_event(b"/a\nb", 3, 0),
+            open_event(b"\xff", -1, 2),
+            exec_event(b"/x", &[b"x", b"\n\n"], -8),
+            Event::default(),
+        ];
+        let workload = workload();
+        for spec in ["columns", "json", "compact"] {
+            for gadget in Gadget::ALL {
+                let mut renderer = Renderer::new(OutputFormat::parse(gadget, spec).unwrap());
+                for event in &events {
+                    for workload in [None, Some(&workload)] {
+                        let mut out = Vec::new();
+                        renderer.write_row(
+                            &mut out,
+                            &Row {
+                                node: "n",
+                                workload,
+                                event,
+                            },
+                        );
+                        let text = String::from_utf8(out).unwrap();
+                        assert_eq!(text.matches('\n').count(), 1, "{spec}: {text:?}");
+                        assert!(text.ends_with('\n'));
+                        if spec == "json" {
+                            serde_json::from_str::<serde_json::Value>(&text).unwrap();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn statuses_go_with_json_rows_but_apart_from_human_rows() {
+        let status = TraceStatus {
+            lost_kernel: 42,
+            lost_node: 3,
+            ..TraceStatus::default()
+        };
+        let json = Renderer::new(OutputFormat::Json);
+        assert_eq!(json.status_stream(), StatusStream::Stdout);
+        let mut out = Vec::new();
+        json.write_status(&mut out, "node-1", &status);
+        assert!(out.starts_with(b"{\"type\":\"status\",\"node\":\"node-1\""));
+
+        let columns = Renderer::new(OutputFormat::parse(Gadget::TraceOpen, "columns").unwrap());
+        assert_eq!(columns.status_stream(), StatusStream::Stderr);
+        let mut out = Vec::new();
+        columns.write_status(&mut out, "node-1", &status);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "node-1: 42 events lost (ring buffer full), 3 events dropped (client too slow)\n"
+        );
+    }
+
+    #[test]
+    fn hex_numbers() {
+        let mut out = Vec::new();
+        write_hex(&mut out, 0x1f);
+        assert_eq!(out, b"0x1f");
+    }
+}

@@ -1,0 +1,235 @@
+//! The `compact` output: one short line per event, led by an emoji for its
+//! kind, in the spirit of `tetra getevents -o compact`:
+//!
+//! ```text
+//! 🚀 exec default/xwing spaceship /usr/bin/vi /etc/passwd
+//! 📬 open default/xwing spaceship vi /etc/passwd
+//! ❌ open default/xwing spaceship vi /etc/shadow EACCES
+//! 🚀 exec host node-1 /usr/sbin/sshd -D
+//! ```
+//!
+//! After the kind comes where it ran: `namespace/pod container`, or
+//! `host <node>` for a process in no container (a host process means
+//! little without its node). An exec shows the program then its arguments
+//! after `argv[0]`; an open shows the command then the path. A failed call
+//! starts with ❌ and ends with its errno.
+
+use super::errno::write_errno;
+use super::escape::write_escaped;
+use super::{failure_errno, split_kind, Row};
+use crate::v1::{event, ExecEvent, OpenEvent};
+
+/// Writes `row` as one compact line and a newline.
+pub(crate) fn write_event(out: &mut Vec<u8>, row: &Row) {
+    let (open, exec) = split_kind(row.event);
+    let failure = failure_errno(open, exec);
+    let (emoji, kind) = match (&row.event.kind, failure) {
+        (None, _) => ("❓", "event"),
+        (Some(_), Some(_)) => ("❌", if open.is_some() { "open" } else { "exec" }),
+        (Some(event::Kind::Open(_)), None) => ("📬", "open"),
+        (Some(event::Kind::Exec(_)), None) => ("🚀", "exec"),
+    };
+    out.extend_from_slice(emoji.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(kind.as_bytes());
+    out.push(b' ');
+    write_where(out, row);
+    let comm = row.event.process.as_ref().map_or(&b""[..], |p| &p.comm[..]);
+    match (open, exec) {
+        (Some(open), _) => write_open(out, comm, open),
+        (_, Some(exec)) => write_exec(out, comm, exec),
+        _ => {
+            out.push(b' ');
+            write_escaped(out, comm);
+        }
+    }
+    if let Some(errno) = failure {
+        out.push(b' ');
+        write_errno(out, errno);
+    }
+    out.push(b'\n');
+}
+
+fn write_where(out: &mut Vec<u8>, row: &Row) {
+    match row.workload {
+        Some(workload) => {
+            write_name(out, &workload.namespace);
+            out.push(b'/');
+            write_name(out, &workload.pod);
+            out.push(b' ');
+            write_name(out, &workload.container);
+        }
+        None => {
+            out.extend_from_slice(b"host ");
+            write_name(out, row.node);
+        }
+    }
+}
+
+/// A Kubernetes name, or `?` when the node could not tell it.
+fn write_name(out: &mut Vec<u8>, name: &str) {
+    if name.is_empty() {
+        out.push(b'?');
+    } else {
+        write_escaped(out, name.as_bytes());
+    }
+}
+
+fn write_open(out: &mut Vec<u8>, comm: &[u8], open: &OpenEvent) {
+    out.push(b' ');
+    write_escaped(out, comm);
+    out.push(b' ');
+    write_escaped(out, &open.path);
+    if open.path_truncated {
+        out.extend_from_slice("…".as_bytes());
+    }
+}
+
+fn write_exec(out: &mut Vec<u8>, comm: &[u8], exec: &ExecEvent) {
+    // The program as exec'd; `argv[0]` or the new comm when it was not seen.
+    let program = [
+        &exec.exe[..],
+        exec.args.first().map_or(&[][..], |a| &a[..]),
+        comm,
+    ]
+    .into_iter()
+    .find(|name| !name.is_empty())
+    .unwrap_or_default();
+    out.push(b' ');
+    write_escaped(out, program);
+    for arg in exec.args.iter().skip(1) {
+        out.push(b' ');
+        write_escaped(out, arg);
+    }
+    if exec.args_truncated {
+        out.extend_from_slice(" …".as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::tests::{exec_event, open_event, workload};
+    use crate::v1::Workload;
+
+    fn line(row: &Row) -> String {
+        let mut out = Vec::new();
+        write_event(&mut out, row);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn exec_shows_program_then_args_after_argv0() {
+        let event = exec_event(b"/usr/bin/vi", &[b"vi", b"/etc/passwd"], 0);
+        let workload = workload();
+        let row = Row {
+            node: "node-1",
+            workload: Some(&workload),
+            event: &event,
+        };
+        assert_eq!(
+            line(&row),
+            "🚀 exec default/xwing spaceship /usr/bin/vi /etc/passwd\n"
+        );
+    }
+
+    #[test]
+    fn open_shows_command_then_path() {
+        let event = open_event(b"/etc/passwd", 3, 0);
+        let workload = workload();
+        let row = Row {
+            node: "node-1",
+            workload: Some(&workload),
+            event: &event,
+        };
+        assert_eq!(
+            line(&row),
+            "📬 open default/xwing spaceship vi /etc/passwd\n"
+        );
+    }
+
+    #[test]
+    fn failures_are_marked_and_end_with_the_errno() {
+        let workload = workload();
+        let event = open_event(b"/etc/shadow", -1, 13);
+        let row = Row {
+            node: "n",
+            workload: Some(&workload),
+            event: &event,
+        };
+        assert_eq!(
+            line(&row),
+            "❌ open default/xwing spaceship vi /etc/shadow EACCES\n"
+        );
+        let event = exec_event(b"/nope", &[b"nope", b"-x"], -2);
+        let row = Row {
+            node: "n",
+            workload: Some(&workload),
+            event: &event,
+        };
+        assert_eq!(
+            line(&row),
+            "❌ exec default/xwing spaceship /nope -x ENOENT\n"
+        );
+    }
+
+    #[test]
+    fn host_process_shows_host_and_node() {
+        let event = exec_event(b"/usr/sbin/sshd", &[b"sshd", b"-D"], 0);
+        let row = Row {
+            node: "node-1",
+            workload: None,
+            event: &event,
+        };
+        assert_eq!(line(&row), "🚀 exec host node-1 /usr/sbin/sshd -D\n");
+    }
+
+    #[test]
+    fn exec_without_exe_falls_back_to_argv0_then_comm() {
+        let event = exec_event(b"", &[b"sh", b"-c", b"true"], 0);
+        let row = Row {
+            node: "n",
+            workload: None,
+            event: &event,
+        };
+        assert_eq!(line(&row), "🚀 exec host n sh -c true\n");
+        let event = exec_event(b"", &[], 0);
+        let row = Row {
+            node: "n",
+            workload: None,
+            event: &event,
+        };
+        assert_eq!(line(&row), "🚀 exec host n vi\n");
+    }
+
+    #[test]
+    fn truncation_and_unknown_names_are_visible() {
+        let mut event = exec_event(b"/bin/echo", &[b"echo", b"a"], 0);
+        if let Some(event::Kind::Exec(exec)) = &mut event.kind {
+            exec.args_truncated = true;
+        }
+        let pending = Workload {
+            container_id: "abc".into(),
+            ..Workload::default()
+        };
+        let row = Row {
+            node: "n",
+            workload: Some(&pending),
+            event: &event,
+        };
+        assert_eq!(line(&row), "🚀 exec ?/? ? /bin/echo a …\n");
+    }
+
+    #[test]
+    fn hostile_path_and_args_are_escaped() {
+        let event = exec_event(b"/tmp/\x1b[2J", &[b"x", b"a\nb", b"\xff\x9b"], 0);
+        let row = Row {
+            node: "n",
+            workload: None,
+            event: &event,
+        };
+        let line = line(&row);
+        assert_eq!(line, "🚀 exec host n /tmp/\\x1b[2J a\\nb \\xff\\x9b\n");
+        assert!(!line.trim_end_matches('\n').chars().any(char::is_control));
+    }
+}

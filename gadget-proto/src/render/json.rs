@@ -1,0 +1,595 @@
+//! The `json` output: one JSON object per line.
+//!
+//! Every line is an object with a `type`: `"open"` or `"exec"` for events
+//! and `"status"` for a node's trace status. An event looks like:
+//!
+//! ```json
+//! {"type":"open","node":"node-1","timestamp":"2023-11-14T22:13:20.123Z",
+//!  "timestamp_ns":1700000000123000000,
+//!  "k8s":{"namespace":"default","pod":"xwing","container":"spaceship",
+//!         "pod_uid":"3c1f...","container_id":"containerd://0123..."},
+//!  "process":{"pid":4242,"tid":4242,"ppid":1,"uid":0,"gid":0,"comm":"vi",
+//!             "mntns":4026532000,"cgroup":9876},
+//!  "fd":-1,"error":{"errno":2,"name":"ENOENT"},"flags":524288,
+//!  "flag_names":["O_RDONLY","O_CLOEXEC"],"mode":0,"dirfd":null,
+//!  "syscall":"openat","path":"/etc/shadow","path_truncated":false}
+//! ```
+//!
+//! (on one line). `k8s` is `null` for a process in no container. `error` is
+//! `null` on success; its `name` is `null` for an errno without a known
+//! name. An exec has `ret`, `error`, `exe`, `args` (an array), `args_truncated`
+//! and `pcomm` instead of the open fields.
+//!
+//! Byte fields (`comm`, `path`, `exe`, `args`, `pcomm`) are untrusted bytes.
+//! A field that is valid UTF-8 is a JSON string. One that is not is an
+//! object `{"base64":"..."}` holding the exact bytes in standard base64 with
+//! padding; a string is never used for those, so the two cannot be
+//! confused. [`bytes_from_json`] reads either back. Control, invisible and
+//! direction-changing characters are written as `\u` escapes, so the JSON
+//! is also safe to print on a terminal.
+
+use super::escape::is_invisible;
+use super::{errno, open_flags, open_syscall_name, time, write_number, Row};
+use crate::v1::{event, ExecEvent, OpenEvent, Process, TraceStatus};
+
+/// Writes `row` as one JSON object and a newline.
+pub(crate) fn write_event(out: &mut Vec<u8>, row: &Row) {
+    let event = row.event;
+    let kind = match &event.kind {
+        Some(event::Kind::Open(_)) => "open",
+        Some(event::Kind::Exec(_)) => "exec",
+        None => "unknown",
+    };
+    out.extend_from_slice(b"{\"type\":");
+    write_str(out, kind);
+    key(out, "node");
+    write_str(out, row.node);
+    key(out, "timestamp");
+    out.push(b'"');
+    time::write_rfc3339_ms(out, event.timestamp_ns);
+    out.push(b'"');
+    key(out, "timestamp_ns");
+    write_number(out, &event.timestamp_ns);
+
+    key(out, "k8s");
+    match row.workload {
+        Some(workload) => {
+            out.extend_from_slice(b"{\"namespace\":");
+            write_str(out, &workload.namespace);
+            key(out, "pod");
+            write_str(out, &workload.pod);
+            key(out, "container");
+            write_str(out, &workload.container);
+            key(out, "pod_uid");
+            write_str(out, &workload.pod_uid);
+            key(out, "container_id");
+            write_str(out, &workload.container_id);
+            out.push(b'}');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+
+    key(out, "process");
+    match &event.process {
+        Some(process) => write_process(out, process),
+        None => write_process(out, &Process::default()),
+    }
+
+    match &event.kind {
+        Some(event::Kind::Open(open)) => write_open_fields(out, open),
+        Some(event::Kind::Exec(exec)) => write_exec_fields(out, exec),
+        None => {}
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+fn write_process(out: &mut Vec<u8>, process: &Process) {
+    out.extend_from_slice(b"{\"pid\":");
+    write_number(out, &process.pid);
+    key(out, "tid");
+    write_number(out, &process.tid);
+    key(out, "ppid");
+    write_number(out, &process.ppid);
+    key(out, "uid");
+    write_number(out, &process.uid);
+    key(out, "gid");
+    write_number(out, &process.gid);
+    key(out, "comm");
+    write_bytes(out, &process.comm);
+    key(out, "mntns");
+    write_number(out, &process.mntns_id);
+    key(out, "cgroup");
+    write_number(out, &process.cgroup_id);
+    out.push(b'}');
+}
+
+fn write_open_fields(out: &mut Vec<u8>, open: &OpenEvent) {
+    key(out, "fd");
+    write_number(out, &open.fd);
+    key(out, "error");
+    write_error(out, (open.error != 0).then_some(open.error));
+    key(out, "flags");
+    write_number(out, &open.flags);
+    key(out, "flag_names");
+    out.push(b'[');
+    let mut first = true;
+    open_flags::for_each_open_flag(open.flags, |flag| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.push(b'"');
+        open_flags::write_open_flag(out, flag);
+        out.push(b'"');
+    });
+    out.push(b']');
+    key(out, "mode");
+    write_number(out, &open.mode);
+    key(out, "dirfd");
+    match open.dirfd {
+        Some(dirfd) => write_number(out, &dirfd),
+        None => out.extend_from_slice(b"null"),
+    }
+    key(out, "syscall");
+    write_str(out, open_syscall_name(open.syscall()));
+    key(out, "path");
+    write_bytes(out, &open.path);
+    key(out, "path_truncated");
+    write_bool(out, open.path_truncated);
+}
+
+fn write_exec_fields(out: &mut Vec<u8>, exec: &ExecEvent) {
+    key(out, "ret");
+    write_number(out, &exec.ret);
+    key(out, "error");
+    write_error(out, (exec.ret < 0).then(|| exec.ret.saturating_neg()));
+    key(out, "exe");
+    write_bytes(out, &exec.exe);
+    key(out, "args");
+    out.push(b'[');
+    for (i, arg) in exec.args.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_bytes(out, arg);
+    }
+    out.push(b']');
+    key(out, "args_truncated");
+    write_bool(out, exec.args_truncated);
+    key(out, "pcomm");
+    write_bytes(out, &exec.parent_comm);
+}
+
+/// `{"errno":2,"name":"ENOENT"}`, or `null` when the call succeeded.
+fn write_error(out: &mut Vec<u8>, errno: Option<i32>) {
+    let Some(errno) = errno else {
+        out.extend_from_slice(b"null");
+        return;
+    };
+    out.extend_from_slice(b"{\"errno\":");
+    write_number(out, &errno);
+    key(out, "name");
+    match errno::errno_name(errno) {
+        Some(name) => write_str(out, name),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+}
+
+/// Writes a node's trace status as one JSON object and a newline.
+pub(crate) fn write_status(out: &mut Vec<u8>, node: &str, status: &TraceStatus) {
+    out.extend_from_slice(b"{\"type\":\"status\"");
+    key(out, "node");
+    write_str(out, node);
+    key(out, "started");
+    write_bool(out, status.started);
+    key(out, "lost_kernel");
+    write_number(out, &status.lost_kernel);
+    key(out, "lost_node");
+    write_number(out, &status.lost_node);
+    key(out, "malformed");
+    write_number(out, &status.malformed);
+    key(out, "warnings");
+    out.push(b'[');
+    for (i, warning) in status.warnings.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, warning);
+    }
+    out.push(b']');
+    key(out, "error");
+    if status.error.is_empty() {
+        out.extend_from_slice(b"null");
+    } else {
+        write_str(out, &status.error);
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// Writes `,"name":`.
+fn key(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn write_bool(out: &mut Vec<u8>, value: bool) {
+    out.extend_from_slice(if value { b"true" } else { b"false" });
+}
+
+/// Writes untrusted bytes: a string when they are UTF-8, otherwise
+/// `{"base64":"..."}`.
+fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => write_str(out, text),
+        Err(_) => {
+            out.extend_from_slice(b"{\"base64\":\"");
+            write_base64(out, bytes);
+            out.extend_from_slice(b"\"}");
+        }
+    }
+}
+
+/// Writes a JSON string. Besides what JSON requires (`"`, `\` and C0),
+/// DEL, C1 and invisible characters are escaped so a terminal showing the
+/// line cannot be controlled by it.
+fn write_str(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    let mut run_start = 0;
+    for (i, c) in text.char_indices() {
+        let short: &[u8] = match c {
+            '"' => b"\\\"",
+            '\\' => b"\\\\",
+            '\n' => b"\\n",
+            '\r' => b"\\r",
+            '\t' => b"\\t",
+            c if c.is_control() || is_invisible(c) => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&text.as_bytes()[run_start..i]);
+        run_start = i + c.len_utf8();
+        if short.is_empty() {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.extend_from_slice(b"\\u");
+                for shift in [12, 8, 4, 0] {
+                    out.push(HEX[usize::from((*unit >> shift) & 0xf)]);
+                }
+            }
+        } else {
+            out.extend_from_slice(short);
+        }
+    }
+    out.extend_from_slice(&text.as_bytes()[run_start..]);
+    out.push(b'"');
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 (RFC 4648 section 4) with `=` padding.
+fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    for group in bytes.chunks(3) {
+        let b = [
+            group[0],
+            *group.get(1).unwrap_or(&0),
+            *group.get(2).unwrap_or(&0),
+        ];
+        let bits = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(BASE64[(bits >> (18 - 6 * i) & 0x3f) as usize]);
+            } else {
+                out.push(b'=');
+            }
+        }
+    }
+}
+
+fn read_base64(text: &str) -> Option<Vec<u8>> {
+    let groups = text.as_bytes().chunks_exact(4);
+    if !groups.remainder().is_empty() {
+        return None;
+    }
+    let group_count = groups.len();
+    let mut bytes = Vec::with_capacity(group_count * 3);
+    for (n, group) in groups.enumerate() {
+        let padding = group.iter().rev().take_while(|&&c| c == b'=').count();
+        if padding > 2 || (padding > 0 && n + 1 != group_count) {
+            return None;
+        }
+        let mut bits = 0u32;
+        for &c in &group[..4 - padding] {
+            let value = BASE64.iter().position(|&b| b == c)?;
+            bits = bits << 6 | value as u32;
+        }
+        bits <<= 6 * padding;
+        let decoded = [(bits >> 16) as u8, (bits >> 8) as u8, bits as u8];
+        bytes.extend_from_slice(&decoded[..3 - padding]);
+    }
+    Some(bytes)
+}
+
+/// Reads back a byte field of the `json` output: the bytes of a string, or
+/// the decoded bytes of a `{"base64":"..."}` object. `None` for anything
+/// else, including malformed base64.
+///
+/// # Examples
+///
+/// ```
+/// use gadget_proto::render::bytes_from_json;
+/// use serde_json::json;
+///
+/// assert_eq!(bytes_from_json(&json!("/etc/passwd")).unwrap(), b"/etc/passwd");
+/// assert_eq!(bytes_from_json(&json!({"base64": "/w=="})).unwrap(), b"\xff");
+/// ```
+pub fn bytes_from_json(value: &serde_json::Value) -> Option<Vec<u8>> {
+    match value {
+        serde_json::Value::String(text) => Some(text.clone().into_bytes()),
+        serde_json::Value::Object(object) if object.len() == 1 => {
+            read_base64(object.get("base64")?.as_str()?)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::tests::{exec_event, open_event, workload};
+    use serde_json::{json, Value};
+
+    fn event_json(row: &Row) -> Value {
+        let mut out = Vec::new();
+        write_event(&mut out, row);
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(out.last(), Some(&b'\n'));
+        serde_json::from_slice(&out).expect("output is valid JSON")
+    }
+
+    fn string_json(text: &str) -> String {
+        let mut out = Vec::new();
+        write_str(&mut out, text);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn open_event_has_every_field() {
+        let mut event = open_event(b"/etc/shadow", -1, 13);
+        if let Some(event::Kind::Open(open)) = &mut event.kind {
+            open.flags = 0o2000000;
+            open.dirfd = Some(4);
+        }
+        let workload = workload();
+        let row = Row {
+            node: "node-1",
+            workload: Some(&workload),
+            event: &event,
+        };
+        assert_eq!(
+            event_json(&row),
+            json!({
+                "type": "open",
+                "node": "node-1",
+                "timestamp": "2023-11-14T22:13:20.123Z",
+                "timestamp_ns": 1_700_000_000_123_000_000u64,
+                "k8s": {
+                    "namespace": "default",
+                    "pod": "xwing",
+                    "container": "spaceship",
+                    "pod_uid": "3c1f7a4e-5c26-4c3a-9b0e-6a3d7f0e1c2b",
+                    "container_id": "containerd://0123456789abcdef0123456789abcdef",
+                },
+                "process": {
+                    "pid": 4242, "tid": 4243, "ppid": 1, "uid": 1000, "gid": 1001,
+                    "comm": "vi", "mntns": 4026532000u64, "cgroup": 9876,
+                },
+                "fd": -1,
+                "error": {"errno": 13, "name": "EACCES"},
+                "flags": 0o2000000,
+                "flag_names": ["O_RDONLY", "O_CLOEXEC"],
+                "mode": 0,
+                "dirfd": 4,
+                "syscall": "openat",
+                "path": "/etc/shadow",
+                "path_truncated": false,
+            })
+        );
+    }
+
+    #[test]
+    fn exec_event_of_a_host_process() {
+        let event = exec_event(b"/usr/bin/vi", &[b"vi", b"", b"/etc/passwd"], -2);
+        let row = Row {
+            node: "node-1",
+            workload: None,
+            event: &event,
+        };
+        let value = event_json(&row);
+        assert_eq!(value["type"], "exec");
+        assert_eq!(value["k8s"], Value::Null);
+        assert_eq!(value["ret"], -2);
+        assert_eq!(value["error"], json!({"errno": 2, "name": "ENOENT"}));
+        assert_eq!(value["exe"], "/usr/bin/vi");
+        assert_eq!(value["args"], json!(["vi", "", "/etc/passwd"]));
+        assert_eq!(value["args_truncated"], false);
+        assert_eq!(value["pcomm"], "bash");
+    }
+
+    #[test]
+    fn success_has_null_error_and_unknown_errno_has_null_name() {
+        let event = open_event(b"/ok", 3, 0);
+        let row = Row {
+            node: "n",
+            workload: None,
+            event: &event,
+        };
+        assert_eq!(event_json(&row)["error"], Value::Null);
+        let event = open_event(b"/odd", -1, 4000);
+        let row = Row {
+            node: "n",
+            workload: None,
+            event: &event,
+        };
+        assert_eq!(
+            event_json(&row)["error"],
+            json!({"errno": 4000, "name": null})
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_fields_are_base64_objects() {
+        let mut event = exec_event(b"/bin/\xff", &[b"a\x80", b"ok"], 0);
+        if let Some(Process { comm, .. }) = &mut event.process {
+            *comm = bytes::Bytes::from_static(b"\xc3");
+        }
+        let row = Row {
+            node: "n",
+            workload: None,
+            event: &event,
+        };
+        let value = event_json(&row);
+        assert_eq!(value["exe"], json!({"base64": "L2Jpbi//"}));
+        assert_eq!(value["args"], json!([{"base64": "YYA="}, "ok"]));
+        assert_eq!(value["process"]["comm"], json!({"base64": "ww=="}));
+        assert_eq!(bytes_from_json(&value["exe"]).unwrap(), b"/bin/\xff");
+    }
+
+    #[test]
+    fn arbitrary_bytes_round_trip() {
+        // A cheap deterministic generator: every length up to 70, many
+        // byte mixes, valid UTF-8 or not.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet: &[&[u8]] = &[
+            b"a",
+            b"\\",
+            b"\"",
+            b"\n",
+            b"\x1b",
+            b"\x7f",
+            b"\xff",
+            b"\x80",
+            "é".as_bytes(),
+            "\u{9b}".as_bytes(),
+            "\u{202e}".as_bytes(),
+            "😀".as_bytes(),
+            b"\xf0\x9f",
+        ];
+        for _ in 0..2000 {
+            let len = (next() % 70) as usize;
+            let mut bytes = Vec::new();
+            for _ in 0..len {
+                let r = next();
+                if r % 3 == 0 {
+                    bytes.push((r >> 8) as u8);
+                } else {
+                    bytes.extend_from_slice(alphabet[(r >> 8) as usize % alphabet.len()]);
+                }
+            }
+            let mut out = Vec::new();
+            write_bytes(&mut out, &bytes);
+            let value: Value = serde_json::from_slice(&out).expect("valid JSON");
+            assert_eq!(
+                bytes_from_json(&value).as_deref(),
+                Some(&bytes[..]),
+                "{value}"
+            );
+            assert_eq!(value.is_string(), std::str::from_utf8(&bytes).is_ok());
+        }
+        let all: Vec<u8> = (0..=255).collect();
+        let mut out = Vec::new();
+        write_bytes(&mut out, &all);
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(bytes_from_json(&value).unwrap(), all);
+    }
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            let mut out = Vec::new();
+            write_base64(&mut out, plain.as_bytes());
+            assert_eq!(out, encoded.as_bytes());
+            assert_eq!(read_base64(encoded).unwrap(), plain.as_bytes());
+        }
+    }
+
+    #[test]
+    fn malformed_base64_is_refused() {
+        for bad in ["Zg=", "Z===", "Zg==Zg==", "Zm9v!A==", "===="] {
+            assert_eq!(read_base64(bad), None, "{bad}");
+        }
+        assert_eq!(bytes_from_json(&json!({"base64": "Zg==", "x": 1})), None);
+        assert_eq!(bytes_from_json(&json!({"hex": "ff"})), None);
+        assert_eq!(bytes_from_json(&json!(42)), None);
+    }
+
+    #[test]
+    fn strings_escape_what_json_needs_and_what_terminals_obey() {
+        assert_eq!(string_json("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(
+            string_json("\n\r\t\u{8}\u{1b}[2J"),
+            r#""\n\r\t\u0008\u001b[2J""#
+        );
+        assert_eq!(
+            string_json("\u{7f}\u{9b}\u{202e}"),
+            r#""\u007f\u009b\u202e""#
+        );
+        assert_eq!(string_json("\u{e0041}"), r#""\udb40\udc41""#);
+        assert_eq!(string_json("café 日本 😀"), "\"café 日本 😀\"");
+        let value: Value = serde_json::from_str(&string_json("\u{e0041}\u{1b}")).unwrap();
+        assert_eq!(value, "\u{e0041}\u{1b}");
+    }
+
+    #[test]
+    fn status_line() {
+        let status = TraceStatus {
+            lost_kernel: 42,
+            lost_node: 3,
+            malformed: 0,
+            warnings: vec!["kernel lacks \"openat2\"".into()],
+            error: String::new(),
+            started: true,
+        };
+        let mut out = Vec::new();
+        write_status(&mut out, "node-1", &status);
+        assert_eq!(out.last(), Some(&b'\n'));
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            value,
+            json!({
+                "type": "status",
+                "node": "node-1",
+                "started": true,
+                "lost_kernel": 42,
+                "lost_node": 3,
+                "malformed": 0,
+                "warnings": ["kernel lacks \"openat2\""],
+                "error": null,
+            })
+        );
+        let failed = TraceStatus {
+            error: "attach failed".into(),
+            ..TraceStatus::default()
+        };
+        let mut out = Vec::new();
+        write_status(&mut out, "node-2", &failed);
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["error"], "attach failed");
+    }
+}

@@ -1,0 +1,190 @@
+//! Decoding of `open` flags, e.g. `O_RDONLY|O_CLOEXEC`.
+//!
+//! `OpenEvent.flags` carries the generic Linux encoding (the one x86 and
+//! riscv use); a node on arm or arm64 converts with [`open_flags_to_generic`].
+
+const O_ACCMODE: u64 = 0o3;
+const O_DSYNC: u64 = 0o10000;
+const O_DIRECTORY: u64 = 0o200000;
+const SYNC_BIT: u64 = 0o4000000;
+const TMPFILE_BIT: u64 = 0o20000000;
+
+/// Flag names by bit in the generic encoding, in the order they are shown.
+/// `O_SYNC` and `O_TMPFILE` span two bits and are handled before these.
+const FLAGS: &[(u64, &str)] = &[
+    (0o100, "O_CREAT"),
+    (0o200, "O_EXCL"),
+    (0o400, "O_NOCTTY"),
+    (0o1000, "O_TRUNC"),
+    (0o2000, "O_APPEND"),
+    (0o4000, "O_NONBLOCK"),
+    (O_DSYNC, "O_DSYNC"),
+    (0o20000, "O_ASYNC"),
+    (0o40000, "O_DIRECT"),
+    (0o100000, "O_LARGEFILE"),
+    (O_DIRECTORY, "O_DIRECTORY"),
+    (0o400000, "O_NOFOLLOW"),
+    (0o1000000, "O_NOATIME"),
+    (0o2000000, "O_CLOEXEC"),
+    (0o10000000, "O_PATH"),
+];
+
+/// Converts open flags as the running kernel encodes them to the generic
+/// encoding `OpenEvent.flags` carries.
+///
+/// Arm and arm64 swap four bits: their `O_DIRECTORY`, `O_NOFOLLOW`,
+/// `O_DIRECT` and `O_LARGEFILE` are the generic `O_DIRECT`, `O_LARGEFILE`,
+/// `O_DIRECTORY` and `O_NOFOLLOW`. Other supported architectures already
+/// use the generic encoding.
+pub fn open_flags_to_generic(native: u64) -> u64 {
+    if cfg!(any(target_arch = "arm", target_arch = "aarch64")) {
+        arm_open_flags_to_generic(native)
+    } else {
+        native
+    }
+}
+
+fn arm_open_flags_to_generic(arm: u64) -> u64 {
+    // (arm bit, generic bit) for O_DIRECTORY, O_NOFOLLOW, O_DIRECT, O_LARGEFILE.
+    const MOVED: [(u64, u64); 4] = [
+        (0o40000, 0o200000),
+        (0o100000, 0o400000),
+        (0o200000, 0o40000),
+        (0o400000, 0o100000),
+    ];
+    let all_moved = MOVED.iter().fold(0, |mask, &(bit, _)| mask | bit);
+    MOVED
+        .iter()
+        .fold(arm & !all_moved, |generic, &(arm_bit, generic_bit)| {
+            if arm & arm_bit != 0 {
+                generic | generic_bit
+            } else {
+                generic
+            }
+        })
+}
+
+/// One part of decoded open flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenFlag {
+    /// A flag (or the access mode) with a name.
+    Named(&'static str),
+    /// The bits left without a name.
+    Unknown(u64),
+}
+
+/// Calls `each` with the access mode, then every flag set, then the bits
+/// left without a name, if any.
+pub(crate) fn for_each_open_flag(flags: u64, mut each: impl FnMut(OpenFlag)) {
+    let access = match flags & O_ACCMODE {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    };
+    each(OpenFlag::Named(access));
+    let mut rest = flags & !O_ACCMODE;
+    // O_SYNC is __O_SYNC|O_DSYNC and O_TMPFILE is __O_TMPFILE|O_DIRECTORY:
+    // name the pair, not its halves.
+    for (pair, name) in [
+        (SYNC_BIT | O_DSYNC, "O_SYNC"),
+        (TMPFILE_BIT | O_DIRECTORY, "O_TMPFILE"),
+    ] {
+        if rest & pair == pair {
+            each(OpenFlag::Named(name));
+            rest &= !pair;
+        }
+    }
+    for &(bit, name) in FLAGS {
+        if rest & bit != 0 {
+            each(OpenFlag::Named(name));
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        each(OpenFlag::Unknown(rest));
+    }
+}
+
+/// Writes the flags as names joined by `|`, e.g. `O_RDONLY|O_CLOEXEC`;
+/// bits without a name are written last, in hex.
+pub(crate) fn write_open_flags(out: &mut Vec<u8>, flags: u64) {
+    let mut first = true;
+    for_each_open_flag(flags, |flag| {
+        if !first {
+            out.push(b'|');
+        }
+        first = false;
+        write_open_flag(out, flag);
+    });
+}
+
+/// Writes one part of decoded open flags.
+pub(crate) fn write_open_flag(out: &mut Vec<u8>, flag: OpenFlag) {
+    match flag {
+        OpenFlag::Named(name) => out.extend_from_slice(name.as_bytes()),
+        OpenFlag::Unknown(bits) => super::write_hex(out, bits),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded(flags: u64) -> String {
+        let mut out = Vec::new();
+        write_open_flags(&mut out, flags);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn access_mode_comes_first() {
+        assert_eq!(decoded(0), "O_RDONLY");
+        assert_eq!(decoded(0o1), "O_WRONLY");
+        assert_eq!(decoded(0o2), "O_RDWR");
+        assert_eq!(decoded(0o3), "O_ACCMODE");
+    }
+
+    #[test]
+    fn common_combinations() {
+        assert_eq!(decoded(0o2000000), "O_RDONLY|O_CLOEXEC");
+        assert_eq!(
+            decoded(0o1 | 0o100 | 0o1000 | 0o2000000),
+            "O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC"
+        );
+        assert_eq!(
+            decoded(0o200000 | 0o4000 | 0o2000000),
+            "O_RDONLY|O_NONBLOCK|O_DIRECTORY|O_CLOEXEC"
+        );
+        assert_eq!(decoded(0o10000000 | 0o400000), "O_RDONLY|O_NOFOLLOW|O_PATH");
+    }
+
+    #[test]
+    fn two_bit_flags_are_named_as_one() {
+        assert_eq!(decoded(0o1 | 0o4010000), "O_WRONLY|O_SYNC");
+        assert_eq!(decoded(0o1 | 0o10000), "O_WRONLY|O_DSYNC");
+        assert_eq!(decoded(0o2 | 0o20200000), "O_RDWR|O_TMPFILE");
+    }
+
+    #[test]
+    fn unknown_bits_are_shown_in_hex() {
+        assert_eq!(
+            decoded(0o2000000 | 1 << 40),
+            "O_RDONLY|O_CLOEXEC|0x10000000000"
+        );
+        assert_eq!(decoded(SYNC_BIT), "O_RDONLY|0x100000");
+    }
+
+    #[test]
+    fn arm_flags_are_converted_to_the_generic_encoding() {
+        // arm64 O_RDONLY|O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC as seen in a trace.
+        let arm = 0o40000 | 0o100000 | 0o2000000;
+        assert_eq!(
+            arm_open_flags_to_generic(arm),
+            0o200000 | 0o400000 | 0o2000000
+        );
+        assert_eq!(arm_open_flags_to_generic(0o200000), 0o40000); // O_DIRECT
+        assert_eq!(arm_open_flags_to_generic(0o400000), 0o100000); // O_LARGEFILE
+        assert_eq!(arm_open_flags_to_generic(0o1101), 0o1101);
+    }
+}

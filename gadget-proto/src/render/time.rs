@@ -1,0 +1,152 @@
+//! RFC 3339 timestamps in UTC with milliseconds, e.g.
+//! `2023-11-14T22:13:20.123Z`, written without a date library.
+
+/// Writes `ns` (nanoseconds since the Unix epoch) as RFC 3339 in UTC with
+/// milliseconds. Always 24 bytes for years 0 to 9999.
+pub(crate) fn write_rfc3339_ms(out: &mut Vec<u8>, ns: u64) {
+    let secs = ns / 1_000_000_000;
+    let millis = (ns / 1_000_000 % 1000) as u32;
+    let days = secs / 86_400;
+    let secs_of_day = (secs % 86_400) as u32;
+    let (year, month, day) = civil_from_days(days);
+    write_digits(out, year, 4);
+    out.push(b'-');
+    write_digits(out, month, 2);
+    out.push(b'-');
+    write_digits(out, day, 2);
+    out.push(b'T');
+    write_digits(out, secs_of_day / 3600, 2);
+    out.push(b':');
+    write_digits(out, secs_of_day / 60 % 60, 2);
+    out.push(b':');
+    write_digits(out, secs_of_day % 60, 2);
+    out.push(b'.');
+    write_digits(out, millis, 3);
+    out.push(b'Z');
+}
+
+/// The proleptic Gregorian (year, month, day) of a day count since
+/// 1970-01-01. Works in 400-year eras (146097 days), each starting on
+/// March 1st so that the leap day is the last day of its year.
+fn civil_from_days(days: u64) -> (u32, u32, u32) {
+    // Days from 0000-03-01 to 1970-01-01.
+    const EPOCH_SHIFT: u64 = 719_468;
+    const DAYS_PER_ERA: u64 = 146_097;
+    let days = days + EPOCH_SHIFT;
+    let era = days / DAYS_PER_ERA;
+    let day_of_era = days % DAYS_PER_ERA;
+    // Leap days before this day in the era: every 4 years, less every 100,
+    // plus the one at the end of the era.
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    // Months from March: 31, 30, 31, 30, 31, 31, 30, 31, 30, 31, 31, 28/29.
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = era * 400 + year_of_era + u64::from(month <= 2);
+    (year as u32, month as u32, day as u32)
+}
+
+/// Writes `value` as exactly `width` decimal digits (more if it needs them).
+fn write_digits(out: &mut Vec<u8>, value: u32, width: usize) {
+    let mut digits = [b'0'; 10];
+    let mut rest = value;
+    let mut len = 0;
+    while rest > 0 || len == 0 {
+        digits[len] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        len += 1;
+    }
+    for _ in len..width {
+        out.push(b'0');
+    }
+    out.extend(digits[..len].iter().rev());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn formatted(ns: u64) -> String {
+        let mut out = Vec::new();
+        write_rfc3339_ms(&mut out, ns);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn epoch() {
+        assert_eq!(formatted(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn milliseconds_are_truncated_not_rounded() {
+        assert_eq!(
+            formatted(1_700_000_000_123_999_999),
+            "2023-11-14T22:13:20.123Z"
+        );
+    }
+
+    #[test]
+    fn leap_days_and_year_ends() {
+        // Values checked with `date -u -d @SECONDS`.
+        assert_eq!(
+            formatted(951_782_400 * 1_000_000_000),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            formatted(951_868_800 * 1_000_000_000),
+            "2000-03-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            formatted(4_107_542_399 * 1_000_000_000),
+            "2100-02-28T23:59:59.000Z"
+        );
+        assert_eq!(
+            formatted(4_107_542_400 * 1_000_000_000),
+            "2100-03-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            formatted(1_704_067_199_999_000_000),
+            "2023-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            formatted(1_709_164_800 * 1_000_000_000),
+            "2024-02-29T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn largest_timestamp_does_not_overflow() {
+        assert_eq!(formatted(u64::MAX), "2554-07-21T23:34:33.709Z");
+    }
+
+    #[test]
+    fn matches_a_day_by_day_count() {
+        // Walk 1970..2400 a day at a time and compare with a plain calendar.
+        let (mut year, mut month, mut day) = (1970u32, 1u32, 1u32);
+        for days in 0..(430 * 366) {
+            assert_eq!(civil_from_days(days), (year, month, day), "day {days}");
+            let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+            let month_len = match month {
+                2 if leap => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            day += 1;
+            if day > month_len {
+                day = 1;
+                month += 1;
+                if month > 12 {
+                    month = 1;
+                    year += 1;
+                }
+            }
+        }
+    }
+}
