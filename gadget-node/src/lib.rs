@@ -2,6 +2,10 @@
 //! identity from cgroups, and the gRPC service.
 
 pub mod cgroup;
+pub mod clock;
+pub mod gadgets;
 pub mod identity;
 pub mod pods;
 pub mod selector;
+pub mod trace;
+pub mod tracefs;

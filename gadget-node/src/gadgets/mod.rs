@@ -1,0 +1,113 @@
+//! The gadgets this node can run, and what every gadget provides.
+//!
+//! A gadget is one C program in `gadget-ebpf/src/bpf/` and one module here:
+//! it validates its parameters, sets its own per-trace constants, names the
+//! tracepoints it attaches to, and turns its ring-buffer records into events.
+//! The rest (loading, the common filters, the ring buffer, identity, loss
+//! accounting) is shared by the trace runtime. Adding a gadget is a module and
+//! a line in [`GADGETS`].
+
+use aya::{Ebpf, EbpfError, EbpfLoader};
+use bytes::Bytes;
+use gadget_ebpf::MalformedRecord;
+use gadget_proto::v1;
+
+pub mod trace_exec;
+pub mod trace_open;
+
+/// Every gadget this node knows, by name.
+pub static GADGETS: &[&dyn Gadget] = &[&trace_open::TraceOpen, &trace_exec::TraceExec];
+
+/// The gadget called `name`.
+pub fn find(name: &str) -> Option<&'static dyn Gadget> {
+    GADGETS.iter().copied().find(|g| g.name() == name)
+}
+
+/// Names of all gadgets, for error messages.
+pub fn names() -> Vec<&'static str> {
+    GADGETS.iter().map(|g| g.name()).collect()
+}
+
+/// A request's parameters that a gadget cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidParams(pub String);
+
+/// A kind of gadget.
+pub trait Gadget: Send + Sync {
+    /// The name clients ask for (`trace_open`).
+    fn name(&self) -> &'static str;
+    /// Checks the request's parameters; nothing touches the kernel yet.
+    fn prepare(
+        &self,
+        params: Option<&v1::run_gadget_request::Params>,
+    ) -> Result<Box<dyn PreparedGadget>, InvalidParams>;
+}
+
+/// A tracepoint a gadget's program attaches to.
+#[derive(Debug, Clone, Copy)]
+pub struct AttachPoint {
+    /// Program (function) name in the object.
+    pub program: &'static str,
+    /// Tracepoint category (`syscalls`, `sched`).
+    pub category: &'static str,
+    /// Tracepoint name.
+    pub name: &'static str,
+    /// A missing optional tracepoint (`sys_enter_open` does not exist on
+    /// arm64) is a warning; a missing required one fails the trace.
+    pub required: bool,
+}
+
+/// A gadget with validated parameters, ready to load.
+pub trait PreparedGadget: Send + Sync {
+    /// The gadget's name.
+    fn name(&self) -> &'static str;
+    /// Sets the gadget's own constants on a loader that has the common ones,
+    /// and loads its object.
+    fn load<'a>(&'a self, loader: &mut EbpfLoader<'a>) -> Result<Ebpf, EbpfError>;
+    /// Where its programs attach.
+    fn attach_points(&self) -> &'static [AttachPoint];
+    /// Decodes one record (a slice of the batch buffer: byte fields of the
+    /// event are slices of it, not copies) into `event`'s process and kind.
+    /// The timestamp is left in boot-time nanoseconds for the caller.
+    fn decode(&self, record: &Bytes, event: &mut v1::Event) -> Result<(), MalformedRecord>;
+}
+
+/// The process part every record starts with (`struct process_record` at
+/// offset 0).
+pub(crate) fn process_from(record: &Bytes, p: &gadget_ebpf::ProcessRecord) -> v1::Process {
+    v1::Process {
+        pid: p.pid,
+        tid: p.tid,
+        ppid: p.ppid,
+        uid: p.uid,
+        gid: p.gid,
+        comm: kernel_string_at(
+            record,
+            std::mem::offset_of!(gadget_ebpf::ProcessRecord, comm),
+            &p.comm,
+        ),
+        mntns_id: p.mntns_id,
+        cgroup_id: p.cgroup_id,
+    }
+}
+
+/// The NUL-padded string `field` (a copy of the record's bytes at `offset`)
+/// as a slice of the record: no allocation per event.
+pub(crate) fn kernel_string_at(record: &Bytes, offset: usize, field: &[u8]) -> Bytes {
+    let len = gadget_ebpf::trim_nul(field).len();
+    record.slice(offset..offset + len)
+}
+
+/// Declares the program attached to `syscalls/<name>`, named after its hook.
+macro_rules! syscall_tracepoint {
+    ($name:literal, required = $required:expr) => {
+        $crate::gadgets::AttachPoint {
+            program: concat!("tracepoint__syscalls__", $name),
+            category: "syscalls",
+            name: $name,
+            required: $required,
+        }
+    };
+}
+pub(crate) use syscall_tracepoint;
