@@ -265,11 +265,15 @@ pub fn start(request: TraceRequest, identity: Arc<IdentityResolver>) -> Result<T
     // Fill the allow-set before any program runs, so the first events are
     // already filtered.
     let mut selection = Selection::default();
+    let mut warnings = Vec::new();
     if filter.enabled != 0 {
-        selection.sync(&mut maps.verdicts, &request.selector, &identity);
+        // Containers created since the last periodic rescan count too.
+        if let Err(err) = identity.rescan() {
+            warnings.push(format!("cannot list containers: {err}"));
+        }
+        warnings.extend(selection.sync(&mut maps.verdicts, &request.selector, &identity));
     }
 
-    let mut warnings = Vec::new();
     let program_ids = attach(&mut ebpf, request.gadget.as_ref(), &mut warnings)?;
 
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
