@@ -1,1 +1,45 @@
-fn main() {}
+//! Project tasks, run as `cargo xtask <task>` (an alias in .cargo/config.toml).
+//!
+//! Each task is a module with a `run(args)`; this file only dispatches.
+
+mod demo;
+mod setup;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <task> [args]
+
+tasks:
+  setup   install what building and testing need (clang, libbpf headers), or say what is missing
+  demo    run gadget-node on this host and trace it with kubectl-gadget: real rows, no cluster
+  test    everything CI runs: formatting, clippy, unit, kernel and end-to-end tests";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((task, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match task.as_str() {
+        "setup" => setup::run(rest),
+        "demo" => demo::run(rest),
+        "test" => test::run(rest),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("unknown task {other:?}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask {task}: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! `cargo xtask test`: everything CI runs, in the order a failure is
+//! cheapest to see. `.ci/run` calls exactly this.
+
+use anyhow::Result;
+
+use crate::setup;
+use crate::util::{cargo, run_checked};
+
+pub fn run(_args: &[String]) -> Result<()> {
+    setup::ensure_build_tools()?;
+    run_checked(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run_checked(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The kernel tests load real eBPF programs: root, not skipped.
+    setup::require_kernel_access("the test suite")?;
+    run_checked(cargo().args(["test", "--workspace"]))?;
+    Ok(())
+}
