@@ -107,7 +107,8 @@ impl PreparedGadget for PreparedOpen {
         event.kind = Some(v1::event::Kind::Open(v1::OpenEvent {
             fd: if failed { -1 } else { h.ret },
             error: if failed { -h.ret } else { 0 },
-            flags: h.flags,
+            // The wire carries the generic encoding whatever the node's arch.
+            flags: gadget_proto::render::open_flags_to_generic(h.flags),
             mode: h.mode,
             path: record.slice_ref(open.path),
             path_truncated: h.path_truncated != 0,
