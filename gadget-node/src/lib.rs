@@ -3,9 +3,12 @@
 
 pub mod cgroup;
 pub mod clock;
+pub mod features;
 pub mod gadgets;
 pub mod identity;
+pub mod listen;
 pub mod pods;
 pub mod selector;
+pub mod server;
 pub mod trace;
 pub mod tracefs;

@@ -1,0 +1,388 @@
+//! What the running kernel can do for gadgets, found once at startup by
+//! trying it (creating a map, loading a probe program, parsing BTF) rather
+//! than by reading the kernel version, which distributions backport around.
+
+use std::collections::BTreeMap;
+use std::ffi::CStr;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// A kernel eBPF feature a gadget may need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Feature {
+    /// `BPF_MAP_TYPE_RINGBUF` (Linux 5.8): every gadget sends its events
+    /// through one.
+    RingBuf,
+    /// Kernel BTF at `/sys/kernel/btf/vmlinux` (Linux 5.4 with
+    /// `CONFIG_DEBUG_INFO_BTF`): the gadgets' CO-RE reads of kernel structs
+    /// are relocated against it at load time.
+    Btf,
+    /// The `bpf_loop` helper (Linux 5.17): bounded loops the verifier checks
+    /// once instead of unrolled.
+    BpfLoop,
+    /// The BPF LSM is active (`bpf` in `/sys/kernel/security/lsm`), so LSM
+    /// programs could attach. No gadget needs it yet.
+    BpfLsm,
+}
+
+impl Feature {
+    /// Every feature the node looks for, in the order they are reported.
+    pub const ALL: [Feature; 4] = [
+        Feature::RingBuf,
+        Feature::Btf,
+        Feature::BpfLoop,
+        Feature::BpfLsm,
+    ];
+
+    /// The feature's name in `NodeInfoResponse.features`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Feature::RingBuf => "ringbuf",
+            Feature::Btf => "btf",
+            Feature::BpfLoop => "bpf_loop",
+            Feature::BpfLsm => "lsm",
+        }
+    }
+
+    /// What a kernel needs to have the feature, for people reading why a
+    /// gadget is unavailable.
+    pub fn requirement(self) -> &'static str {
+        match self {
+            Feature::RingBuf => "Linux 5.8 or later",
+            Feature::Btf => "a kernel built with CONFIG_DEBUG_INFO_BTF (/sys/kernel/btf/vmlinux)",
+            Feature::BpfLoop => "Linux 5.17 or later",
+            Feature::BpfLsm => "CONFIG_BPF_LSM and `bpf` in the lsm= boot parameter",
+        }
+    }
+}
+
+impl std::fmt::Display for Feature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Features every gadget needs because the trace runtime does: the events
+/// ring buffer, and CO-RE relocation of the shared process record.
+const RUNTIME_NEEDS: &[Feature] = &[Feature::RingBuf, Feature::Btf];
+
+/// Features a gadget needs beyond [`RUNTIME_NEEDS`].
+// Kept here, by name, because the `Gadget` trait has no way to say it yet;
+// it belongs on the trait (a `required_features()` method) so that adding a
+// gadget stays one module and one registry line.
+fn gadget_needs(gadget: &str) -> &'static [Feature] {
+    match gadget {
+        // Its argv copy runs under bpf_loop.
+        gadget_proto::TRACE_EXEC => &[Feature::BpfLoop],
+        _ => &[],
+    }
+}
+
+/// The features of the running kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelFeatures {
+    supported: BTreeMap<Feature, bool>,
+}
+
+impl KernelFeatures {
+    /// Probes the running kernel. Needs the privileges of loading gadgets
+    /// (root, or CAP_BPF with CAP_PERFMON); without them the probes fail and
+    /// report the features as missing.
+    ///
+    /// Takes some tens of milliseconds (it parses the kernel's BTF): call it
+    /// once, at startup.
+    pub fn detect() -> Self {
+        let supported = Feature::ALL
+            .into_iter()
+            .map(|feature| {
+                let present = match feature {
+                    Feature::RingBuf => probe_ringbuf(),
+                    Feature::Btf => aya::Btf::from_sys_fs().is_ok(),
+                    Feature::BpfLoop => probe_helper(BPF_FUNC_LOOP),
+                    Feature::BpfLsm => bpf_lsm_active(),
+                };
+                (feature, present)
+            })
+            .collect();
+        KernelFeatures { supported }
+    }
+
+    /// A kernel with exactly `present` (for tests and for callers that know
+    /// better than the probes).
+    pub fn with(present: &[Feature]) -> Self {
+        KernelFeatures {
+            supported: Feature::ALL
+                .into_iter()
+                .map(|feature| (feature, present.contains(&feature)))
+                .collect(),
+        }
+    }
+
+    /// Whether the kernel has `feature`.
+    pub fn supports(&self, feature: Feature) -> bool {
+        self.supported.get(&feature).copied().unwrap_or(false)
+    }
+
+    /// Every feature with whether the kernel has it, in [`Feature::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (Feature, bool)> + '_ {
+        self.supported.iter().map(|(f, present)| (*f, *present))
+    }
+
+    /// Whether the gadget called `gadget` can run here; the error says why
+    /// not, naming each missing feature and what would provide it.
+    pub fn gadget_availability(&self, gadget: &str) -> Result<(), String> {
+        let missing: Vec<String> = RUNTIME_NEEDS
+            .iter()
+            .chain(gadget_needs(gadget))
+            .filter(|feature| !self.supports(**feature))
+            .map(|feature| format!("{feature} ({})", feature.requirement()))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "this kernel lacks what {gadget} needs: {}",
+                missing.join(", ")
+            ))
+        }
+    }
+}
+
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> std::io::Result<String> {
+    // SAFETY: utsname is plain data; uname fills it.
+    let mut names: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a utsname.
+    if unsafe { libc::uname(&mut names) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: uname NUL-terminates every field.
+    let release = unsafe { CStr::from_ptr(names.release.as_ptr()) };
+    Ok(release.to_string_lossy().into_owned())
+}
+
+// From the kernel's uapi <linux/bpf.h>; libc does not carry them.
+const BPF_MAP_CREATE: libc::c_int = 0;
+const BPF_PROG_LOAD: libc::c_int = 5;
+const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+const BPF_PROG_TYPE_TRACEPOINT: u32 = 5;
+const BPF_FUNC_LOOP: i32 = 181;
+
+/// The leading fields of `union bpf_attr` for `BPF_MAP_CREATE`; the kernel
+/// zero-fills the fields past the size it is given.
+#[repr(C)]
+#[derive(Default)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+}
+
+/// The leading fields of `union bpf_attr` for `BPF_PROG_LOAD`.
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+}
+
+/// One `struct bpf_insn`.
+#[repr(C)]
+struct Insn {
+    code: u8,
+    /// dst_reg in the low nibble, src_reg in the high one.
+    regs: u8,
+    off: i16,
+    imm: i32,
+}
+
+/// `bpf(cmd, attr, sizeof(attr))`; the fd it returns, if any.
+fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> std::io::Result<OwnedFd> {
+    // SAFETY: attr is a live repr(C) prefix of union bpf_attr and the size
+    // passed is its own; pointers inside it outlive the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            (attr as *mut T).cast::<libc::c_void>(),
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// Creates (and closes) the smallest ring buffer: one page.
+fn probe_ringbuf() -> bool {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let mut attr = MapCreateAttr {
+        map_type: BPF_MAP_TYPE_RINGBUF,
+        // A ring buffer has no key or value; its size must be a power of two
+        // multiple of the page size.
+        max_entries: page as u32,
+        ..Default::default()
+    };
+    match bpf(BPF_MAP_CREATE, &mut attr) {
+        Ok(_fd) => true,
+        Err(err) => {
+            tracing::debug!(error = %err, "ring buffer probe failed");
+            false
+        }
+    }
+}
+
+/// Whether a tracepoint program may call helper `helper`.
+///
+/// Loads `call helper; r0 = 0; exit` with no arguments set up. A kernel that
+/// knows the helper rejects it for its arguments; one that does not rejects
+/// it at the call with one of the messages below, which is what is checked.
+fn probe_helper(helper: i32) -> bool {
+    let program = [
+        // BPF_JMP | BPF_CALL
+        Insn {
+            code: 0x85,
+            regs: 0,
+            off: 0,
+            imm: helper,
+        },
+        // BPF_ALU64 | BPF_MOV | BPF_K, r0 = 0
+        Insn {
+            code: 0xb7,
+            regs: 0,
+            off: 0,
+            imm: 0,
+        },
+        // BPF_JMP | BPF_EXIT
+        Insn {
+            code: 0x95,
+            regs: 0,
+            off: 0,
+            imm: 0,
+        },
+    ];
+    let license = c"GPL";
+    let mut log = vec![0u8; 4096];
+    let mut attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_TRACEPOINT,
+        insn_cnt: program.len() as u32,
+        insns: program.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    let err = match bpf(BPF_PROG_LOAD, &mut attr) {
+        Ok(_fd) => return true,
+        Err(err) => err,
+    };
+    if err.raw_os_error() == Some(libc::EPERM) {
+        tracing::debug!(helper, "not allowed to load programs; cannot probe helpers");
+        return false;
+    }
+    let log =
+        String::from_utf8_lossy(CStr::from_bytes_until_nul(&log).map_or(&[][..], |s| s.to_bytes()))
+            .into_owned();
+    // An empty log means the kernel refused before the verifier ran: unknown.
+    !log.is_empty() && !helper_unknown_to_verifier(&log)
+}
+
+/// The verifier's words for a call to a helper it does not offer: an id past
+/// the kernel's list ("invalid func"), or one the program type may not call
+/// ("unknown func" before Linux 5.15, "cannot use helper" since).
+fn helper_unknown_to_verifier(log: &str) -> bool {
+    log.contains("invalid func ")
+        || log.contains("unknown func ")
+        || log.contains("program of this type cannot use helper ")
+}
+
+/// Whether `bpf` is among the active LSMs.
+fn bpf_lsm_active() -> bool {
+    std::fs::read_to_string("/sys/kernel/security/lsm")
+        .is_ok_and(|list| list.trim().split(',').any(|lsm| lsm == "bpf"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_exec_needs_bpf_loop_and_says_so() {
+        let features = KernelFeatures::with(&[Feature::RingBuf, Feature::Btf]);
+        assert_eq!(
+            features.gadget_availability(gadget_proto::TRACE_OPEN),
+            Ok(())
+        );
+        let reason = features
+            .gadget_availability(gadget_proto::TRACE_EXEC)
+            .unwrap_err();
+        assert!(reason.contains("bpf_loop"), "{reason}");
+        assert!(reason.contains("5.17"), "{reason}");
+    }
+
+    #[test]
+    fn every_gadget_needs_a_ring_buffer() {
+        let features = KernelFeatures::with(&[Feature::Btf, Feature::BpfLoop]);
+        for gadget in crate::gadgets::names() {
+            let reason = features.gadget_availability(gadget).unwrap_err();
+            assert!(reason.contains("ringbuf"), "{gadget}: {reason}");
+        }
+    }
+
+    #[test]
+    fn every_feature_is_reported() {
+        let features = KernelFeatures::with(&[]);
+        let names: Vec<&str> = features.iter().map(|(f, _)| f.name()).collect();
+        assert_eq!(names, ["ringbuf", "btf", "bpf_loop", "lsm"]);
+    }
+
+    #[test]
+    fn verifier_messages_for_missing_helpers() {
+        assert!(helper_unknown_to_verifier(
+            "0: (85) call unknown#181\ninvalid func unknown#181\n"
+        ));
+        assert!(helper_unknown_to_verifier("unknown func bpf_loop#181\n"));
+        assert!(!helper_unknown_to_verifier(
+            "0: (85) call bpf_loop#181\nR1 !read_ok\n"
+        ));
+    }
+
+    #[test]
+    fn kernel_release_is_uname_r() {
+        let release = kernel_release().unwrap();
+        let proc = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        assert_eq!(release, proc.trim());
+    }
+
+    // The probes against the real kernel (CI runs as root on Linux 5.17+,
+    // where every probed gadget feature exists).
+    #[test]
+    fn probes_find_ringbuf_btf_and_bpf_loop() {
+        let features = KernelFeatures::detect();
+        assert!(features.supports(Feature::RingBuf), "{features:?}");
+        assert!(features.supports(Feature::Btf), "{features:?}");
+        assert!(features.supports(Feature::BpfLoop), "{features:?}");
+    }
+
+    #[test]
+    fn helper_probe_refuses_a_helper_that_does_not_exist() {
+        // Sanity check of the probe itself: an id far past any kernel's list.
+        assert!(!probe_helper(100_000));
+        // bpf_get_current_pid_tgid (14) exists on every kernel with BPF.
+        assert!(probe_helper(14));
+        // bpf_skb_store_bytes (9) exists, but not for tracepoint programs.
+        assert!(!probe_helper(9));
+    }
+}
