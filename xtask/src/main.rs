@@ -3,6 +3,7 @@
 //! Each task is a module with a `run(args)`; this file only dispatches.
 
 mod demo;
+mod image;
 mod setup;
 mod test;
 mod util;
@@ -14,6 +15,7 @@ const USAGE: &str = "usage: cargo xtask <task> [args]
 tasks:
   setup   install what building and testing need (clang, libbpf headers), or say what is missing
   demo    run gadget-node on this host and trace it with kubectl-gadget: real rows, no cluster
+  image   build the gadget-node container image as an OCI archive, without Docker
   test    everything CI runs: formatting, clippy, unit, kernel and end-to-end tests";
 
 fn main() -> ExitCode {
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     let result = match task.as_str() {
         "setup" => setup::run(rest),
         "demo" => demo::run(rest),
+        "image" => image::run(rest),
         "test" => test::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

@@ -1,0 +1,666 @@
+//! `cargo xtask image`: the gadget-node container image, built without
+//! Docker, as one tar archive that `docker load`, `kind load image-archive`
+//! and `ctr images import` all accept.
+//!
+//! The archive is an OCI image layout (`oci-layout`, `index.json`,
+//! `blobs/sha256/...`), which Docker 25+ and containerd load, with the
+//! `manifest.json` index of `docker save` beside it, pointing at the same
+//! blobs, for older Docker. The image is the same as the `Dockerfile`'s: one
+//! layer with a statically linked `/usr/bin/gadget-node` (musl) and the empty
+//! directories the runtime mounts over, run as root (eBPF needs it; see
+//! `manifests/daemonset.yaml`).
+//!
+//! Everything is deterministic (fixed timestamps, owners, order), so the same
+//! binary always gives the same digests. Timestamps come from
+//! `SOURCE_DATE_EPOCH` when it is set, else the Unix epoch.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use flate2::write::GzEncoder;
+use flate2::{Compression, GzBuilder};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::util::{cargo, on_path, run_checked, workspace_root};
+
+const USAGE: &str = "usage: cargo xtask image [--output FILE] [--tag REF] [--binary FILE]
+
+Builds gadget-node statically (musl) and writes its container image as an
+OCI image layout archive, loadable with:
+  docker load -i FILE
+  kind load image-archive FILE
+  ctr images import FILE
+
+  --output FILE  where to write the archive [default: target/gadget-node-image.tar]
+  --tag REF      the image reference [default: ghcr.io/kubectl-gadget/gadget-node:<version>]
+  --binary FILE  package this statically linked gadget-node instead of building one";
+
+/// Where the archive goes unless `--output` says otherwise.
+const DEFAULT_OUTPUT: &str = "target/gadget-node-image.tar";
+
+/// Where the binary is in the image; the manifests run it by this path.
+const BINARY_IN_IMAGE: &str = "usr/bin/gadget-node";
+
+/// What the container runs: the node server on the pod's loopback, reached
+/// through the API server's port-forward (the DaemonSet spells out the same).
+const ENTRYPOINT: &str = "/usr/bin/gadget-node";
+const CMD: [&str; 3] = ["serve", "--listen", "tcp://127.0.0.1:7100"];
+
+/// Empty directories in the layer, with their modes: mount points the
+/// runtime fills (proc, sys, dev, run, etc for resolv.conf and hosts) and
+/// the usual world-writable tmp. With a read-only root filesystem the
+/// runtime cannot create them later.
+const DIRECTORIES: [(&str, u32); 8] = [
+    ("dev/", 0o755),
+    ("etc/", 0o755),
+    ("proc/", 0o555),
+    ("run/", 0o755),
+    ("sys/", 0o555),
+    ("tmp/", 0o1777),
+    ("usr/", 0o755),
+    ("usr/bin/", 0o755),
+];
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// What `cargo xtask image` was asked for.
+#[derive(Debug, PartialEq, Eq)]
+struct Options {
+    output: PathBuf,
+    tag: String,
+    binary: Option<PathBuf>,
+}
+
+fn parse_args(args: &[String]) -> Result<Option<Options>> {
+    let mut options = Options {
+        output: workspace_root().join(DEFAULT_OUTPUT),
+        tag: format!(
+            "ghcr.io/kubectl-gadget/gadget-node:{}",
+            env!("CARGO_PKG_VERSION")
+        ),
+        binary: None,
+    };
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .with_context(|| format!("{flag} needs a value\n\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--output" | "-o" => options.output = PathBuf::from(value()?),
+            "--tag" | "-t" => options.tag = value()?.clone(),
+            "--binary" => options.binary = Some(PathBuf::from(value()?)),
+            "-h" | "--help" => return Ok(None),
+            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
+        }
+    }
+    check_reference(&options.tag)?;
+    Ok(Some(options))
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let Some(options) = parse_args(args)? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    let binary_path = match &options.binary {
+        Some(path) => path.clone(),
+        None => build_static_node()?,
+    };
+    let binary = std::fs::read(&binary_path)
+        .with_context(|| format!("cannot read {}", binary_path.display()))?;
+    let architecture = static_elf_architecture(&binary).map_err(|reason| {
+        anyhow::anyhow!(
+            "{} cannot be the image's gadget-node: {reason}",
+            binary_path.display()
+        )
+    })?;
+    let image = Image::build(&binary, &options.tag, architecture, source_date_epoch()?)?;
+    if let Some(parent) = options.output.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let file = std::fs::File::create(&options.output)
+        .with_context(|| format!("cannot create {}", options.output.display()))?;
+    image
+        .write_archive(std::io::BufWriter::new(file))
+        .with_context(|| format!("cannot write {}", options.output.display()))?;
+    let output = options.output.display();
+    eprintln!(
+        "wrote {output}: {} (linux/{architecture}, manifest {})\n\
+         load it with: docker load -i {output}\n\
+         \x20          or: kind load image-archive {output}\n\
+         \x20          or: ctr images import {output}",
+        options.tag, image.manifest.digest
+    );
+    Ok(())
+}
+
+/// The Rust target a static gadget-node is built for on this machine.
+fn musl_target() -> String {
+    format!("{}-unknown-linux-musl", std::env::consts::ARCH)
+}
+
+/// Builds gadget-node for the musl target, which links statically by
+/// default, and returns the binary's path.
+fn build_static_node() -> Result<PathBuf> {
+    let target = musl_target();
+    ensure_rust_target(&target)?;
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "gadget-node",
+        "--target",
+        &target,
+    ]);
+    // ring (under kube's rustls) compiles C for the target. Without a musl
+    // cross gcc, clang, which the BPF programs already need, compiles it:
+    // ring's C needs no libc headers of its own.
+    let cc_variable = format!("CC_{}", target.replace('-', "_"));
+    let has_musl_gcc =
+        on_path(&format!("{}-linux-musl-gcc", std::env::consts::ARCH)) || on_path("musl-gcc");
+    if std::env::var_os(&cc_variable).is_none() && !has_musl_gcc {
+        build.env(&cc_variable, "clang");
+    }
+    run_checked(&mut build)?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    Ok(target_dir.join(&target).join("release/gadget-node"))
+}
+
+/// Installs the Rust standard library for `target` when rustup lacks it.
+fn ensure_rust_target(target: &str) -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context(
+            "cannot run rustup to check for the musl target; install rustup, or build a \
+             static gadget-node yourself and pass it with --binary",
+        )?;
+    let listed = String::from_utf8_lossy(&installed.stdout);
+    if listed.lines().any(|line| line.trim() == target) {
+        return Ok(());
+    }
+    run_checked(Command::new("rustup").args(["target", "add", target]))
+}
+
+/// The image architecture (in the OCI/Go spelling) of a statically linked
+/// 64-bit little-endian ELF executable, or why it is not one. A binary with
+/// an ELF interpreter needs a libc and a loader the image does not have.
+fn static_elf_architecture(elf: &[u8]) -> Result<&'static str, String> {
+    const PT_INTERP: u32 = 3;
+    if elf.len() < 64 || &elf[..4] != b"\x7fELF" {
+        return Err("it is not an ELF executable".into());
+    }
+    if elf[4] != 2 || elf[5] != 1 {
+        return Err("it is not a 64-bit little-endian ELF".into());
+    }
+    let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]);
+    let architecture = match u16_at(18) {
+        0x3e => "amd64",
+        0xb7 => "arm64",
+        other => return Err(format!("ELF machine {other:#x} is not amd64 or arm64")),
+    };
+    let header_offset = u64::from_le_bytes(elf[32..40].try_into().expect("8 bytes"));
+    let header_size = usize::from(u16_at(54));
+    let header_count = usize::from(u16_at(56));
+    for i in 0..header_count {
+        let start = usize::try_from(header_offset)
+            .ok()
+            .and_then(|offset| offset.checked_add(i * header_size))
+            .filter(|start| header_size >= 4 && start + header_size <= elf.len())
+            .ok_or("its program headers are cut off")?;
+        let program_type = u32::from_le_bytes(elf[start..start + 4].try_into().expect("4 bytes"));
+        if program_type == PT_INTERP {
+            return Err(
+                "it is dynamically linked (it names an ELF interpreter), and the image has no \
+                 libc; build it for the musl target (cargo xtask image does)"
+                    .into(),
+            );
+        }
+    }
+    Ok(architecture)
+}
+
+/// Seconds since the epoch for every timestamp in the image.
+fn source_date_epoch() -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH={text:?} is not a number of seconds")),
+        Err(_) => Ok(0),
+    }
+}
+
+/// `seconds` since the epoch as RFC 3339 UTC, for the config's `created`.
+fn rfc3339(seconds: u64) -> String {
+    let days = i64::try_from(seconds / 86_400).expect("u64 seconds / 86400 fits i64");
+    let of_day = seconds % 86_400;
+    // Days to a civil date (Howard Hinnant's algorithm), with eras of 400
+    // years starting on 0000-03-01.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
+/// Refuses references that no tool would load.
+fn check_reference(reference: &str) -> Result<()> {
+    if reference.is_empty()
+        || reference
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        || reference.starts_with(['/', ':'])
+        || reference.ends_with(['/', ':'])
+        || reference.contains('@')
+    {
+        bail!("{reference:?} is not an image reference like registry.example.com/gadget-node:tag");
+    }
+    Ok(())
+}
+
+/// Splits a reference into its name and tag (`latest` when it has none); a
+/// `:` before the last `/` is a registry port.
+fn name_and_tag(reference: &str) -> (&str, &str) {
+    let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[last_slash..].rfind(':') {
+        Some(colon) => (
+            &reference[..last_slash + colon],
+            &reference[last_slash + colon + 1..],
+        ),
+        None => (reference, "latest"),
+    }
+}
+
+/// The fully qualified name containerd stores an image under: Docker Hub's
+/// implicit `docker.io/` and `library/` made explicit, and a tag.
+fn qualified_reference(reference: &str) -> String {
+    let (name, tag) = name_and_tag(reference);
+    let first = name.split('/').next().unwrap_or(name);
+    let has_registry =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let name = match (has_registry, name.contains('/')) {
+        (true, _) => name.to_string(),
+        (false, true) => format!("docker.io/{name}"),
+        (false, false) => format!("docker.io/library/{name}"),
+    };
+    format!("{name}:{tag}")
+}
+
+/// A content-addressed blob of the image.
+struct Blob {
+    /// `sha256:<hex>` of the bytes.
+    digest: String,
+    bytes: Vec<u8>,
+}
+
+impl Blob {
+    fn new(bytes: Vec<u8>) -> Self {
+        Blob {
+            digest: sha256_digest(&bytes),
+            bytes,
+        }
+    }
+
+    fn json(value: &Value) -> Self {
+        Blob::new(serde_json::to_vec(value).expect("JSON values serialize"))
+    }
+
+    /// Where the blob is in an OCI image layout.
+    fn path(&self) -> String {
+        format!("blobs/sha256/{}", &self.digest["sha256:".len()..])
+    }
+
+    fn descriptor(&self, media_type: &str) -> Value {
+        json!({
+            "mediaType": media_type,
+            "digest": self.digest,
+            "size": self.bytes.len(),
+        })
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+fn sha256_digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let mut digest = String::with_capacity(7 + 64);
+    digest.push_str("sha256:");
+    for byte in hash.iter() {
+        digest.push_str(&format!("{byte:02x}"));
+    }
+    digest
+}
+
+/// The image: its blobs and the names it is stored under.
+struct Image {
+    reference: String,
+    architecture: &'static str,
+    epoch: u64,
+    layer: Blob,
+    config: Blob,
+    manifest: Blob,
+}
+
+impl Image {
+    fn build(
+        binary: &[u8],
+        reference: &str,
+        architecture: &'static str,
+        epoch: u64,
+    ) -> Result<Self> {
+        let layer_tar = layer_tar(binary, epoch)?;
+        let diff_id = sha256_digest(&layer_tar);
+        let mut gzip = GzBuilder::new()
+            .mtime(0)
+            .write(Vec::new(), Compression::best());
+        gzip.write_all(&layer_tar)?;
+        let layer = Blob::new(finish(gzip)?);
+        let created = rfc3339(epoch);
+        let config = Blob::json(&json!({
+            "created": created,
+            "architecture": architecture,
+            "os": "linux",
+            "config": {
+                "Entrypoint": [ENTRYPOINT],
+                "Cmd": CMD,
+                "Env": ["PATH=/usr/bin"],
+                // uid 0 on purpose: loading eBPF programs needs capabilities
+                // that Kubernetes grants only to root processes.
+                "User": "0:0",
+                "Labels": {
+                    "org.opencontainers.image.title": "gadget-node",
+                    "org.opencontainers.image.description":
+                        "kubectl-gadget node agent: eBPF gadgets for Kubernetes",
+                    "org.opencontainers.image.version": env!("CARGO_PKG_VERSION"),
+                    "org.opencontainers.image.licenses": "Apache-2.0",
+                },
+            },
+            "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+            "history": [{ "created": created, "created_by": "cargo xtask image" }],
+        }));
+        let manifest = Blob::json(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config.descriptor(OCI_CONFIG),
+            "layers": [layer.descriptor(OCI_LAYER_GZIP)],
+        }));
+        Ok(Image {
+            reference: reference.to_string(),
+            architecture,
+            epoch,
+            layer,
+            config,
+            manifest,
+        })
+    }
+
+    /// `index.json`: the manifest under its tag (`ref.name`, as the OCI
+    /// layout spec has it) and its full name (`io.containerd.image.name`,
+    /// which containerd and Docker 25+ name the loaded image by).
+    fn index(&self) -> Value {
+        let mut descriptor = self.manifest.descriptor(OCI_MANIFEST);
+        descriptor["annotations"] = json!({
+            "org.opencontainers.image.ref.name": name_and_tag(&self.reference).1,
+            "io.containerd.image.name": qualified_reference(&self.reference),
+        });
+        descriptor["platform"] = json!({ "architecture": self.architecture, "os": "linux" });
+        json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [descriptor],
+        })
+    }
+
+    /// `manifest.json`, the `docker save` index, for Docker before 25: the
+    /// same config and layer blobs under the image's tag. Docker decompresses
+    /// gzip layers itself, so the OCI layer blob serves both.
+    fn docker_manifest(&self) -> Value {
+        let (name, tag) = name_and_tag(&self.reference);
+        json!([{
+            "Config": self.config.path(),
+            "RepoTags": [format!("{name}:{tag}")],
+            "Layers": [self.layer.path()],
+        }])
+    }
+
+    fn write_archive<W: Write>(&self, out: W) -> Result<()> {
+        let mut archive = tar::Builder::new(out);
+        let layout = json!({ "imageLayoutVersion": "1.0.0" });
+        append_file(
+            &mut archive,
+            "oci-layout",
+            &serde_json::to_vec(&layout)?,
+            0o644,
+            self.epoch,
+        )?;
+        append_file(
+            &mut archive,
+            "index.json",
+            &serde_json::to_vec(&self.index())?,
+            0o644,
+            self.epoch,
+        )?;
+        append_file(
+            &mut archive,
+            "manifest.json",
+            &serde_json::to_vec(&self.docker_manifest())?,
+            0o644,
+            self.epoch,
+        )?;
+        append_directory(&mut archive, "blobs/", 0o755, self.epoch)?;
+        append_directory(&mut archive, "blobs/sha256/", 0o755, self.epoch)?;
+        for blob in [&self.layer, &self.config, &self.manifest] {
+            append_file(&mut archive, &blob.path(), &blob.bytes, 0o644, self.epoch)?;
+        }
+        let mut out = archive.into_inner()?;
+        out.flush()?;
+        Ok(())
+    }
+}
+
+fn finish(gzip: GzEncoder<Vec<u8>>) -> Result<Vec<u8>> {
+    Ok(gzip.finish()?)
+}
+
+/// The image's only layer: the directories, then the binary, owned by root.
+fn layer_tar(binary: &[u8], epoch: u64) -> Result<Vec<u8>> {
+    let mut layer = tar::Builder::new(Vec::new());
+    for (path, mode) in DIRECTORIES {
+        append_directory(&mut layer, path, mode, epoch)?;
+    }
+    append_file(&mut layer, BINARY_IN_IMAGE, binary, 0o755, epoch)?;
+    Ok(layer.into_inner()?)
+}
+
+fn header(kind: tar::EntryType, mode: u32, size: u64, epoch: u64) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_mtime(epoch);
+    header.set_uid(0);
+    header.set_gid(0);
+    header
+}
+
+fn append_directory<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    mode: u32,
+    epoch: u64,
+) -> Result<()> {
+    let mut header = header(tar::EntryType::Directory, mode, 0, epoch);
+    tar.append_data(&mut header, path, std::io::empty())
+        .with_context(|| format!("cannot add {path}"))
+}
+
+fn append_file<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    bytes: &[u8],
+    mode: u32,
+    epoch: u64,
+) -> Result<()> {
+    let mut header = header(tar::EntryType::Regular, mode, bytes.len() as u64, epoch);
+    tar.append_data(&mut header, path, bytes)
+        .with_context(|| format!("cannot add {path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest static x86-64 executable: one PT_LOAD, `exit(0)`.
+    fn tiny_static_elf() -> Vec<u8> {
+        let mut elf = Vec::new();
+        elf.extend_from_slice(b"\x7fELF\x02\x01\x01\x00");
+        elf.extend_from_slice(&[0; 8]);
+        elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        elf.extend_from_slice(&0x3eu16.to_le_bytes()); // x86-64
+        elf.extend_from_slice(&1u32.to_le_bytes());
+        elf.extend_from_slice(&0x40_0078u64.to_le_bytes()); // entry
+        elf.extend_from_slice(&64u64.to_le_bytes()); // program headers
+        elf.extend_from_slice(&0u64.to_le_bytes());
+        elf.extend_from_slice(&0u32.to_le_bytes());
+        for half in [64u16, 56, 1, 0, 0, 0] {
+            elf.extend_from_slice(&half.to_le_bytes());
+        }
+        let code = [0xb8, 0x3c, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05];
+        let size = (64 + 56 + code.len()) as u64;
+        elf.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        elf.extend_from_slice(&5u32.to_le_bytes()); // R+X
+        for word in [0, 0x40_0000, 0x40_0000, size, size, 0x1000u64] {
+            elf.extend_from_slice(&word.to_le_bytes());
+        }
+        elf.extend_from_slice(&code);
+        elf
+    }
+
+    #[test]
+    fn static_elf_is_accepted_with_its_architecture() {
+        assert_eq!(static_elf_architecture(&tiny_static_elf()), Ok("amd64"));
+    }
+
+    #[test]
+    fn dynamic_elf_is_refused() {
+        let mut elf = tiny_static_elf();
+        elf[64..68].copy_from_slice(&3u32.to_le_bytes()); // PT_INTERP
+        let err = static_elf_architecture(&elf).unwrap_err();
+        assert!(err.contains("dynamically linked"), "{err}");
+    }
+
+    #[test]
+    fn non_elf_and_truncated_files_are_refused() {
+        assert!(static_elf_architecture(b"#!/bin/sh\nexit 0\n").is_err());
+        let mut cut = tiny_static_elf();
+        cut.truncate(100);
+        assert!(static_elf_architecture(&cut).is_err());
+    }
+
+    #[test]
+    fn references_split_into_name_and_tag() {
+        assert_eq!(
+            name_and_tag("ghcr.io/k/gadget-node:0.1.0"),
+            ("ghcr.io/k/gadget-node", "0.1.0")
+        );
+        assert_eq!(
+            name_and_tag("localhost:5000/gadget-node"),
+            ("localhost:5000/gadget-node", "latest")
+        );
+        assert_eq!(name_and_tag("gadget-node"), ("gadget-node", "latest"));
+    }
+
+    #[test]
+    fn references_are_qualified_like_docker_does() {
+        assert_eq!(
+            qualified_reference("gadget-node:dev"),
+            "docker.io/library/gadget-node:dev"
+        );
+        assert_eq!(
+            qualified_reference("me/gadget-node"),
+            "docker.io/me/gadget-node:latest"
+        );
+        assert_eq!(
+            qualified_reference("localhost:5000/gadget-node:1"),
+            "localhost:5000/gadget-node:1"
+        );
+        assert_eq!(qualified_reference("ghcr.io/k/g:1"), "ghcr.io/k/g:1");
+    }
+
+    #[test]
+    fn bad_references_are_refused() {
+        for bad in ["", "a b", "x:", "/x", "x@sha256:00"] {
+            assert!(check_reference(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn flags_parse() {
+        let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let options = parse_args(&args(&[
+            "--output",
+            "/tmp/x.tar",
+            "--tag",
+            "t:1",
+            "--binary",
+            "/b",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            options,
+            Options {
+                output: "/tmp/x.tar".into(),
+                tag: "t:1".into(),
+                binary: Some("/b".into()),
+            }
+        );
+        let defaults = parse_args(&[]).unwrap().unwrap();
+        assert!(defaults.output.ends_with(DEFAULT_OUTPUT));
+        assert!(defaults.tag.ends_with(env!("CARGO_PKG_VERSION")));
+        assert!(parse_args(&args(&["--output"])).is_err());
+        assert!(parse_args(&args(&["--nope"])).is_err());
+        assert!(parse_args(&args(&["--help"])).unwrap().is_none());
+    }
+
+    #[test]
+    fn same_binary_gives_the_same_digests() {
+        let first = Image::build(&tiny_static_elf(), "g:1", "amd64", 0).unwrap();
+        let second = Image::build(&tiny_static_elf(), "g:1", "amd64", 0).unwrap();
+        assert_eq!(first.manifest.digest, second.manifest.digest);
+        assert_eq!(first.layer.bytes, second.layer.bytes);
+    }
+}
