@@ -1,0 +1,813 @@
+//! Reaching the nodes: finding the gadget-node pods of a cluster, opening a
+//! gRPC channel to each (through the API server's pod port-forward, or
+//! directly to a unix socket or TCP address), and the handshake that checks
+//! each node's protocol version.
+//!
+//! Cluster-wide problems (no kubeconfig, API server unreachable, gadget-node
+//! not deployed) are a [`ConnectError`] and end the command; the problems of
+//! one node are a [`NodeError`] that fails that node only.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gadget_proto::v1::gadget_node_client::GadgetNodeClient;
+use gadget_proto::v1::{NodeInfoRequest, NodeInfoResponse};
+use gadget_proto::ProtocolMismatch;
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
+use kube::{Api, Config};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::manifests;
+use crate::request::{ClusterTarget, NodeAddress, NodeEndpoint, NodeTargets};
+
+/// Namespace of the gadget-node DaemonSet and pods.
+pub const GADGET_NAMESPACE: &str = manifests::NAMESPACE;
+/// Name of the gadget-node DaemonSet.
+pub const GADGET_NODE_DAEMONSET: &str = manifests::NODE_AGENT;
+/// Label selector of the gadget-node pods.
+pub const GADGET_NODE_SELECTOR: &str = manifests::POD_SELECTOR;
+/// Port gadget-node serves on inside its pod (on loopback, so only a
+/// port-forward reaches it).
+pub const GADGET_NODE_PORT: u16 = manifests::GRPC_PORT;
+
+/// How long to wait for a node to accept a connection and answer NodeInfo;
+/// a port-forward through the API server and the kubelet takes a few round
+/// trips.
+pub const NODE_ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Largest message accepted from a node. An event batch holds up to a ring
+/// buffer drain of events with their arguments (up to 32 KiB per exec), so
+/// tonic's 4 MiB default is too small for a busy node.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// tonic needs a URI for requests even when the connector ignores it.
+const PLACEHOLDER_URI: &str = "http://[::]:50051";
+
+/// A connection to a Kubernetes cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    /// The API client.
+    pub client: kube::Client,
+    /// The API server's URL, for messages.
+    pub server: String,
+}
+
+/// A problem that stops a command before any node is contacted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The kubeconfig cannot be read or used.
+    #[error("{0}")]
+    Kubeconfig(String),
+    /// The API server refused or could not be reached.
+    #[error("{0}")]
+    Api(String),
+    /// No gadget-node DaemonSet, or no pod of it.
+    #[error("gadget-node is not deployed: run \"kubectl gadget deploy\"")]
+    NotDeployed,
+    /// `--node` names nodes that have no gadget-node pod.
+    #[error("no gadget-node pod on {}: {}; gadget-node runs on: {}", plural(.unknown.len(), "node", "nodes"), .unknown.join(", "), if .known.is_empty() { "no node".to_string() } else { .known.join(", ") })]
+    UnknownNodes {
+        /// The names given that have no pod.
+        unknown: Vec<String>,
+        /// The nodes that have one.
+        known: Vec<String>,
+    },
+    /// There are gadget-node pods, but none is ready.
+    #[error("gadget-node is not ready on any node: {}", .0.join("; "))]
+    NoneReady(Vec<String>),
+}
+
+/// A problem with one node; the command goes on with the others.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// Its gadget-node pod is not ready, or not scheduled.
+    #[error("{0}")]
+    NotReady(String),
+    /// The connection could not be opened.
+    #[error("cannot connect to gadget-node at {address}: {reason}")]
+    Connect {
+        /// Where it was tried.
+        address: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The node did not answer in time.
+    #[error("gadget-node at {address} did not answer within {} seconds", .timeout.as_secs())]
+    Timeout {
+        /// Where it was tried.
+        address: String,
+        /// How long the client waited.
+        timeout: Duration,
+    },
+    /// NodeInfo failed.
+    #[error("node info: {0}")]
+    Info(String),
+    /// The node speaks another protocol version.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolMismatch),
+    /// The node says it cannot run the gadget.
+    #[error("{gadget} is not available on this node: {reason}")]
+    GadgetUnavailable {
+        /// The gadget.
+        gadget: String,
+        /// The node's reason.
+        reason: String,
+    },
+    /// The trace failed on the node, or its stream broke.
+    #[error("{0}")]
+    Trace(String),
+    /// The node did not end its trace after its timeout passed.
+    #[error("still tracing {} seconds after the trace's timeout; stopped by the client", .0.as_secs())]
+    Overran(Duration),
+}
+
+/// A node to contact.
+#[derive(Debug, Clone)]
+pub struct NodeTarget {
+    label: String,
+    /// Whether `label` is the name to show (a Kubernetes node name or one
+    /// given with `NAME=ADDRESS`) rather than a stand-in until the node
+    /// says its name.
+    named: bool,
+    dial: Dial,
+}
+
+#[derive(Clone)]
+enum Dial {
+    PortForward {
+        pods: Box<Api<Pod>>,
+        pod: String,
+    },
+    Unix(PathBuf),
+    Tcp(String),
+    /// Known to fail, e.g. a pod that is not ready.
+    Unusable(NodeError),
+}
+
+impl std::fmt::Debug for Dial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dial::PortForward { pod, .. } => write!(f, "PortForward({pod})"),
+            Dial::Unix(path) => write!(f, "Unix({})", path.display()),
+            Dial::Tcp(uri) => write!(f, "Tcp({uri})"),
+            Dial::Unusable(err) => write!(f, "Unusable({err})"),
+        }
+    }
+}
+
+/// The nodes to contact, and the kubeconfig context's namespace when a
+/// kubeconfig was read.
+#[derive(Debug)]
+pub struct Targets {
+    /// One per node, in a stable order.
+    pub nodes: Vec<NodeTarget>,
+    /// The namespace of the kubeconfig context, for `-n`'s default.
+    pub context_namespace: Option<String>,
+}
+
+/// Finds the nodes to contact: the gadget-node pods of the cluster, or the
+/// `--node-address`es.
+pub async fn resolve_targets(targets: &NodeTargets) -> Result<Targets, ConnectError> {
+    match targets {
+        NodeTargets::Direct(addresses) => Ok(Targets {
+            nodes: addresses.iter().map(NodeTarget::direct).collect(),
+            context_namespace: None,
+        }),
+        NodeTargets::Cluster(cluster_target) => {
+            let cluster = cluster_client(cluster_target).await?;
+            let nodes = discover(&cluster, &cluster_target.nodes).await?;
+            Ok(Targets {
+                nodes,
+                context_namespace: Some(cluster.client.default_namespace().to_string()),
+            })
+        }
+    }
+}
+
+/// Builds a client for the cluster of the kubeconfig (or, with neither
+/// `--kubeconfig` nor `--context`, of the pod this runs in when there is no
+/// kubeconfig).
+pub async fn cluster_client(target: &ClusterTarget) -> Result<Cluster, ConnectError> {
+    let options = KubeConfigOptions {
+        context: target.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match &target.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|err| kubeconfig_error(&err))?;
+            Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|err| kubeconfig_error(&err))?
+        }
+        None if target.context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|err| kubeconfig_error(&err))?,
+        None => Config::infer().await.map_err(|err| {
+            // Without a kubeconfig, kube also tries the in-cluster service
+            // account; the kubeconfig's problem is the one users can fix.
+            match err
+                .source()
+                .and_then(|source| source.downcast_ref::<KubeconfigError>())
+            {
+                Some(kubeconfig) => kubeconfig_error(kubeconfig),
+                None => ConnectError::Kubeconfig(error_chain(&err)),
+            }
+        })?,
+    };
+    let server = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config).map_err(|err| {
+        ConnectError::Kubeconfig(format!(
+            "cannot make a client for {server}: {}",
+            error_chain(&err)
+        ))
+    })?;
+    Ok(Cluster { client, server })
+}
+
+/// Finds the gadget-node pod of every node (or of the `nodes` named), and
+/// fails with what to run when gadget-node is not deployed.
+///
+/// Pods that are not ready become targets that fail with the pod's state, so
+/// that the command reports them and goes on with the others; when no pod at
+/// all is ready, that is the error.
+pub async fn discover(
+    cluster: &Cluster,
+    nodes: &[String],
+) -> Result<Vec<NodeTarget>, ConnectError> {
+    let daemonsets: Api<DaemonSet> = Api::namespaced(cluster.client.clone(), GADGET_NAMESPACE);
+    let daemonset = daemonsets
+        .get_opt(GADGET_NODE_DAEMONSET)
+        .await
+        .map_err(|err| api_error(cluster, &err))?;
+    if daemonset.is_none() {
+        return Err(ConnectError::NotDeployed);
+    }
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), GADGET_NAMESPACE);
+    let list = pods
+        .list(&ListParams::default().labels(GADGET_NODE_SELECTOR))
+        .await
+        .map_err(|err| api_error(cluster, &err))?;
+    if list.items.is_empty() {
+        return Err(ConnectError::NotDeployed);
+    }
+    let found = pods_by_node(&list.items);
+    if !nodes.is_empty() {
+        let unknown: Vec<String> = nodes
+            .iter()
+            .filter(|node| !found.iter().any(|pod| &pod.node == *node))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ConnectError::UnknownNodes {
+                unknown,
+                known: found
+                    .iter()
+                    .filter(|pod| pod.scheduled)
+                    .map(|pod| pod.node.clone())
+                    .collect(),
+            });
+        }
+    }
+    let selected: Vec<&NodePod> = found
+        .iter()
+        .filter(|pod| nodes.is_empty() || nodes.contains(&pod.node))
+        .collect();
+    if selected.iter().all(|pod| pod.not_ready.is_some()) {
+        return Err(ConnectError::NoneReady(
+            selected
+                .iter()
+                .filter_map(|pod| pod.not_ready.clone())
+                .collect(),
+        ));
+    }
+    Ok(selected
+        .into_iter()
+        .map(|pod| NodeTarget {
+            label: pod.node.clone(),
+            named: true,
+            dial: match &pod.not_ready {
+                Some(state) => Dial::Unusable(NodeError::NotReady(state.clone())),
+                None => Dial::PortForward {
+                    pods: Box::new(pods.clone()),
+                    pod: pod.pod.clone(),
+                },
+            },
+        })
+        .collect())
+}
+
+/// The pod chosen for one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NodePod {
+    /// The node's name, or `pod/NAME` for a pod not scheduled yet.
+    node: String,
+    scheduled: bool,
+    pod: String,
+    /// Why the pod cannot be used, when it cannot.
+    not_ready: Option<String>,
+}
+
+/// One pod per node, sorted by node name: a ready one where there is one
+/// (during a rollout a node briefly has an old and a new pod).
+fn pods_by_node(pods: &[Pod]) -> Vec<NodePod> {
+    let mut chosen: Vec<NodePod> = Vec::new();
+    for pod in pods {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let node_name = pod.spec.as_ref().and_then(|spec| spec.node_name.clone());
+        let candidate = NodePod {
+            node: node_name.clone().unwrap_or_else(|| format!("pod/{name}")),
+            scheduled: node_name.is_some(),
+            not_ready: not_ready_reason(pod).map(|reason| {
+                format!("gadget-node pod {GADGET_NAMESPACE}/{name} is not ready ({reason})")
+            }),
+            pod: name,
+        };
+        match chosen.iter_mut().find(|known| known.node == candidate.node) {
+            Some(known) if known.not_ready.is_some() && candidate.not_ready.is_none() => {
+                *known = candidate;
+            }
+            Some(_) => {}
+            None => chosen.push(candidate),
+        }
+    }
+    chosen.sort_by(|a, b| a.node.cmp(&b.node));
+    chosen
+}
+
+/// Why a pod cannot serve, e.g. `Pending: ImagePullBackOff`; `None` when it
+/// is ready.
+fn not_ready_reason(pod: &Pod) -> Option<String> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Some("terminating".to_string());
+    }
+    let status = pod.status.as_ref();
+    let ready = status
+        .and_then(|status| status.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|condition| condition.type_ == "Ready" && condition.status == "True")
+        });
+    let scheduled = pod
+        .spec
+        .as_ref()
+        .is_some_and(|spec| spec.node_name.is_some());
+    if ready && scheduled {
+        return None;
+    }
+    let phase = status
+        .and_then(|status| status.phase.clone())
+        .unwrap_or_else(|| "Unknown".to_string());
+    let container_reason = status
+        .and_then(|status| status.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .find_map(|container| {
+            let state = container.state.as_ref()?;
+            state
+                .waiting
+                .as_ref()
+                .and_then(|waiting| waiting.reason.clone())
+                .or_else(|| {
+                    state
+                        .terminated
+                        .as_ref()
+                        .and_then(|terminated| terminated.reason.clone())
+                })
+        });
+    Some(match (scheduled, container_reason) {
+        (false, _) => format!("{phase}, not scheduled on a node"),
+        (true, Some(reason)) => format!("{phase}: {reason}"),
+        (true, None) => phase,
+    })
+}
+
+impl NodeTarget {
+    /// A `--node-address`.
+    pub fn direct(address: &NodeAddress) -> NodeTarget {
+        let (label, named) = match &address.name {
+            Some(name) => (name.clone(), true),
+            None => (address.endpoint.to_string(), false),
+        };
+        let dial = match &address.endpoint {
+            NodeEndpoint::Unix(path) => Dial::Unix(path.clone()),
+            NodeEndpoint::Tcp { host, port } => Dial::Tcp(format!("http://{host}:{port}")),
+        };
+        NodeTarget { label, named, dial }
+    }
+
+    /// The node's name, or its address until it says its name.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Where the node is reached, for messages.
+    pub fn address(&self) -> String {
+        match &self.dial {
+            Dial::PortForward { pod, .. } => {
+                format!("pod {GADGET_NAMESPACE}/{pod} port {GADGET_NODE_PORT}")
+            }
+            Dial::Unix(path) => format!("unix://{}", path.display()),
+            Dial::Tcp(uri) => uri.replacen("http://", "tcp://", 1),
+            Dial::Unusable(_) => self.label.clone(),
+        }
+    }
+
+    /// Opens a channel to the node.
+    pub async fn dial(&self) -> Result<GadgetNodeClient<Channel>, NodeError> {
+        let connect_error = |reason: String| NodeError::Connect {
+            address: self.address(),
+            reason,
+        };
+        let channel = match &self.dial {
+            Dial::Unusable(err) => return Err(err.clone()),
+            Dial::Unix(path) => {
+                let path = path.clone();
+                let connector = tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        let stream = tokio::net::UnixStream::connect(path).await?;
+                        Ok::<_, std::io::Error>(TokioIo::new(stream))
+                    }
+                });
+                Endpoint::from_static(PLACEHOLDER_URI)
+                    .connect_with_connector(connector)
+                    .await
+                    .map_err(|err| connect_error(transport_error(&err)))?
+            }
+            Dial::Tcp(uri) => Endpoint::from_shared(uri.clone())
+                .map_err(|err| connect_error(transport_error(&err)))?
+                .connect()
+                .await
+                .map_err(|err| connect_error(transport_error(&err)))?,
+            Dial::PortForward { pods, pod } => {
+                let port_error = Arc::new(Mutex::new(None));
+                let connector =
+                    port_forward_connector(pods.as_ref().clone(), pod.clone(), port_error.clone());
+                match Endpoint::from_static(PLACEHOLDER_URI)
+                    .connect_with_connector(connector)
+                    .await
+                {
+                    Ok(channel) => channel,
+                    Err(err) => {
+                        // The kubelet reports why it could not forward (e.g.
+                        // nothing listens on the port) on a side channel
+                        // that may arrive just after the stream closed.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        let reason = match port_error.lock().map(|slot| slot.clone()) {
+                            Ok(Some(kubelet)) => kubelet,
+                            _ => transport_error(&err),
+                        };
+                        return Err(connect_error(reason));
+                    }
+                }
+            }
+        };
+        Ok(GadgetNodeClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// Dials the node and asks for its NodeInfo, without checking it.
+    pub async fn dial_and_describe(
+        &self,
+    ) -> Result<(GadgetNodeClient<Channel>, NodeInfoResponse), NodeError> {
+        let answer = async {
+            let mut client = self.dial().await?;
+            let info = client
+                .node_info(NodeInfoRequest {})
+                .await
+                .map_err(|status| NodeError::Info(status_message(&status)))?
+                .into_inner();
+            Ok((client, info))
+        };
+        tokio::time::timeout(NODE_ANSWER_TIMEOUT, answer)
+            .await
+            .unwrap_or_else(|_| {
+                Err(NodeError::Timeout {
+                    address: self.address(),
+                    timeout: NODE_ANSWER_TIMEOUT,
+                })
+            })
+    }
+
+    /// The name the node is shown with once `info` is known.
+    pub fn display_name(&self, info: Option<&NodeInfoResponse>) -> String {
+        match info {
+            Some(info) if !self.named && !info.node_name.is_empty() => info.node_name.clone(),
+            _ => self.label.clone(),
+        }
+    }
+}
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// A tonic connector that opens a fresh port-forward to the pod for every
+/// connection; what the kubelet says about a broken forward goes into
+/// `port_error`.
+fn port_forward_connector(
+    pods: Api<Pod>,
+    pod: String,
+    port_error: Arc<Mutex<Option<String>>>,
+) -> impl tower::Service<
+    Uri,
+    Response = TokioIo<tokio::io::DuplexStream>,
+    Error = BoxError,
+    Future = impl Future<Output = Result<TokioIo<tokio::io::DuplexStream>, BoxError>> + Send,
+> + Send
+       + 'static {
+    tower::service_fn(move |_: Uri| {
+        let pods = pods.clone();
+        let pod = pod.clone();
+        let port_error = port_error.clone();
+        async move {
+            let mut forwarder = pods.portforward(&pod, &[GADGET_NODE_PORT]).await?;
+            let stream = forwarder
+                .take_stream(GADGET_NODE_PORT)
+                .ok_or("the port-forward has no stream for the port")?;
+            if let Some(error) = forwarder.take_error(GADGET_NODE_PORT) {
+                tokio::spawn(async move {
+                    if let Some(message) = error.await {
+                        if let Ok(mut slot) = port_error.lock() {
+                            *slot = Some(message);
+                        }
+                    }
+                });
+            }
+            // The forwarder's task owns the websocket and keeps running
+            // after `forwarder` is dropped, until the stream is closed.
+            Ok::<_, BoxError>(TokioIo::new(stream))
+        }
+    })
+}
+
+/// One line for a kubeconfig that cannot be used.
+fn kubeconfig_error(err: &KubeconfigError) -> ConnectError {
+    let message = match err {
+        KubeconfigError::LoadContext(context) => {
+            format!("context {context:?} is not in the kubeconfig")
+        }
+        KubeconfigError::CurrentContextNotSet => {
+            "the kubeconfig has no current context; choose one with --context".to_string()
+        }
+        KubeconfigError::FindPath => {
+            "no kubeconfig found: set KUBECONFIG or pass --kubeconfig".to_string()
+        }
+        KubeconfigError::ReadConfig(io, path) => {
+            format!("cannot read the kubeconfig {}: {io}", path.display())
+        }
+        KubeconfigError::LoadClusterOfContext(cluster) => {
+            format!("cluster {cluster:?} of the context is not in the kubeconfig")
+        }
+        other => format!("kubeconfig: {}", error_chain(other)),
+    };
+    ConnectError::Kubeconfig(message)
+}
+
+/// One line for a failed API call.
+fn api_error(cluster: &Cluster, err: &kube::Error) -> ConnectError {
+    ConnectError::Api(match err {
+        kube::Error::Api(status) if status.code == 401 => format!(
+            "the API server {} refused the kubeconfig's credentials: {}",
+            cluster.server, status.message
+        ),
+        // The API server's own message says who cannot do what, e.g.
+        // `pods is forbidden: User "x" cannot list resource "pods" ...`.
+        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        kube::Error::Api(status) => format!(
+            "the API server {} answered {} {}",
+            cluster.server, status.code, status.reason
+        ),
+        // kube's own wrapper ("ServiceError: ...") says nothing more.
+        other => format!(
+            "cannot reach the API server {}: {}",
+            cluster.server,
+            other
+                .source()
+                .map_or_else(|| other.to_string(), error_chain)
+        ),
+    })
+}
+
+/// A tonic transport error with its causes.
+fn transport_error(err: &tonic::transport::Error) -> String {
+    let chain = error_chain(err);
+    if chain.is_empty() {
+        err.to_string()
+    } else {
+        chain
+    }
+}
+
+/// What a failed call to a node says, in one line.
+pub fn status_message(status: &tonic::Status) -> String {
+    let mut message = status.message().to_string();
+    if message.is_empty() {
+        message = format!("{:?}", status.code());
+    }
+    // A broken connection carries the transport's reason as the source.
+    if let Some(source) = status.source() {
+        let cause = error_chain(source);
+        if !message.contains(&cause) {
+            message = format!("{message}: {cause}");
+        }
+    }
+    message
+}
+
+/// Links of error chains that only say which layer passed the error on.
+const UNINFORMATIVE: &[&str] = &["transport error", "client error (Connect)"];
+
+/// An error and its sources on one line, `a: b: c`, leaving out a source
+/// whose text its parent already shows, and links that say nothing.
+pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(err) = next {
+        let text = err.to_string();
+        let shown = parts.iter().any(|part| part.contains(&text));
+        if !text.is_empty() && !shown && !UNINFORMATIVE.contains(&text.as_str()) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
+/// `one` or `many`, by `count`.
+fn plural(count: usize, one: &'static str, many: &'static str) -> &'static str {
+    if count == 1 {
+        one
+    } else {
+        many
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateWaiting, ContainerStatus, PodCondition, PodSpec, PodStatus,
+    };
+    use kube::api::ObjectMeta;
+
+    fn pod(name: &str, node: Option<&str>, ready: bool, waiting: Option<&str>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(GADGET_NAMESPACE.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                node_name: node.map(Into::into),
+                ..PodSpec::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some(if ready { "Running" } else { "Pending" }.into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    ..PodCondition::default()
+                }]),
+                container_statuses: waiting.map(|reason| {
+                    vec![ContainerStatus {
+                        name: "gadget-node".into(),
+                        state: Some(ContainerState {
+                            waiting: Some(ContainerStateWaiting {
+                                reason: Some(reason.into()),
+                                message: None,
+                            }),
+                            ..ContainerState::default()
+                        }),
+                        ..ContainerStatus::default()
+                    }]
+                }),
+                ..PodStatus::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn one_pod_per_node_preferring_a_ready_one() {
+        let pods = [
+            pod("gn-b", Some("node-b"), true, None),
+            pod("gn-a-old", Some("node-a"), false, Some("CrashLoopBackOff")),
+            pod("gn-a-new", Some("node-a"), true, None),
+            pod("gn-c", Some("node-c"), false, Some("ImagePullBackOff")),
+        ];
+        let chosen = pods_by_node(&pods);
+        assert_eq!(
+            chosen,
+            [
+                NodePod {
+                    node: "node-a".into(),
+                    scheduled: true,
+                    pod: "gn-a-new".into(),
+                    not_ready: None,
+                },
+                NodePod {
+                    node: "node-b".into(),
+                    scheduled: true,
+                    pod: "gn-b".into(),
+                    not_ready: None,
+                },
+                NodePod {
+                    node: "node-c".into(),
+                    scheduled: true,
+                    pod: "gn-c".into(),
+                    not_ready: Some(
+                        "gadget-node pod gadget/gn-c is not ready (Pending: ImagePullBackOff)"
+                            .into()
+                    ),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn unscheduled_pod_says_so() {
+        let chosen = pods_by_node(&[pod("gn-x", None, false, None)]);
+        assert_eq!(chosen[0].node, "pod/gn-x");
+        assert!(!chosen[0].scheduled);
+        assert_eq!(
+            chosen[0].not_ready.as_deref(),
+            Some("gadget-node pod gadget/gn-x is not ready (Pending, not scheduled on a node)")
+        );
+    }
+
+    #[test]
+    fn direct_targets_are_named_by_the_node_unless_given_a_name() {
+        let unnamed = NodeTarget::direct(&"unix:///run/n.sock".parse().unwrap());
+        assert_eq!(unnamed.label(), "unix:///run/n.sock");
+        let info = NodeInfoResponse {
+            node_name: "worker-1".into(),
+            ..NodeInfoResponse::default()
+        };
+        assert_eq!(unnamed.display_name(Some(&info)), "worker-1");
+        assert_eq!(unnamed.display_name(None), "unix:///run/n.sock");
+
+        let named = NodeTarget::direct(&"edge=tcp://127.0.0.1:7100".parse().unwrap());
+        assert_eq!(named.display_name(Some(&info)), "edge");
+        assert_eq!(named.address(), "tcp://127.0.0.1:7100");
+    }
+
+    #[test]
+    fn messages_of_cluster_errors() {
+        assert_eq!(
+            ConnectError::NotDeployed.to_string(),
+            "gadget-node is not deployed: run \"kubectl gadget deploy\""
+        );
+        assert_eq!(
+            ConnectError::UnknownNodes {
+                unknown: vec!["ghost".into()],
+                known: vec!["a".into(), "b".into()],
+            }
+            .to_string(),
+            "no gadget-node pod on node: ghost; gadget-node runs on: a, b"
+        );
+        assert_eq!(
+            kubeconfig_error(&KubeconfigError::LoadContext("prod".into())).to_string(),
+            "context \"prod\" is not in the kubeconfig"
+        );
+    }
+
+    #[test]
+    fn error_chain_leaves_out_what_the_parent_already_says() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("service error: {0}")]
+        struct Outer(#[source] std::io::Error);
+        let err = Outer(std::io::Error::other("connection refused"));
+        assert_eq!(error_chain(&err), "service error: connection refused");
+
+        #[derive(Debug, thiserror::Error)]
+        #[error("tcp connect error")]
+        struct Plain(#[source] std::io::Error);
+        let err = Plain(std::io::Error::other("connection refused"));
+        assert_eq!(error_chain(&err), "tcp connect error: connection refused");
+    }
+
+    #[tokio::test]
+    async fn unix_socket_that_nobody_listens_on_fails_with_its_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.sock");
+        let target = NodeTarget::direct(&NodeAddress {
+            name: Some("edge".into()),
+            endpoint: NodeEndpoint::Unix(path.clone()),
+        });
+        let err = target.dial_and_describe().await.unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "cannot connect to gadget-node at unix://{}: ",
+                path.display()
+            )),
+            "{message}"
+        );
+        assert!(message.contains("No such file or directory"), "{message}");
+    }
+}

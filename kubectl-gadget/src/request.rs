@@ -1,0 +1,1044 @@
+//! The second phase of parsing: raw flags ([`crate::cli`]) become a validated
+//! [`Request`], without any I/O.
+//!
+//! Whatever can be known to be wrong from the command line alone is found
+//! here, before the kubeconfig is read or a node is contacted: a bad label
+//! selector, an unknown output column, a node address that is no address.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use bytes::Bytes;
+use gadget_proto::label_selector::{LabelSelector, ParseLabelSelectorError};
+use gadget_proto::render::{FormatError, OutputFormat};
+use gadget_proto::v1::{self, run_gadget_request};
+use gadget_proto::{Gadget, PROTOCOL_VERSION};
+
+use crate::cli::{Cli, Command, ExecArgs, OpenArgs, TargetArgs, TraceArgs, TraceCommand};
+use crate::deploy::{DeployArgs, UndeployArgs};
+
+/// What the command line asks for, validated.
+// One per run: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// `trace open`, `trace exec`.
+    Trace(TraceRequest),
+    /// `version`.
+    Version(VersionRequest),
+    /// `deploy`: its flags are validated by clap (see [`DeployArgs`]).
+    Deploy {
+        /// The cluster to deploy to.
+        cluster: ClusterTarget,
+        /// The deploy flags.
+        args: DeployArgs,
+    },
+    /// `undeploy`.
+    Undeploy {
+        /// The cluster to remove gadget-node from.
+        cluster: ClusterTarget,
+        /// The undeploy flags.
+        args: UndeployArgs,
+    },
+}
+
+impl Request {
+    /// Validates the parsed command line.
+    pub fn from_cli(cli: Cli) -> Result<Request, RequestError> {
+        let nodes = NodeTargets::from_args(&cli.targets)?;
+        match cli.command {
+            Command::Trace(TraceCommand::Open(args)) => {
+                TraceRequest::open(nodes, args).map(Request::Trace)
+            }
+            Command::Trace(TraceCommand::Exec(args)) => {
+                TraceRequest::exec(nodes, args).map(Request::Trace)
+            }
+            Command::Version(args) => Ok(Request::Version(VersionRequest {
+                client_only: args.client,
+                nodes,
+            })),
+            Command::Deploy(args) => Ok(Request::Deploy {
+                cluster: whole_cluster("deploy", nodes)?,
+                args,
+            }),
+            Command::Undeploy(args) => Ok(Request::Undeploy {
+                cluster: whole_cluster("undeploy", nodes)?,
+                args,
+            }),
+        }
+    }
+}
+
+/// The cluster of a command that works on every node: `--node-address` and
+/// `--node` make no sense there.
+fn whole_cluster(command: &'static str, nodes: NodeTargets) -> Result<ClusterTarget, RequestError> {
+    match nodes {
+        NodeTargets::Cluster(cluster) if cluster.nodes.is_empty() => Ok(cluster),
+        NodeTargets::Cluster(_) => Err(RequestError::ClusterOnly {
+            command,
+            flag: "--node",
+        }),
+        NodeTargets::Direct(_) => Err(RequestError::ClusterOnly {
+            command,
+            flag: "--node-address",
+        }),
+    }
+}
+
+/// The `version` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRequest {
+    /// Print only the client's version.
+    pub client_only: bool,
+    /// The nodes to ask for theirs.
+    pub nodes: NodeTargets,
+}
+
+/// A trace to run on every selected node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceRequest {
+    /// The gadget.
+    pub gadget: Gadget,
+    /// The nodes to run it on.
+    pub nodes: NodeTargets,
+    /// Which namespaces to follow; resolved once the kubeconfig is read.
+    pub namespaces: NamespaceScope,
+    /// How rows are printed.
+    pub output: OutputFormat,
+    /// The request sent to every node, but with `selector.namespaces` left
+    /// empty: see [`TraceRequest::run_request`].
+    run: v1::RunGadgetRequest,
+}
+
+impl TraceRequest {
+    /// `trace open`.
+    fn open(nodes: NodeTargets, args: OpenArgs) -> Result<TraceRequest, RequestError> {
+        let params = run_gadget_request::Params::Open(v1::OpenParams {
+            failed_only: args.failed,
+            path_prefixes: args
+                .prefixes
+                .into_iter()
+                .map(prefix_bytes)
+                .collect::<Result<_, _>>()?,
+        });
+        TraceRequest::new(Gadget::TraceOpen, nodes, args.common, params)
+    }
+
+    /// `trace exec`.
+    fn exec(nodes: NodeTargets, args: ExecArgs) -> Result<TraceRequest, RequestError> {
+        let params = run_gadget_request::Params::Exec(v1::ExecParams {
+            ignore_failed: args.ignore_failed,
+            // 0 on the wire means "the node's default", so an explicit 0
+            // would silently mean something else than asked.
+            max_args: nonzero("--max-args", args.max_args)?,
+            max_args_bytes: nonzero("--max-args-bytes", args.max_args_bytes)?,
+        });
+        TraceRequest::new(Gadget::TraceExec, nodes, args.common, params)
+    }
+
+    fn new(
+        gadget: Gadget,
+        nodes: NodeTargets,
+        args: TraceArgs,
+        params: run_gadget_request::Params,
+    ) -> Result<TraceRequest, RequestError> {
+        let output = OutputFormat::parse(gadget, &args.output)?;
+        let namespaces = match (&args.namespace, args.all_namespaces, &nodes) {
+            (Some(namespace), _, _) => {
+                check_dns_label("namespace", namespace)?;
+                NamespaceScope::Only(namespace.clone())
+            }
+            (None, true, _) | (None, false, NodeTargets::Direct(_)) => NamespaceScope::All,
+            (None, false, NodeTargets::Cluster(_)) => NamespaceScope::ContextDefault,
+        };
+        if let Some(pod) = &args.podname {
+            check_dns_subdomain("pod name", pod)?;
+        }
+        if let Some(container) = &args.containername {
+            check_dns_label("container name", container)?;
+        }
+        // Sent in the canonical form the node parses back the same way.
+        let label_selector = match &args.selector {
+            Some(text) => text.parse::<LabelSelector>()?.to_string(),
+            None => String::new(),
+        };
+        if args.pid == Some(0) {
+            return Err(RequestError::ZeroPid);
+        }
+        let ring_buffer_bytes = match &args.ring_buffer_size {
+            Some(size) => parse_size(size)?,
+            None => 0,
+        };
+        let run = v1::RunGadgetRequest {
+            protocol_version: PROTOCOL_VERSION,
+            gadget: gadget.name().to_string(),
+            selector: Some(v1::ContainerSelector {
+                namespaces: Vec::new(),
+                pod_name: args.podname.unwrap_or_default(),
+                container_name: args.containername.unwrap_or_default(),
+                label_selector,
+                include_host: args.host,
+            }),
+            filter: Some(v1::ProcessFilter {
+                pid: args.pid,
+                uid: args.uid,
+            }),
+            params: Some(params),
+            timeout_seconds: args.timeout,
+            ring_buffer_bytes,
+        };
+        Ok(TraceRequest {
+            gadget,
+            nodes,
+            namespaces,
+            output,
+            run,
+        })
+    }
+
+    /// The request to send to the nodes, with the namespaces resolved
+    /// against the kubeconfig context's namespace (`None` when no
+    /// kubeconfig was read).
+    pub fn run_request(&self, context_namespace: Option<&str>) -> v1::RunGadgetRequest {
+        let mut run = self.run.clone();
+        if let Some(selector) = &mut run.selector {
+            selector.namespaces = self.namespaces.resolve(context_namespace);
+        }
+        run
+    }
+
+    /// The trace's timeout in seconds; 0 for none.
+    pub fn timeout_seconds(&self) -> u32 {
+        self.run.timeout_seconds
+    }
+}
+
+/// Which namespaces a trace follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamespaceScope {
+    /// Every namespace (`-A`, or `--node-address` without `-n`).
+    All,
+    /// The one given with `-n`.
+    Only(String),
+    /// The kubeconfig context's namespace, else `default`: kubectl's rule
+    /// when neither `-n` nor `-A` is given.
+    ContextDefault,
+}
+
+impl NamespaceScope {
+    /// The namespaces to put in the request (empty for all of them).
+    pub fn resolve(&self, context_namespace: Option<&str>) -> Vec<String> {
+        match self {
+            NamespaceScope::All => Vec::new(),
+            NamespaceScope::Only(namespace) => vec![namespace.clone()],
+            NamespaceScope::ContextDefault => {
+                vec![context_namespace
+                    .filter(|namespace| !namespace.is_empty())
+                    .unwrap_or("default")
+                    .to_string()]
+            }
+        }
+    }
+}
+
+/// The nodes a command talks to, and how they are reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeTargets {
+    /// The gadget-node pods of the kubeconfig's cluster.
+    Cluster(ClusterTarget),
+    /// gadget-node processes at these addresses (`--node-address`).
+    Direct(Vec<NodeAddress>),
+}
+
+impl NodeTargets {
+    fn from_args(args: &TargetArgs) -> Result<NodeTargets, RequestError> {
+        if !args.node_addresses.is_empty() {
+            let addresses = args
+                .node_addresses
+                .iter()
+                .map(|text| text.parse())
+                .collect::<Result<_, _>>()?;
+            return Ok(NodeTargets::Direct(addresses));
+        }
+        let mut nodes = Vec::with_capacity(args.nodes.len());
+        for node in &args.nodes {
+            check_dns_subdomain("node name", node)?;
+            if !nodes.contains(node) {
+                nodes.push(node.clone());
+            }
+        }
+        Ok(NodeTargets::Cluster(ClusterTarget {
+            kubeconfig: args.kubeconfig.clone(),
+            context: args.context.clone(),
+            nodes,
+        }))
+    }
+}
+
+/// A cluster and the nodes wanted in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterTarget {
+    /// `--kubeconfig`; `None` for kubectl's default.
+    pub kubeconfig: Option<PathBuf>,
+    /// `--context`; `None` for the kubeconfig's current context.
+    pub context: Option<String>,
+    /// `--node`, without duplicates; empty for every node.
+    pub nodes: Vec<String>,
+}
+
+/// A `--node-address`: where a gadget-node listens, and the name to show
+/// for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddress {
+    /// The name given with `NAME=ADDRESS`; `None` to use the name the node
+    /// reports.
+    pub name: Option<String>,
+    /// Where it listens.
+    pub endpoint: NodeEndpoint,
+}
+
+/// Where a gadget-node listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEndpoint {
+    /// A unix socket (`unix:///path`).
+    Unix(PathBuf),
+    /// A TCP address (`tcp://host:port`); `host` keeps the brackets of an
+    /// IPv6 address.
+    Tcp {
+        /// Host name or IP address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+impl fmt::Display for NodeEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeEndpoint::Unix(path) => write!(f, "unix://{}", path.display()),
+            NodeEndpoint::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
+        }
+    }
+}
+
+impl FromStr for NodeAddress {
+    type Err = RequestError;
+
+    fn from_str(text: &str) -> Result<NodeAddress, RequestError> {
+        let bad = |problem: &'static str| RequestError::NodeAddress {
+            address: text.to_string(),
+            problem,
+        };
+        // A name cannot contain "://", so an address that starts with a
+        // scheme is unnamed even when its path contains '='.
+        let (name, address) = if text.starts_with("unix://") || text.starts_with("tcp://") {
+            (None, text)
+        } else {
+            match text.split_once('=') {
+                Some(("", _)) => return Err(bad("the name before '=' is empty")),
+                Some((name, address)) => (Some(name.to_string()), address),
+                None => (None, text),
+            }
+        };
+        let endpoint = if let Some(path) = address.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(bad(
+                    "a unix socket path must be absolute, as in unix:///run/gadget/node.sock",
+                ));
+            }
+            NodeEndpoint::Unix(PathBuf::from(path))
+        } else if let Some(host_port) = address.strip_prefix("tcp://") {
+            let (host, port) = host_port
+                .rsplit_once(':')
+                .ok_or_else(|| bad("expected tcp://HOST:PORT"))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| bad("the port must be a number from 1 to 65535"))?;
+            let bracketed = host.starts_with('[') && host.ends_with(']');
+            if port == 0
+                || host.is_empty()
+                || host.contains(['/', '@', '?', '#'])
+                || (host.contains(':') && !bracketed)
+            {
+                return Err(bad(
+                    "expected tcp://HOST:PORT with a port from 1 to 65535 (an IPv6 host in brackets)",
+                ));
+            }
+            NodeEndpoint::Tcp {
+                host: host.to_string(),
+                port,
+            }
+        } else {
+            return Err(bad(
+                "use unix:///PATH or tcp://HOST:PORT, optionally as NAME=ADDRESS",
+            ));
+        };
+        Ok(NodeAddress { name, endpoint })
+    }
+}
+
+/// A command line that parses but asks for something that cannot be done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// `-o` names no format, or a column the gadget does not have.
+    #[error("invalid --output: {0}")]
+    Output(#[from] FormatError),
+    /// `-l` is not a label selector.
+    #[error(transparent)]
+    Selector(#[from] ParseLabelSelectorError),
+    /// A name that Kubernetes would not accept, so it can match nothing.
+    #[error("invalid {what} {value:?}: {problem}")]
+    Name {
+        /// What kind of name, e.g. "namespace".
+        what: &'static str,
+        /// The name as given.
+        value: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A `--node-address` that is not an address.
+    #[error("invalid --node-address {address:?}: {problem}")]
+    NodeAddress {
+        /// The value as given.
+        address: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A `--prefix` that would match everything or cannot be sent.
+    #[error("invalid --prefix {prefix:?}: {problem}")]
+    Prefix {
+        /// The value as given.
+        prefix: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// `--ring-buffer-size` is not a size.
+    #[error("invalid --ring-buffer-size {size:?}: {problem}")]
+    RingBufferSize {
+        /// The value as given.
+        size: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// `--pid 0`, which no traced process has.
+    #[error("invalid --pid 0: process ids start at 1")]
+    ZeroPid,
+    /// A flag that chooses nodes, given to a command for the whole cluster.
+    #[error("{command} works on the whole cluster: {flag} cannot be used with it")]
+    ClusterOnly {
+        /// The command.
+        command: &'static str,
+        /// The flag.
+        flag: &'static str,
+    },
+    /// A limit of 0, which the protocol reads as "the node's default".
+    #[error("invalid {flag} 0: it must be at least 1 (leave it out for the node's default)")]
+    ZeroLimit {
+        /// The flag.
+        flag: &'static str,
+    },
+}
+
+fn nonzero(flag: &'static str, value: Option<u32>) -> Result<u32, RequestError> {
+    match value {
+        Some(0) => Err(RequestError::ZeroLimit { flag }),
+        Some(value) => Ok(value),
+        None => Ok(0),
+    }
+}
+
+/// The bytes of a `--prefix`; on unix any path, even one that is not UTF-8.
+fn prefix_bytes(prefix: OsString) -> Result<Bytes, RequestError> {
+    use std::os::unix::ffi::OsStringExt as _;
+    if prefix.is_empty() {
+        return Err(RequestError::Prefix {
+            prefix: String::new(),
+            problem: "an empty prefix would match every path; leave --prefix out instead",
+        });
+    }
+    let bytes = prefix.into_vec();
+    if bytes.contains(&0) {
+        return Err(RequestError::Prefix {
+            prefix: String::from_utf8_lossy(&bytes).into_owned(),
+            problem: "a path cannot contain a NUL byte",
+        });
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// Parses `--ring-buffer-size`: bytes, or a number with a K or M suffix
+/// (binary: K = 1024), as `Ki`/`KiB` and `Mi`/`MiB` too.
+fn parse_size(text: &str) -> Result<u32, RequestError> {
+    let bad = |problem: &'static str| RequestError::RingBufferSize {
+        size: text.to_string(),
+        problem,
+    };
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(digits_end);
+    let multiplier: u64 = match suffix {
+        "" | "B" => 1,
+        "K" | "Ki" | "KiB" => 1 << 10,
+        "M" | "Mi" | "MiB" => 1 << 20,
+        _ => {
+            return Err(bad(
+                "expected bytes, or a number with a K or M suffix, e.g. 512K or 16M",
+            ))
+        }
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| bad("expected bytes, or a number with a K or M suffix, e.g. 512K or 16M"))?;
+    if number == 0 {
+        return Err(bad(
+            "it must be more than 0 (leave it out for the node's default)",
+        ));
+    }
+    number
+        .checked_mul(multiplier)
+        .and_then(|bytes| u32::try_from(bytes).ok())
+        .ok_or_else(|| bad("it must be less than 4G"))
+}
+
+/// Checks an RFC 1123 label, the rule for namespaces and container names:
+/// at most 63 lower-case letters, digits and '-', starting and ending with a
+/// letter or digit.
+fn check_dns_label(what: &'static str, value: &str) -> Result<(), RequestError> {
+    check_name(what, value, 63, false)
+}
+
+/// Checks an RFC 1123 subdomain, the rule for pod and node names: at most
+/// 253 characters, labels as in [`check_dns_label`] joined by '.'.
+fn check_dns_subdomain(what: &'static str, value: &str) -> Result<(), RequestError> {
+    check_name(what, value, 253, true)
+}
+
+fn check_name(
+    what: &'static str,
+    value: &str,
+    max_len: usize,
+    dots: bool,
+) -> Result<(), RequestError> {
+    let bad = |problem: &'static str| RequestError::Name {
+        what,
+        value: value.to_string(),
+        problem,
+    };
+    if value.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if value.len() > max_len {
+        return Err(if dots {
+            bad("it is longer than 253 characters")
+        } else {
+            bad("it is longer than 63 characters")
+        });
+    }
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    if !value.chars().all(|c| allowed(c) || (dots && c == '.')) {
+        return Err(if dots {
+            bad("only lower-case letters, digits, '-' and '.' are allowed")
+        } else {
+            bad("only lower-case letters, digits and '-' are allowed")
+        });
+    }
+    let labels_ok = value
+        .split('.')
+        .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
+    if !labels_ok {
+        return Err(bad("it must start and end with a letter or digit"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn request(args: &[&str]) -> Result<Request, RequestError> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("kubectl-gadget").chain(args.iter().copied()))
+                .unwrap_or_else(|err| panic!("{args:?} should parse: {err}"));
+        Request::from_cli(cli)
+    }
+
+    fn trace(args: &[&str]) -> TraceRequest {
+        match request(args) {
+            Ok(Request::Trace(trace)) => trace,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    fn error(args: &[&str]) -> String {
+        match request(args) {
+            Err(err) => err.to_string(),
+            Ok(request) => panic!("{args:?} should be refused: {request:?}"),
+        }
+    }
+
+    fn selector(trace: &TraceRequest) -> v1::ContainerSelector {
+        trace.run_request(Some("ctx-ns")).selector.unwrap()
+    }
+
+    fn exec_params(trace: &TraceRequest) -> v1::ExecParams {
+        match trace.run_request(None).params {
+            Some(run_gadget_request::Params::Exec(params)) => params,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn open_params(trace: &TraceRequest) -> v1::OpenParams {
+        match trace.run_request(None).params {
+            Some(run_gadget_request::Params::Open(params)) => params,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_of_a_trace() {
+        let trace = trace(&["trace", "exec"]);
+        assert_eq!(trace.gadget, Gadget::TraceExec);
+        assert_eq!(trace.nodes, NodeTargets::Cluster(ClusterTarget::default()));
+        assert_eq!(trace.namespaces, NamespaceScope::ContextDefault);
+        assert_eq!(
+            trace.output,
+            OutputFormat::parse(Gadget::TraceExec, "columns").unwrap()
+        );
+        let run = trace.run_request(Some("ctx-ns"));
+        assert_eq!(run.protocol_version, PROTOCOL_VERSION);
+        assert_eq!(run.gadget, "trace_exec");
+        assert_eq!(
+            run.selector,
+            Some(v1::ContainerSelector {
+                namespaces: vec!["ctx-ns".into()],
+                ..Default::default()
+            })
+        );
+        assert_eq!(run.filter, Some(v1::ProcessFilter::default()));
+        assert_eq!(run.timeout_seconds, 0);
+        assert_eq!(run.ring_buffer_bytes, 0);
+        assert_eq!(exec_params(&trace), v1::ExecParams::default());
+    }
+
+    #[test]
+    fn trace_open_is_the_open_gadget() {
+        let trace = trace(&["trace", "open"]);
+        assert_eq!(trace.gadget, Gadget::TraceOpen);
+        assert_eq!(trace.run_request(None).gadget, "trace_open");
+        assert_eq!(open_params(&trace), v1::OpenParams::default());
+    }
+
+    #[test]
+    fn namespace_defaults_to_the_context_then_default() {
+        let trace = trace(&["trace", "open"]);
+        assert_eq!(selector(&trace).namespaces, ["ctx-ns"]);
+        let run = trace.run_request(None);
+        assert_eq!(run.selector.unwrap().namespaces, ["default"]);
+        let run = trace.run_request(Some(""));
+        assert_eq!(run.selector.unwrap().namespaces, ["default"]);
+    }
+
+    #[test]
+    fn namespace_flag() {
+        for flag in ["-n", "--namespace"] {
+            let trace = trace(&["trace", "open", flag, "kube-system"]);
+            assert_eq!(trace.namespaces, NamespaceScope::Only("kube-system".into()));
+            assert_eq!(selector(&trace).namespaces, ["kube-system"]);
+        }
+        assert_eq!(
+            error(&["trace", "open", "-n", "Kube_System"]),
+            "invalid namespace \"Kube_System\": only lower-case letters, digits and '-' are allowed"
+        );
+    }
+
+    #[test]
+    fn all_namespaces_flag() {
+        for flag in ["-A", "--all-namespaces"] {
+            let trace = trace(&["trace", "open", flag]);
+            assert_eq!(trace.namespaces, NamespaceScope::All);
+            assert!(selector(&trace).namespaces.is_empty());
+        }
+    }
+
+    #[test]
+    fn all_namespaces_conflicts_with_namespace() {
+        let err =
+            Cli::try_parse_from(["kubectl-gadget", "trace", "open", "-A", "-n", "x"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn direct_mode_traces_every_namespace_unless_n_is_given() {
+        let unfiltered = trace(&["trace", "open", "--node-address", "unix:///run/n.sock"]);
+        assert_eq!(unfiltered.namespaces, NamespaceScope::All);
+        assert!(selector(&unfiltered).namespaces.is_empty());
+        let filtered = trace(&[
+            "trace",
+            "open",
+            "--node-address",
+            "unix:///run/n.sock",
+            "-n",
+            "web",
+        ]);
+        assert_eq!(selector(&filtered).namespaces, ["web"]);
+    }
+
+    #[test]
+    fn podname_flag() {
+        for flag in ["-p", "--podname"] {
+            let trace = trace(&["trace", "exec", flag, "web-7d9f-x2x"]);
+            assert_eq!(selector(&trace).pod_name, "web-7d9f-x2x");
+        }
+        assert!(error(&["trace", "exec", "-p", "Web"]).starts_with("invalid pod name \"Web\""));
+    }
+
+    #[test]
+    fn containername_flag() {
+        for flag in ["-c", "--containername"] {
+            let trace = trace(&["trace", "exec", flag, "nginx"]);
+            assert_eq!(selector(&trace).container_name, "nginx");
+        }
+        assert_eq!(
+            error(&["trace", "exec", "--containername=-nginx-"]),
+            "invalid container name \"-nginx-\": it must start and end with a letter or digit"
+        );
+    }
+
+    #[test]
+    fn selector_flag_is_sent_in_canonical_form() {
+        for flag in ["-l", "--selector"] {
+            let trace = trace(&["trace", "exec", flag, "tier!=db, app in (web,api)"]);
+            assert_eq!(selector(&trace).label_selector, "app in (api,web),tier!=db");
+        }
+    }
+
+    #[test]
+    fn bad_selector_is_refused_with_the_parsers_message() {
+        let message = error(&["trace", "exec", "-l", "app in (web"]);
+        assert_eq!(
+            message,
+            "invalid label selector \"app in (web\": missing ')'"
+        );
+    }
+
+    #[test]
+    fn host_flag() {
+        assert!(!selector(&trace(&["trace", "exec"])).include_host);
+        assert!(selector(&trace(&["trace", "exec", "--host"])).include_host);
+    }
+
+    #[test]
+    fn pid_and_uid_flags() {
+        let run = trace(&["trace", "exec", "--pid", "42", "--uid", "0"]).run_request(None);
+        assert_eq!(
+            run.filter,
+            Some(v1::ProcessFilter {
+                pid: Some(42),
+                uid: Some(0)
+            })
+        );
+        assert_eq!(
+            error(&["trace", "exec", "--pid", "0"]),
+            "invalid --pid 0: process ids start at 1"
+        );
+    }
+
+    #[test]
+    fn timeout_flag() {
+        for flag in ["-t", "--timeout"] {
+            let trace = trace(&["trace", "exec", flag, "30"]);
+            assert_eq!(trace.run_request(None).timeout_seconds, 30);
+            assert_eq!(trace.timeout_seconds(), 30);
+        }
+    }
+
+    #[test]
+    fn output_flag() {
+        for flag in ["-o", "--output"] {
+            let trace = trace(&["trace", "open", flag, "json"]);
+            assert_eq!(trace.output, OutputFormat::Json);
+        }
+        assert_eq!(
+            trace(&["trace", "open", "-o", "compact"]).output,
+            OutputFormat::Compact
+        );
+        assert_eq!(
+            trace(&["trace", "open", "-o", "columns=pid,path"]).output,
+            OutputFormat::parse(Gadget::TraceOpen, "columns=pid,path").unwrap()
+        );
+    }
+
+    #[test]
+    fn output_columns_are_checked_against_the_gadget() {
+        let message = error(&["trace", "exec", "-o", "columns=pid,path"]);
+        assert!(
+            message.starts_with("invalid --output: unknown column \"path\" for trace_exec;"),
+            "{message}"
+        );
+        assert_eq!(
+            error(&["trace", "exec", "-o", "yaml"]),
+            "invalid --output: unknown output format \"yaml\"; use columns, columns=<name,...>, json or compact"
+        );
+    }
+
+    #[test]
+    fn ring_buffer_size_flag() {
+        let size = |text: &str| {
+            trace(&["trace", "open", "--ring-buffer-size", text])
+                .run_request(None)
+                .ring_buffer_bytes
+        };
+        assert_eq!(size("4096"), 4096);
+        assert_eq!(size("512K"), 512 * 1024);
+        assert_eq!(size("16M"), 16 << 20);
+        assert_eq!(size("16MiB"), 16 << 20);
+        assert_eq!(size("1Ki"), 1024);
+        for bad in ["0", "4096M", "", "1G", "-1", "1.5M", "M"] {
+            let message = error(&["trace", "open", &format!("--ring-buffer-size={bad}")]);
+            assert!(
+                message.starts_with(&format!("invalid --ring-buffer-size {bad:?}: ")),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn failed_flag() {
+        assert!(open_params(&trace(&["trace", "open", "--failed"])).failed_only);
+    }
+
+    #[test]
+    fn prefix_flag_is_repeatable_and_takes_any_bytes() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let cli = Cli::try_parse_from([
+            OsString::from("kubectl-gadget"),
+            "trace".into(),
+            "open".into(),
+            "--prefix".into(),
+            "/etc/".into(),
+            "--prefix".into(),
+            OsString::from_vec(b"/tmp/\xff".to_vec()),
+        ])
+        .unwrap();
+        let Ok(Request::Trace(trace)) = Request::from_cli(cli) else {
+            panic!("should be a trace");
+        };
+        assert_eq!(
+            open_params(&trace).path_prefixes,
+            [
+                Bytes::from_static(b"/etc/"),
+                Bytes::from_static(b"/tmp/\xff")
+            ]
+        );
+        assert_eq!(
+            error(&["trace", "open", "--prefix", ""]),
+            "invalid --prefix \"\": an empty prefix would match every path; leave --prefix out instead"
+        );
+    }
+
+    #[test]
+    fn ignore_failed_flag() {
+        assert!(exec_params(&trace(&["trace", "exec", "--ignore-failed"])).ignore_failed);
+    }
+
+    #[test]
+    fn max_args_flags() {
+        let params = exec_params(&trace(&[
+            "trace",
+            "exec",
+            "--max-args",
+            "5",
+            "--max-args-bytes",
+            "1024",
+        ]));
+        assert_eq!((params.max_args, params.max_args_bytes), (5, 1024));
+        assert_eq!(
+            error(&["trace", "exec", "--max-args", "0"]),
+            "invalid --max-args 0: it must be at least 1 (leave it out for the node's default)"
+        );
+        assert!(error(&["trace", "exec", "--max-args-bytes", "0"])
+            .starts_with("invalid --max-args-bytes 0"));
+    }
+
+    #[test]
+    fn gadget_flags_belong_to_their_gadget() {
+        for args in [
+            ["trace", "exec", "--failed"],
+            ["trace", "open", "--ignore-failed"],
+        ] {
+            let err =
+                Cli::try_parse_from(std::iter::once("kubectl-gadget").chain(args)).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+        }
+    }
+
+    #[test]
+    fn kubeconfig_and_context_flags() {
+        let trace = trace(&[
+            "--kubeconfig",
+            "/tmp/kc",
+            "trace",
+            "exec",
+            "--context",
+            "prod",
+        ]);
+        assert_eq!(
+            trace.nodes,
+            NodeTargets::Cluster(ClusterTarget {
+                kubeconfig: Some("/tmp/kc".into()),
+                context: Some("prod".into()),
+                nodes: vec![],
+            })
+        );
+    }
+
+    #[test]
+    fn node_flag_is_repeatable_and_comma_separated() {
+        let trace = trace(&[
+            "trace", "exec", "--node", "a,b", "--node", "c", "--node", "a",
+        ]);
+        let NodeTargets::Cluster(cluster) = trace.nodes else {
+            panic!("cluster mode");
+        };
+        assert_eq!(cluster.nodes, ["a", "b", "c"]);
+        assert_eq!(
+            error(&["trace", "exec", "--node", "a,,b"]),
+            "invalid node name \"\": it is empty"
+        );
+    }
+
+    #[test]
+    fn node_address_flag() {
+        let trace = trace(&[
+            "trace",
+            "exec",
+            "--node-address",
+            "unix:///run/gadget/node.sock",
+            "--node-address",
+            "worker-2=tcp://127.0.0.1:7100",
+            "--node-address",
+            "tcp://[::1]:7101",
+        ]);
+        assert_eq!(
+            trace.nodes,
+            NodeTargets::Direct(vec![
+                NodeAddress {
+                    name: None,
+                    endpoint: NodeEndpoint::Unix("/run/gadget/node.sock".into()),
+                },
+                NodeAddress {
+                    name: Some("worker-2".into()),
+                    endpoint: NodeEndpoint::Tcp {
+                        host: "127.0.0.1".into(),
+                        port: 7100
+                    },
+                },
+                NodeAddress {
+                    name: None,
+                    endpoint: NodeEndpoint::Tcp {
+                        host: "[::1]".into(),
+                        port: 7101
+                    },
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn node_address_with_equals_in_its_path_has_no_name() {
+        let address: NodeAddress = "unix:///tmp/a=b.sock".parse().unwrap();
+        assert_eq!(address.name, None);
+        assert_eq!(address.endpoint.to_string(), "unix:///tmp/a=b.sock");
+    }
+
+    #[test]
+    fn bad_node_addresses() {
+        for bad in [
+            "127.0.0.1:7100",
+            "http://127.0.0.1:7100",
+            "tcp://127.0.0.1",
+            "tcp://127.0.0.1:0",
+            "tcp://127.0.0.1:99999",
+            "tcp://:7100",
+            "tcp://::1:7100",
+            "unix://relative.sock",
+            "unix://",
+            "=unix:///x.sock",
+        ] {
+            let message = error(&["version", "--node-address", bad]);
+            assert!(
+                message.starts_with(&format!("invalid --node-address {bad:?}: ")),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn node_address_conflicts_with_cluster_flags() {
+        for flag in [["--context", "x"], ["--kubeconfig", "x"], ["--node", "x"]] {
+            let args = ["kubectl-gadget", "version", "--node-address", "unix:///x"];
+            let err = Cli::try_parse_from(args.into_iter().chain(flag)).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        }
+    }
+
+    #[test]
+    fn version_flags() {
+        let Ok(Request::Version(version)) = request(&["version"]) else {
+            panic!("version");
+        };
+        assert_eq!(
+            version,
+            VersionRequest {
+                client_only: false,
+                nodes: NodeTargets::Cluster(ClusterTarget::default()),
+            }
+        );
+        let Ok(Request::Version(version)) = request(&["version", "--client"]) else {
+            panic!("version");
+        };
+        assert!(version.client_only);
+    }
+
+    #[test]
+    fn deploy_and_undeploy_take_the_cluster_flags() {
+        let Ok(Request::Deploy { cluster, .. }) = request(&["deploy", "--context", "prod"]) else {
+            panic!("deploy");
+        };
+        assert_eq!(cluster.context.as_deref(), Some("prod"));
+        let Ok(Request::Undeploy { cluster, .. }) =
+            request(&["--kubeconfig", "/tmp/kc", "undeploy"])
+        else {
+            panic!("undeploy");
+        };
+        assert_eq!(cluster.kubeconfig, Some(PathBuf::from("/tmp/kc")));
+    }
+
+    #[test]
+    fn deploy_and_undeploy_refuse_node_flags() {
+        assert_eq!(
+            error(&["deploy", "--node-address", "unix:///n.sock"]),
+            "deploy works on the whole cluster: --node-address cannot be used with it"
+        );
+        assert_eq!(
+            error(&["undeploy", "--node", "worker-1"]),
+            "undeploy works on the whole cluster: --node cannot be used with it"
+        );
+    }
+
+    #[test]
+    fn names_are_checked_like_kubernetes_does() {
+        assert!(check_dns_label("namespace", "a").is_ok());
+        assert!(check_dns_label("namespace", &"a".repeat(63)).is_ok());
+        assert!(check_dns_label("namespace", &"a".repeat(64)).is_err());
+        assert!(check_dns_label("namespace", "a.b").is_err());
+        assert!(check_dns_subdomain("pod name", "a.b-c.d").is_ok());
+        assert!(check_dns_subdomain("pod name", "a..b").is_err());
+        assert!(check_dns_subdomain("pod name", "a.-b").is_err());
+        assert!(check_dns_subdomain("pod name", &"a".repeat(254)).is_err());
+    }
+}
