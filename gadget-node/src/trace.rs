@@ -82,8 +82,9 @@ pub enum TraceError {
     Load {
         /// The gadget.
         gadget: &'static str,
-        /// What aya said, verifier log included.
-        source: aya::EbpfError,
+        /// What aya said, verifier log included (boxed: aya's errors are
+        /// large and every `Result` in the load path would carry them).
+        source: Box<aya::EbpfError>,
     },
     /// Loading or attaching one program.
     #[error("attaching {program} to {category}/{tracepoint}: {source}")]
@@ -94,8 +95,8 @@ pub enum TraceError {
         category: &'static str,
         /// Tracepoint.
         tracepoint: &'static str,
-        /// What aya said.
-        source: aya::programs::ProgramError,
+        /// What aya said (boxed, see `Load`).
+        source: Box<aya::programs::ProgramError>,
     },
     /// Tracepoints cannot be found.
     #[error("{0}")]
@@ -258,7 +259,7 @@ pub fn start(request: TraceRequest, identity: Arc<IdentityResolver>) -> Result<T
         .load(&mut loader)
         .map_err(|source| TraceError::Load {
             gadget: name,
-            source,
+            source: Box::new(source),
         })?;
     let mut maps = common_maps(&mut ebpf, name)?;
 
@@ -348,7 +349,7 @@ fn attach(
             program: point.program,
             category: point.category,
             tracepoint: point.name,
-            source,
+            source: Box::new(source),
         };
         let program: &mut TracePoint = ebpf
             .program_mut(point.program)
