@@ -1,12 +1,14 @@
 //! The kubectl-gadget node runtime: gadgets loaded into the kernel, Kubernetes
 //! identity from cgroups, and the gRPC service.
 
+pub mod agent;
 pub mod cgroup;
 pub mod clock;
 pub mod features;
 pub mod gadgets;
 pub mod identity;
 pub mod listen;
+pub mod local;
 pub mod pods;
 pub mod selector;
 pub mod server;

@@ -4,23 +4,21 @@
 //! their errors into messages and exit codes; the work lives in the library.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
-use gadget_node::cgroup::{find_cgroup2_mount, CgroupResolver};
-use gadget_node::features::{kernel_release, KernelFeatures};
-use gadget_node::identity::IdentityResolver;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use gadget_node::agent::{Agent, PodSource};
 use gadget_node::listen::{ListenAddress, DEFAULT_LISTEN};
-use gadget_node::pods::{watch_node_pods, PodIndex};
-use gadget_node::server::{self, NodeDescription, NodeService};
+use gadget_node::local;
+use gadget_node::server;
+use kubectl_gadget::cli::TraceCommand;
 use tokio::signal::unix::{signal, SignalKind};
 
-/// How often the cgroup tree is rescanned for containers that came or went.
-const CGROUP_RESCAN_PERIOD: Duration = Duration::from_secs(1);
+/// Exit code of a bad command line, as clap uses.
+const USAGE_ERROR: u8 = 2;
 /// A health check that takes longer than this fails (kubelet's exec probes
 /// time out after 1 s by default; they should be given a bit more).
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -39,6 +37,23 @@ enum Command {
     /// Check over gRPC health that a node serves (for exec probes); exit 0
     /// when it does, 1 otherwise.
     Health(HealthArgs),
+    /// Run a gadget on this host and print its events (local mode: no
+    /// cluster, no server); the flags are those of `kubectl gadget trace`.
+    Trace(LocalTraceArgs),
+}
+
+#[derive(Args)]
+struct LocalTraceArgs {
+    /// The node name shown on rows [default: the host name].
+    #[arg(long, value_name = "NAME", env = "NODE_NAME", global = true)]
+    node_name: Option<String>,
+    /// Name pods through this cluster (the pods of --node-name): namespaces,
+    /// pod and container names and labels, which -n, -p, -c and -l select
+    /// by [default: no cluster].
+    #[arg(long, value_name = "PATH", global = true)]
+    kubeconfig: Option<PathBuf>,
+    #[command(subcommand)]
+    gadget: TraceCommand,
 }
 
 #[derive(Args)]
@@ -73,9 +88,15 @@ struct HealthArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging();
+    let cli = parse_command_line();
+    // Local mode's stdout and stderr are the user's terminal: only what
+    // needs their attention.
+    init_logging(match cli.command {
+        Command::Trace(_) => "warn",
+        Command::Serve(_) | Command::Health(_) => "info",
+    });
     match cli.command {
+        Command::Trace(args) => trace_locally(args).await,
         Command::Serve(args) => match serve(args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -96,10 +117,57 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr, filtered by RUST_LOG (default `info`).
-fn init_logging() {
+/// The command line, with the local mode's help in place of the client's
+/// text about cluster nodes.
+fn parse_command_line() -> Cli {
+    let local_help = |gadget: clap::Command| gadget.after_long_help(local::LOCAL_HELP);
+    let command = Cli::command().mut_subcommand("trace", |trace| {
+        trace
+            .mut_subcommand("open", local_help)
+            .mut_subcommand("exec", local_help)
+    });
+    let mut matches = command.get_matches();
+    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|err| err.exit())
+}
+
+async fn trace_locally(args: LocalTraceArgs) -> ExitCode {
+    let request = match local::request(args.gadget) {
+        Ok(request) => request,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    let pods = match args.kubeconfig {
+        Some(path) => PodSource::Kubeconfig(path),
+        None => PodSource::None,
+    };
+    let agent = match Agent::start(args.node_name, pods).await {
+        Ok(agent) => agent,
+        Err(err) => {
+            eprintln!("gadget-node: {}", one_line(&err));
+            return ExitCode::FAILURE;
+        }
+    };
+    match local::trace(&agent, &request).await {
+        Ok(summary) => match summary.failure() {
+            None => ExitCode::SUCCESS,
+            Some(failure) => {
+                eprintln!("error: {failure}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(err) => {
+            eprintln!("error: cannot write the output: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr, filtered by RUST_LOG (default `default_level`).
+fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -132,32 +200,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.listen.check_exposure(args.allow_non_loopback)?;
     let listener = args.listen.bind().await?;
 
-    let node_name = match args.node_name.filter(|name| !name.is_empty()) {
-        Some(name) => name,
-        None => host_name()?,
+    let pods = match (args.no_kubernetes, args.kubeconfig) {
+        (true, _) => PodSource::None,
+        (false, Some(path)) => PodSource::Kubeconfig(path),
+        (false, None) => PodSource::Default,
     };
-    let pods = if args.no_kubernetes {
-        tracing::info!("not using the API server: events will not carry pod names");
-        None
-    } else {
-        kube_client(args.kubeconfig.as_deref())
-            .await?
-            .map(|client| start_pod_watch(client, node_name.clone()))
-    };
-    let cgroup_root = find_cgroup2_mount()?;
-    let identity = Arc::new(IdentityResolver::new(
-        CgroupResolver::new(cgroup_root),
-        pods.as_ref().map(|(index, _)| Arc::clone(index)),
-    ));
-    let refresh = tokio::spawn(Arc::clone(&identity).refresh_periodically(CGROUP_RESCAN_PERIOD));
-
-    let features = tokio::task::spawn_blocking(KernelFeatures::detect).await?;
-    let description = NodeDescription {
-        node_name,
-        kernel_release: kernel_release().context("cannot read the kernel release")?,
-        features,
-    };
-    log_description(&description);
+    let agent = Agent::start(args.node_name, pods).await?;
 
     let stop = async move {
         tokio::select! {
@@ -165,73 +213,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             _ = interrupt.recv() => tracing::info!("SIGINT received"),
         }
     };
-    let result = server::serve(listener, NodeService::new(description, identity), stop).await;
-    refresh.abort();
-    if let Some((_, watch)) = pods {
-        watch.abort();
-    }
-    Ok(result?)
-}
-
-/// A client for the API server; `None`, with a warning, when no
-/// configuration is found and none was named.
-async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<Option<kube::Client>> {
-    if let Some(path) = kubeconfig {
-        let kubeconfig = kube::config::Kubeconfig::read_from(path)
-            .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .with_context(|| format!("cannot use kubeconfig {}", path.display()))?;
-        let client = kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
-        return Ok(Some(client));
-    }
-    match kube::Client::try_default().await {
-        Ok(client) => Ok(Some(client)),
-        Err(err) => {
-            tracing::warn!(
-                error = %err,
-                "no Kubernetes configuration found: serving without pod names (local mode); \
-                 pass --no-kubernetes to silence this"
-            );
-            Ok(None)
-        }
-    }
-}
-
-/// Starts keeping a pod index of this node up to date.
-fn start_pod_watch(
-    client: kube::Client,
-    node_name: String,
-) -> (Arc<PodIndex>, tokio::task::JoinHandle<()>) {
-    let index = Arc::new(PodIndex::new());
-    let watch = tokio::spawn({
-        let index = Arc::clone(&index);
-        async move { watch_node_pods(client, &node_name, index).await }
-    });
-    (index, watch)
-}
-
-fn host_name() -> anyhow::Result<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .context("cannot read the host name; pass --node-name")?;
-    Ok(name.trim().to_string())
-}
-
-fn log_description(description: &NodeDescription) {
-    let features: Vec<String> = description
-        .features
-        .iter()
-        .map(|(feature, present)| format!("{feature}={present}"))
-        .collect();
-    tracing::info!(
-        node = description.node_name,
-        kernel = description.kernel_release,
-        features = features.join(","),
-        "node ready"
-    );
-    for gadget in gadget_node::gadgets::names() {
-        if let Err(reason) = description.features.gadget_availability(gadget) {
-            tracing::warn!(gadget, reason, "gadget unavailable");
-        }
-    }
+    let Agent {
+        service,
+        background: _running,
+        ..
+    } = agent;
+    Ok(server::serve(listener, service, stop).await?)
 }

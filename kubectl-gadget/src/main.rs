@@ -44,16 +44,13 @@ async fn run(request: Request) -> anyhow::Result<ExitCode> {
     match request {
         Request::Trace(request) => {
             let summary = trace::run(&request).await?;
-            if summary.failed.is_empty() {
-                return Ok(ExitCode::SUCCESS);
+            match summary.failure() {
+                None => Ok(ExitCode::SUCCESS),
+                Some(failure) => {
+                    eprintln!("error: {failure}");
+                    Ok(ExitCode::FAILURE)
+                }
             }
-            eprintln!(
-                "error: the trace failed on {} of {} nodes: {}",
-                summary.failed.len(),
-                summary.nodes.len(),
-                summary.failed.join(", ")
-            );
-            Ok(ExitCode::FAILURE)
         }
         Request::Deploy { cluster, args } => {
             if args.print_only {

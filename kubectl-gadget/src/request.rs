@@ -49,11 +49,8 @@ impl Request {
     pub fn from_cli(cli: Cli) -> Result<Request, RequestError> {
         let nodes = NodeTargets::from_args(&cli.targets)?;
         match cli.command {
-            Command::Trace(TraceCommand::Open(args)) => {
-                TraceRequest::open(nodes, args).map(Request::Trace)
-            }
-            Command::Trace(TraceCommand::Exec(args)) => {
-                TraceRequest::exec(nodes, args).map(Request::Trace)
+            Command::Trace(command) => {
+                TraceRequest::from_command(nodes, command).map(Request::Trace)
             }
             Command::Version(args) => Ok(Request::Version(VersionRequest {
                 client_only: args.client,
@@ -113,6 +110,18 @@ pub struct TraceRequest {
 }
 
 impl TraceRequest {
+    /// Validates a `trace` command to run on `nodes`. `gadget-node trace`
+    /// (local mode) parses the same flags and comes here too.
+    pub fn from_command(
+        nodes: NodeTargets,
+        command: TraceCommand,
+    ) -> Result<TraceRequest, RequestError> {
+        match command {
+            TraceCommand::Open(args) => TraceRequest::open(nodes, args),
+            TraceCommand::Exec(args) => TraceRequest::exec(nodes, args),
+        }
+    }
+
     /// `trace open`.
     fn open(nodes: NodeTargets, args: OpenArgs) -> Result<TraceRequest, RequestError> {
         let params = run_gadget_request::Params::Open(v1::OpenParams {

@@ -17,7 +17,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::stream::{self, BoxStream, SelectAll, StreamExt};
+use futures::stream::{self, BoxStream, SelectAll, Stream, StreamExt};
 use gadget_proto::check_protocol;
 use gadget_proto::render::{OutputFormat, Renderer, Row, StatusStream};
 use gadget_proto::v1::{self, run_gadget_response, TraceStatus, Workload};
@@ -108,6 +108,21 @@ pub struct TraceSummary {
     pub released_early: u64,
 }
 
+impl TraceSummary {
+    /// What to tell the user when some node failed; `None` when none did.
+    pub fn failure(&self) -> Option<String> {
+        if self.failed.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "the trace failed on {} of {} nodes: {}",
+            self.failed.len(),
+            self.nodes.len(),
+            self.failed.join(", ")
+        ))
+    }
+}
+
 /// A trace that could not start at all.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
@@ -133,6 +148,17 @@ pub async fn run(request: &TraceRequest) -> Result<TraceSummary, TraceError> {
             (label, run_on_node(target, run_request.clone()))
         })
         .collect();
+    Ok(print_trace(request, nodes).await?)
+}
+
+/// Prints the merged events of `nodes` to stdout until every node has
+/// ended, the request's timeout has long passed, or Ctrl-C. [`run`] gives it
+/// the nodes' gRPC streams; `gadget-node trace` (local mode) an in-process
+/// node's.
+pub async fn print_trace(
+    request: &TraceRequest,
+    nodes: Vec<(String, NodeEvents)>,
+) -> io::Result<TraceSummary> {
     let timeout = request.timeout_seconds();
     let stop = async move {
         let overran = async {
@@ -159,7 +185,7 @@ pub async fn run(request: &TraceRequest) -> Result<TraceSummary, TraceError> {
     // nothing else prints to stdout meanwhile.
     let mut stdout = io::stdout().lock();
     let mut stderr = io::stderr();
-    let summary = merge_and_print(
+    merge_and_print(
         nodes,
         &mut renderer,
         MergeSettings::default(),
@@ -167,8 +193,7 @@ pub async fn run(request: &TraceRequest) -> Result<TraceSummary, TraceError> {
         &mut stdout,
         &mut stderr,
     )
-    .await?;
-    Ok(summary)
+    .await
 }
 
 /// The events of a trace on one node: connect and check the node, start
@@ -195,30 +220,43 @@ pub fn run_on_node(target: NodeTarget, request: v1::RunGadgetRequest) -> NodeEve
             };
             return stream::iter([named, NodeEvent::Failed(err)]).boxed();
         }
-        match client.run_gadget(request).await {
-            Err(status) => {
-                let err = NodeError::Trace(connect::status_message(&status));
-                stream::iter([named, NodeEvent::Failed(err)]).boxed()
-            }
-            Ok(response) => {
-                let responses = response.into_inner().map(move |item| {
-                    // The channel lives as long as the stream reads from it.
-                    let _channel = &client;
-                    match item {
-                        Ok(response) => NodeEvent::Response(response),
-                        Err(status) => {
-                            NodeEvent::Failed(NodeError::Trace(connect::status_message(&status)))
-                        }
-                    }
-                });
-                stream::iter([named, NodeEvent::Started])
-                    .chain(responses)
-                    .boxed()
-            }
-        }
+        let answer = client.run_gadget(request).await.map(|response| {
+            response.into_inner().map(move |item| {
+                // The channel lives as long as the stream reads from it.
+                let _channel = &client;
+                item
+            })
+        });
+        gadget_events(named, answer)
     })
     .flatten()
     .boxed()
+}
+
+/// A node's answer to RunGadget as its events, after `named`: the call's
+/// error, or `Started` and then each response (a broken stream fails the
+/// node). Shared by the gRPC client and the in-process local mode.
+pub fn gadget_events<S>(named: NodeEvent, answer: Result<S, tonic::Status>) -> NodeEvents
+where
+    S: Stream<Item = Result<v1::RunGadgetResponse, tonic::Status>> + Send + 'static,
+{
+    match answer {
+        Err(status) => {
+            let err = NodeError::Trace(connect::status_message(&status));
+            stream::iter([named, NodeEvent::Failed(err)]).boxed()
+        }
+        Ok(responses) => {
+            let events = responses.map(|item| match item {
+                Ok(response) => NodeEvent::Response(response),
+                Err(status) => {
+                    NodeEvent::Failed(NodeError::Trace(connect::status_message(&status)))
+                }
+            });
+            stream::iter([named, NodeEvent::Started])
+                .chain(events)
+                .boxed()
+        }
+    }
 }
 
 /// An event waiting in the merge window, with the workloads of its batch.

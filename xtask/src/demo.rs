@@ -1,9 +1,10 @@
 //! `cargo xtask demo`: the product on this host, no cluster needed.
 //!
-//! Starts `gadget-node serve` on a private unix socket and points
-//! `kubectl-gadget` at it with `--node-address`, while a small workload runs
-//! commands and opens files, so that real rows come out: first `trace exec`
-//! in columns, then `trace open` in the compact one-line form.
+//! While a small workload runs commands and opens files, so that real rows
+//! come out: first local mode, `gadget-node trace exec` (the gadget runs in
+//! that process, no server, no cluster), in columns; then the client path,
+//! `gadget-node serve` on a private unix socket and `kubectl-gadget trace
+//! open --node-address` talking gRPC to it, in the compact one-line form.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -46,11 +47,22 @@ pub fn run(_args: &[String]) -> Result<()> {
         "kubectl-gadget",
     ]))?;
     let bin = workspace_root().join("target/debug");
+
+    eprintln!(
+        "\n== local mode: gadget-node trace exec --host -t {TRACE_SECONDS} (while a workload runs)"
+    );
+    with_workload(Command::new(bin.join("gadget-node")).args([
+        "trace",
+        "exec",
+        "--host",
+        "-t",
+        TRACE_SECONDS,
+    ]))?;
+
     let dir = std::env::temp_dir().join(format!("gadget-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let address = format!("unix://{}", dir.join("gadget.sock").display());
-
-    eprintln!("\n== starting gadget-node on {address}");
+    eprintln!("\n== starting gadget-node serve on {address}");
     let _node = Node(
         Command::new(bin.join("gadget-node"))
             .args(["serve", "--no-kubernetes", "--listen", &address])
@@ -59,41 +71,35 @@ pub fn run(_args: &[String]) -> Result<()> {
             .context("cannot start gadget-node")?,
     );
     wait_healthy(&bin.join("gadget-node"), &address)?;
-
-    for (gadget, extra) in [
-        ("exec", vec![]),
-        ("open", vec!["--prefix", "/etc/", "-o", "compact"]),
-    ] {
-        eprintln!(
-            "\n== kubectl gadget trace {gadget} --host {} (while a workload runs)",
-            extra.join(" ")
-        );
-        let workload = Command::new("sh")
-            .args(["-c", WORKLOAD])
-            .stdout(Stdio::null())
-            .spawn()?;
-        let mut trace = Command::new(bin.join("kubectl-gadget"));
-        trace
-            .args([
-                "trace",
-                gadget,
-                "--node-address",
-                &address,
-                "--host",
-                "-t",
-                TRACE_SECONDS,
-            ])
-            .args(&extra);
-        let result = run_checked(&mut trace);
-        reap(workload);
-        result?;
-    }
+    eprintln!(
+        "\n== kubectl gadget trace open --node-address {address} --host --prefix /etc/ -o compact -t {TRACE_SECONDS}"
+    );
+    with_workload(Command::new(bin.join("kubectl-gadget")).args([
+        "trace",
+        "open",
+        "--node-address",
+        &address,
+        "--host",
+        "--prefix",
+        "/etc/",
+        "-o",
+        "compact",
+        "-t",
+        TRACE_SECONDS,
+    ]))?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
-fn reap(mut child: Child) {
-    let _ = child.wait();
+/// Runs `trace` while the workload runs.
+fn with_workload(trace: &mut Command) -> Result<()> {
+    let mut workload = Command::new("sh")
+        .args(["-c", WORKLOAD])
+        .stdout(Stdio::null())
+        .spawn()?;
+    let result = run_checked(trace);
+    let _ = workload.wait();
+    result
 }
 
 /// Waits until the node answers its gRPC health check.
