@@ -65,18 +65,6 @@ impl std::fmt::Display for Feature {
 /// ring buffer, and CO-RE relocation of the shared process record.
 const RUNTIME_NEEDS: &[Feature] = &[Feature::RingBuf, Feature::Btf];
 
-/// Features a gadget needs beyond [`RUNTIME_NEEDS`].
-// Kept here, by name, because the `Gadget` trait has no way to say it yet;
-// it belongs on the trait (a `required_features()` method) so that adding a
-// gadget stays one module and one registry line.
-fn gadget_needs(gadget: &str) -> &'static [Feature] {
-    match gadget {
-        // Its argv copy runs under bpf_loop.
-        gadget_proto::TRACE_EXEC => &[Feature::BpfLoop],
-        _ => &[],
-    }
-}
-
 /// The features of the running kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelFeatures {
@@ -132,7 +120,7 @@ impl KernelFeatures {
     pub fn gadget_availability(&self, gadget: &str) -> Result<(), String> {
         let missing: Vec<String> = RUNTIME_NEEDS
             .iter()
-            .chain(gadget_needs(gadget))
+            .chain(crate::gadgets::find(gadget).map_or(&[][..], |g| g.required_features()))
             .filter(|feature| !self.supports(**feature))
             .map(|feature| format!("{feature} ({})", feature.requirement()))
             .collect();

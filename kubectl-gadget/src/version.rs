@@ -113,28 +113,19 @@ pub fn table(nodes: &[NodeVersion]) -> String {
             ]),
         }
     }
-    align(&rows)
+    align(rows)
 }
 
 /// Left-aligned columns separated by three spaces, as kubectl prints
-/// tables; the last column is not padded.
-fn align<const N: usize>(rows: &[[String; N]]) -> String {
-    let mut widths = [0; N];
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
+/// tables; trailing spaces are cut. tabled measures display width, so wide
+/// characters in node names keep the columns straight.
+fn align<const N: usize>(rows: Vec<[String; N]>) -> String {
+    let mut table = tabled::builder::Builder::from_iter(rows).build();
+    table
+        .with(tabled::settings::Style::empty())
+        .with(tabled::settings::Padding::new(0, 3, 0, 0));
     let mut text = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (column, cell) in row.iter().enumerate() {
-            line.push_str(cell);
-            if column + 1 < N {
-                let padding = widths[column] - cell.chars().count() + 3;
-                line.extend(std::iter::repeat_n(' ', padding));
-            }
-        }
+    for line in table.to_string().lines() {
         text.push_str(line.trim_end());
         text.push('\n');
     }

@@ -12,6 +12,8 @@ use bytes::Bytes;
 use gadget_ebpf::MalformedRecord;
 use gadget_proto::v1;
 
+use crate::features::Feature;
+
 pub mod trace_exec;
 pub mod trace_open;
 
@@ -42,6 +44,11 @@ pub trait Gadget: Send + Sync {
         &self,
         params: Option<&v1::run_gadget_request::Params>,
     ) -> Result<Box<dyn PreparedGadget>, InvalidParams>;
+    /// What the kernel must offer beyond what every gadget needs (ring
+    /// buffer, BTF); a node without it reports the gadget unavailable.
+    fn required_features(&self) -> &'static [Feature] {
+        &[]
+    }
 }
 
 /// A tracepoint a gadget's program attaches to.

@@ -6,6 +6,8 @@ use gadget_ebpf::trace_exec as abi;
 use gadget_ebpf::MalformedRecord;
 use gadget_proto::v1;
 
+use crate::features::Feature;
+
 use super::{
     kernel_string_at, process_from, syscall_tracepoint, AttachPoint, Gadget, InvalidParams,
     PreparedGadget,
@@ -17,6 +19,11 @@ pub struct TraceExec;
 impl Gadget for TraceExec {
     fn name(&self) -> &'static str {
         gadget_proto::TRACE_EXEC
+    }
+
+    fn required_features(&self) -> &'static [Feature] {
+        // The argv copy runs under bpf_loop (Linux 5.17).
+        &[Feature::BpfLoop]
     }
 
     fn prepare(
