@@ -51,6 +51,7 @@ pub fn run(_args: &[String]) -> Result<()> {
 
 /// The build-time part, also run first by `demo` and `test`.
 pub fn ensure_build_tools() -> Result<()> {
+    ensure_rust_components()?;
     let missing: Vec<&Need> = NEEDS.iter().filter(|need| !(need.present)()).collect();
     if missing.is_empty() {
         return Ok(());
@@ -84,6 +85,27 @@ pub fn ensure_build_tools() -> Result<()> {
         bail!("still missing after apt-get: {}", still.join(", "));
     }
     Ok(())
+}
+
+/// `cargo fmt` and `cargo clippy` are rustup components that minimal
+/// toolchains leave out; `test` runs both.
+fn ensure_rust_components() -> Result<()> {
+    let have = |tool: &str| {
+        crate::util::cargo()
+            .args([tool, "--version"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if have("fmt") && have("clippy") {
+        return Ok(());
+    }
+    if !on_path("rustup") {
+        bail!("missing: cargo fmt and cargo clippy (rustfmt and clippy components of the Rust toolchain); install them with your Rust distribution");
+    }
+    eprintln!("installing the rustfmt and clippy components");
+    run_checked(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))
 }
 
 /// What running gadgets needs from the kernel; reported, not installed.
