@@ -24,18 +24,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Api, Config};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::manifests;
+use crate::deploy::{is_pod_ready, pod_state, target_node, RolloutStatus};
+use crate::manifests::{GRPC_PORT, NAMESPACE, NODE_AGENT, POD_SELECTOR};
 use crate::request::{ClusterTarget, NodeAddress, NodeEndpoint, NodeTargets};
-
-/// Namespace of the gadget-node DaemonSet and pods.
-pub const GADGET_NAMESPACE: &str = manifests::NAMESPACE;
-/// Name of the gadget-node DaemonSet.
-pub const GADGET_NODE_DAEMONSET: &str = manifests::NODE_AGENT;
-/// Label selector of the gadget-node pods.
-pub const GADGET_NODE_SELECTOR: &str = manifests::POD_SELECTOR;
-/// Port gadget-node serves on inside its pod (on loopback, so only a
-/// port-forward reaches it).
-pub const GADGET_NODE_PORT: u16 = manifests::GRPC_PORT;
 
 /// How long to wait for a node to accept a connection and answer NodeInfo;
 /// a port-forward through the API server and the kubelet takes a few round
@@ -68,9 +59,15 @@ pub enum ConnectError {
     /// The API server refused or could not be reached.
     #[error("{0}")]
     Api(String),
-    /// No gadget-node DaemonSet, or no pod of it.
+    /// No gadget-node DaemonSet.
     #[error("gadget-node is not deployed: run \"kubectl gadget deploy\"")]
     NotDeployed,
+    /// The DaemonSet exists, but no node matches its node selector.
+    #[error(
+        "no node runs gadget-node: no Linux node matches its node selector; \
+         run \"kubectl gadget deploy\" with a --node-selector that matches nodes"
+    )]
+    NoNodes,
     /// `--node` names nodes that have no gadget-node pod.
     #[error("no gadget-node pod on {}: {}; gadget-node runs on: {}", plural(.unknown.len(), "node", "nodes"), .unknown.join(", "), if .known.is_empty() { "no node".to_string() } else { .known.join(", ") })]
     UnknownNodes {
@@ -79,8 +76,8 @@ pub enum ConnectError {
         /// The nodes that have one.
         known: Vec<String>,
     },
-    /// There are gadget-node pods, but none is ready.
-    #[error("gadget-node is not ready on any node: {}", .0.join("; "))]
+    /// There are gadget-node pods, but none is ready: `node: state` of each.
+    #[error("gadget-node is not ready on any node ({}); run {DEPLOY_WAIT} to see why", .0.join(", "))]
     NoneReady(Vec<String>),
 }
 
@@ -231,69 +228,48 @@ pub async fn cluster_client(target: &ClusterTarget) -> Result<Cluster, ConnectEr
     Ok(Cluster { client, server })
 }
 
-/// Finds the gadget-node pod of every node (or of the `nodes` named), and
-/// fails with what to run when gadget-node is not deployed.
+/// What to run to see why gadget pods are not ready.
+const DEPLOY_WAIT: &str = "\"kubectl gadget deploy --wait\"";
+
+/// The check every command that talks to the nodes makes first: is
+/// gadget-node deployed, and ready on the nodes asked for? Finds the
+/// gadget-node pod of every node (or of the `nodes` named), and fails with
+/// what to run when gadget-node is not deployed, runs on no node, or is
+/// ready on none.
 ///
 /// Pods that are not ready become targets that fail with the pod's state, so
-/// that the command reports them and goes on with the others; when no pod at
-/// all is ready, that is the error.
+/// that the command reports them and goes on with the others.
 pub async fn discover(
     cluster: &Cluster,
     nodes: &[String],
 ) -> Result<Vec<NodeTarget>, ConnectError> {
-    let daemonsets: Api<DaemonSet> = Api::namespaced(cluster.client.clone(), GADGET_NAMESPACE);
-    let daemonset = daemonsets
-        .get_opt(GADGET_NODE_DAEMONSET)
+    let daemon_sets: Api<DaemonSet> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+    let daemon_set = daemon_sets
+        .get_opt(NODE_AGENT)
         .await
-        .map_err(|err| api_error(cluster, &err))?;
-    if daemonset.is_none() {
-        return Err(ConnectError::NotDeployed);
-    }
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), GADGET_NAMESPACE);
+        .map_err(|err| api_error(cluster, &err))?
+        .ok_or(ConnectError::NotDeployed)?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), NAMESPACE);
     let list = pods
-        .list(&ListParams::default().labels(GADGET_NODE_SELECTOR))
+        .list(&ListParams::default().labels(POD_SELECTOR))
         .await
         .map_err(|err| api_error(cluster, &err))?;
+    let rollout = RolloutStatus::of(&daemon_set);
     if list.items.is_empty() {
-        return Err(ConnectError::NotDeployed);
+        return Err(if rollout.observed && rollout.desired == 0 {
+            ConnectError::NoNodes
+        } else {
+            ConnectError::NoneReady(vec!["no gadget pod exists yet".to_string()])
+        });
     }
     let found = pods_by_node(&list.items);
-    if !nodes.is_empty() {
-        let unknown: Vec<String> = nodes
-            .iter()
-            .filter(|node| !found.iter().any(|pod| &pod.node == *node))
-            .cloned()
-            .collect();
-        if !unknown.is_empty() {
-            return Err(ConnectError::UnknownNodes {
-                unknown,
-                known: found
-                    .iter()
-                    .filter(|pod| pod.scheduled)
-                    .map(|pod| pod.node.clone())
-                    .collect(),
-            });
-        }
-    }
-    let selected: Vec<&NodePod> = found
-        .iter()
-        .filter(|pod| nodes.is_empty() || nodes.contains(&pod.node))
-        .collect();
-    if selected.iter().all(|pod| pod.not_ready.is_some()) {
-        return Err(ConnectError::NoneReady(
-            selected
-                .iter()
-                .filter_map(|pod| pod.not_ready.clone())
-                .collect(),
-        ));
-    }
-    Ok(selected
+    Ok(select_nodes(&found, nodes)?
         .into_iter()
         .map(|pod| NodeTarget {
             label: pod.node.clone(),
             named: true,
-            dial: match &pod.not_ready {
-                Some(state) => Dial::Unusable(NodeError::NotReady(state.clone())),
+            dial: match pod.not_ready_error() {
+                Some(err) => Dial::Unusable(err),
                 None => Dial::PortForward {
                     pods: Box::new(pods.clone()),
                     pod: pod.pod.clone(),
@@ -303,15 +279,63 @@ pub async fn discover(
         .collect())
 }
 
+/// The pods of the `nodes` asked for (all when none is named); fails when a
+/// node named has no gadget pod, or when none of the pods is ready.
+fn select_nodes<'a>(
+    found: &'a [NodePod],
+    nodes: &[String],
+) -> Result<Vec<&'a NodePod>, ConnectError> {
+    let unknown: Vec<String> = nodes
+        .iter()
+        .filter(|node| !found.iter().any(|pod| &pod.node == *node))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ConnectError::UnknownNodes {
+            unknown,
+            known: found
+                .iter()
+                .filter(|pod| pod.scheduled)
+                .map(|pod| pod.node.clone())
+                .collect(),
+        });
+    }
+    let selected: Vec<&NodePod> = found
+        .iter()
+        .filter(|pod| nodes.is_empty() || nodes.contains(&pod.node))
+        .collect();
+    if selected.iter().all(|pod| pod.not_ready.is_some()) {
+        return Err(ConnectError::NoneReady(
+            selected
+                .iter()
+                .filter_map(|pod| Some(format!("{}: {}", pod.node, pod.not_ready.as_ref()?)))
+                .collect(),
+        ));
+    }
+    Ok(selected)
+}
+
 /// The pod chosen for one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct NodePod {
-    /// The node's name, or `pod/NAME` for a pod not scheduled yet.
+    /// The node it runs on or is meant for, or `pod/NAME` for a pod that
+    /// names no node.
     node: String,
     scheduled: bool,
     pod: String,
-    /// Why the pod cannot be used, when it cannot.
+    /// The pod's state (see [`pod_state`]) when it is not ready.
     not_ready: Option<String>,
+}
+
+impl NodePod {
+    /// What a command says for this node when its pod is not ready.
+    fn not_ready_error(&self) -> Option<NodeError> {
+        let state = self.not_ready.as_ref()?;
+        Some(NodeError::NotReady(format!(
+            "gadget-node pod {NAMESPACE}/{} is not ready ({state}); run {DEPLOY_WAIT} to see why",
+            self.pod
+        )))
+    }
 }
 
 /// One pod per node, sorted by node name: a ready one where there is one
@@ -320,13 +344,13 @@ fn pods_by_node(pods: &[Pod]) -> Vec<NodePod> {
     let mut chosen: Vec<NodePod> = Vec::new();
     for pod in pods {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let node_name = pod.spec.as_ref().and_then(|spec| spec.node_name.clone());
         let candidate = NodePod {
-            node: node_name.clone().unwrap_or_else(|| format!("pod/{name}")),
-            scheduled: node_name.is_some(),
-            not_ready: not_ready_reason(pod).map(|reason| {
-                format!("gadget-node pod {GADGET_NAMESPACE}/{name} is not ready ({reason})")
-            }),
+            node: target_node(pod).map_or_else(|| format!("pod/{name}"), str::to_string),
+            scheduled: pod
+                .spec
+                .as_ref()
+                .is_some_and(|spec| spec.node_name.is_some()),
+            not_ready: (!is_pod_ready(pod)).then(|| pod_state(pod)),
             pod: name,
         };
         match chosen.iter_mut().find(|known| known.node == candidate.node) {
@@ -339,54 +363,6 @@ fn pods_by_node(pods: &[Pod]) -> Vec<NodePod> {
     }
     chosen.sort_by(|a, b| a.node.cmp(&b.node));
     chosen
-}
-
-/// Why a pod cannot serve, e.g. `Pending: ImagePullBackOff`; `None` when it
-/// is ready.
-fn not_ready_reason(pod: &Pod) -> Option<String> {
-    if pod.metadata.deletion_timestamp.is_some() {
-        return Some("terminating".to_string());
-    }
-    let status = pod.status.as_ref();
-    let ready = status
-        .and_then(|status| status.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|condition| condition.type_ == "Ready" && condition.status == "True")
-        });
-    let scheduled = pod
-        .spec
-        .as_ref()
-        .is_some_and(|spec| spec.node_name.is_some());
-    if ready && scheduled {
-        return None;
-    }
-    let phase = status
-        .and_then(|status| status.phase.clone())
-        .unwrap_or_else(|| "Unknown".to_string());
-    let container_reason = status
-        .and_then(|status| status.container_statuses.as_ref())
-        .into_iter()
-        .flatten()
-        .find_map(|container| {
-            let state = container.state.as_ref()?;
-            state
-                .waiting
-                .as_ref()
-                .and_then(|waiting| waiting.reason.clone())
-                .or_else(|| {
-                    state
-                        .terminated
-                        .as_ref()
-                        .and_then(|terminated| terminated.reason.clone())
-                })
-        });
-    Some(match (scheduled, container_reason) {
-        (false, _) => format!("{phase}, not scheduled on a node"),
-        (true, Some(reason)) => format!("{phase}: {reason}"),
-        (true, None) => phase,
-    })
 }
 
 impl NodeTarget {
@@ -412,7 +388,7 @@ impl NodeTarget {
     pub fn address(&self) -> String {
         match &self.dial {
             Dial::PortForward { pod, .. } => {
-                format!("pod {GADGET_NAMESPACE}/{pod} port {GADGET_NODE_PORT}")
+                format!("pod {NAMESPACE}/{pod} port {GRPC_PORT}")
             }
             Dial::Unix(path) => format!("unix://{}", path.display()),
             Dial::Tcp(uri) => uri.replacen("http://", "tcp://", 1),
@@ -526,11 +502,11 @@ fn port_forward_connector(
         let pod = pod.clone();
         let port_error = port_error.clone();
         async move {
-            let mut forwarder = pods.portforward(&pod, &[GADGET_NODE_PORT]).await?;
+            let mut forwarder = pods.portforward(&pod, &[GRPC_PORT]).await?;
             let stream = forwarder
-                .take_stream(GADGET_NODE_PORT)
+                .take_stream(GRPC_PORT)
                 .ok_or("the port-forward has no stream for the port")?;
-            if let Some(error) = forwarder.take_error(GADGET_NODE_PORT) {
+            if let Some(error) = forwarder.take_error(GRPC_PORT) {
                 tokio::spawn(async move {
                     if let Some(message) = error.await {
                         if let Ok(mut slot) = port_error.lock() {
@@ -660,7 +636,7 @@ mod tests {
         Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
-                namespace: Some(GADGET_NAMESPACE.into()),
+                namespace: Some(NAMESPACE.into()),
                 ..ObjectMeta::default()
             },
             spec: Some(PodSpec {
@@ -720,10 +696,7 @@ mod tests {
                     node: "node-c".into(),
                     scheduled: true,
                     pod: "gn-c".into(),
-                    not_ready: Some(
-                        "gadget-node pod gadget/gn-c is not ready (Pending: ImagePullBackOff)"
-                            .into()
-                    ),
+                    not_ready: Some("ImagePullBackOff".into()),
                 },
             ]
         );
@@ -735,8 +708,36 @@ mod tests {
         assert_eq!(chosen[0].node, "pod/gn-x");
         assert!(!chosen[0].scheduled);
         assert_eq!(
-            chosen[0].not_ready.as_deref(),
-            Some("gadget-node pod gadget/gn-x is not ready (Pending, not scheduled on a node)")
+            chosen[0].not_ready_error().unwrap().to_string(),
+            "gadget-node pod gadget/gn-x is not ready (not scheduled); \
+             run \"kubectl gadget deploy --wait\" to see why"
+        );
+    }
+
+    #[test]
+    fn not_ready_pods_fail_their_node_unless_no_node_is_ready() {
+        let found = pods_by_node(&[
+            pod("gn-a", Some("node-a"), true, None),
+            pod("gn-b", Some("node-b"), false, Some("CrashLoopBackOff")),
+        ]);
+        let all = select_nodes(&found, &[]).unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all[0].not_ready_error().is_none());
+        assert_eq!(
+            all[1].not_ready_error().unwrap().to_string(),
+            "gadget-node pod gadget/gn-b is not ready (CrashLoopBackOff); \
+             run \"kubectl gadget deploy --wait\" to see why"
+        );
+        let err = select_nodes(&found, &["node-b".to_string()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "gadget-node is not ready on any node (node-b: CrashLoopBackOff); \
+             run \"kubectl gadget deploy --wait\" to see why"
+        );
+        let err = select_nodes(&found, &["ghost".to_string()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no gadget-node pod on node: ghost; gadget-node runs on: node-a, node-b"
         );
     }
 
@@ -761,6 +762,11 @@ mod tests {
         assert_eq!(
             ConnectError::NotDeployed.to_string(),
             "gadget-node is not deployed: run \"kubectl gadget deploy\""
+        );
+        assert_eq!(
+            ConnectError::NoNodes.to_string(),
+            "no node runs gadget-node: no Linux node matches its node selector; \
+             run \"kubectl gadget deploy\" with a --node-selector that matches nodes"
         );
         assert_eq!(
             ConnectError::UnknownNodes {

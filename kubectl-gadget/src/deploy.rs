@@ -1,5 +1,6 @@
-//! `kubectl gadget deploy` and `undeploy`, and the check trace commands make
-//! before they start: is the node side there and ready?
+//! `kubectl gadget deploy` and `undeploy`, and how a gadget pod's state is
+//! put into words (rollout progress here, and the readiness check trace
+//! commands make before they start, in [`crate::connect::discover`]).
 //!
 //! Deploy is a server-side apply of the objects in [`crate::manifests`] with
 //! the field manager [`FIELD_MANAGER`]; undeploy deletes what carries the
@@ -523,7 +524,8 @@ pub fn pod_state(pod: &Pod) -> String {
     }
 }
 
-fn is_pod_ready(pod: &Pod) -> bool {
+/// Whether a pod is ready and not being deleted.
+pub(crate) fn is_pod_ready(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
         && pod
             .status
@@ -534,13 +536,19 @@ fn is_pod_ready(pod: &Pod) -> bool {
             .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
+/// The node a gadget pod runs on or is meant for, shown as `(no node yet)`
+/// when it names none.
+fn pod_node(pod: &Pod) -> &str {
+    target_node(pod).unwrap_or("(no node yet)")
+}
+
 /// The node a gadget pod runs on or is meant for. Before scheduling, a
 /// DaemonSet pod names its node only in the node affinity the DaemonSet
 /// controller gives it (`metadata.name In [<node>]`).
-fn pod_node(pod: &Pod) -> &str {
+pub(crate) fn target_node(pod: &Pod) -> Option<&str> {
     let spec = pod.spec.as_ref();
     if let Some(node) = spec.and_then(|s| s.node_name.as_deref()) {
-        return node;
+        return Some(node);
     }
     spec.and_then(|s| s.affinity.as_ref())
         .and_then(|a| a.node_affinity.as_ref())
@@ -553,7 +561,7 @@ fn pod_node(pod: &Pod) -> &str {
         .flat_map(|term| term.match_fields.iter().flatten())
         .find(|field| field.key == "metadata.name" && field.operator == "In")
         .and_then(|field| field.values.as_ref()?.first())
-        .map_or("(no node yet)", String::as_str)
+        .map(String::as_str)
 }
 
 /// The progress line: ready/desired, then the state of every pod that is not
@@ -1057,84 +1065,6 @@ fn namespace_report(namespace: &Namespace) -> Vec<String> {
         }
     }
     lines
-}
-
-/// Why trace commands cannot use the node side yet.
-#[derive(Debug, thiserror::Error)]
-pub enum NotDeployed {
-    /// There is no gadget-node DaemonSet.
-    #[error("kubectl-gadget is not deployed on this cluster: run \"kubectl gadget deploy\"")]
-    Missing,
-    /// The DaemonSet exists but no node matches its node selector.
-    #[error(
-        "no gadget pod is scheduled: no Linux node matches the gadget-node node selector; \
-         run \"kubectl gadget deploy\" with a --node-selector that matches nodes"
-    )]
-    NoNodes,
-    /// Some gadget pods are not ready.
-    #[error(
-        "{ready}/{desired} gadget pods are ready (not ready: {not_ready}); \
-         run \"kubectl gadget deploy --wait\" to see why"
-    )]
-    NotReady {
-        /// Ready pods.
-        ready: i32,
-        /// Scheduled pods.
-        desired: i32,
-        /// `node: state` of the pods that are not ready.
-        not_ready: String,
-    },
-    /// The check itself failed.
-    #[error(transparent)]
-    Cluster(#[from] ClusterError),
-}
-
-/// Checks that the node side is deployed and every scheduled gadget pod is
-/// ready; the error says what to run when it is not.
-///
-/// Two requests: the DaemonSet, and the pods only when some are not ready.
-/// A partly ready node side is reported as [`NotDeployed::NotReady`]; the
-/// caller may warn and trace on the ready nodes instead of stopping.
-pub async fn check_deployed(client: &kube::Client) -> Result<(), NotDeployed> {
-    let daemon_sets = Api::<DaemonSet>::namespaced(client.clone(), NAMESPACE);
-    let action = "get daemonset gadget-node";
-    let daemon_set = daemon_sets
-        .get_opt(NODE_AGENT)
-        .await
-        .map_err(|err| ClusterError::from_kube(err, action, None))?
-        .ok_or(NotDeployed::Missing)?;
-    let status = RolloutStatus::of(&daemon_set);
-    if status.desired == 0 && status.observed {
-        return Err(NotDeployed::NoNodes);
-    }
-    if status.desired > 0 && status.ready == status.desired {
-        return Ok(());
-    }
-    let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE)
-        .list(&ListParams::default().labels(POD_SELECTOR))
-        .await
-        .map_err(|err| ClusterError::from_kube(err, "list the gadget pods", None))?;
-    let mut not_ready: Vec<String> = pods
-        .items
-        .iter()
-        .filter(|pod| !is_pod_ready(pod))
-        .map(|pod| format!("{}: {}", pod_node(pod), pod_state(pod)))
-        .collect();
-    not_ready.sort();
-    let more = not_ready.len().saturating_sub(MAX_PODS_LISTED);
-    not_ready.truncate(MAX_PODS_LISTED);
-    if more > 0 {
-        not_ready.push(format!("and {more} more"));
-    }
-    Err(NotDeployed::NotReady {
-        ready: status.ready,
-        desired: status.desired,
-        not_ready: if not_ready.is_empty() {
-            "pods are still being created".into()
-        } else {
-            not_ready.join(", ")
-        },
-    })
 }
 
 #[cfg(test)]

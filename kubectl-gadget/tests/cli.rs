@@ -400,7 +400,8 @@ fn daemonset_without_pods_says_what_to_run() {
     let output = run_against(&api, &["trace", "exec"]);
     assert_eq!(
         stderr(&output),
-        "error: gadget-node is not deployed: run \"kubectl gadget deploy\"\n"
+        "error: gadget-node is not ready on any node (no gadget pod exists yet); \
+         run \"kubectl gadget deploy --wait\" to see why\n"
     );
     assert_eq!(output.status.code(), Some(1));
     let requests = api.requests.lock().unwrap();
@@ -409,6 +410,25 @@ fn daemonset_without_pods_says_what_to_run() {
             && path.contains("labelSelector=app.kubernetes.io%2Fname%3Dgadget-node")),
         "{requests:?}"
     );
+}
+
+#[test]
+fn daemonset_on_no_node_says_to_choose_nodes() {
+    let daemonset = r#"{"apiVersion":"apps/v1","kind":"DaemonSet",
+        "metadata":{"name":"gadget-node","namespace":"gadget","generation":1},
+        "status":{"observedGeneration":1,"desiredNumberScheduled":0,"currentNumberScheduled":0,
+            "numberMisscheduled":0,"numberReady":0}}"#;
+    let api = fake_api(vec![
+        (DAEMONSET_PATH, 200, daemonset.to_string()),
+        pods(&[]),
+    ]);
+    let output = run_against(&api, &["trace", "exec"]);
+    assert_eq!(
+        stderr(&output),
+        "error: no node runs gadget-node: no Linux node matches its node selector; \
+         run \"kubectl gadget deploy\" with a --node-selector that matches nodes\n"
+    );
+    assert_eq!(output.status.code(), Some(1));
 }
 
 #[test]
@@ -439,8 +459,8 @@ fn pods_that_are_not_ready_are_named() {
     let output = run_against(&api, &["trace", "exec"]);
     assert_eq!(
         stderr(&output),
-        "error: gadget-node is not ready on any node: gadget-node pod gadget/gn-1 is not ready \
-         (Pending: ImagePullBackOff)\n"
+        "error: gadget-node is not ready on any node (node-1: ImagePullBackOff); \
+         run \"kubectl gadget deploy --wait\" to see why\n"
     );
     assert_eq!(output.status.code(), Some(1));
 }
