@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::setup;
-use crate::util::{cargo, run_checked, workspace_root};
+use crate::util::{cargo, run_checked, target_dir};
 
 /// How long each trace runs.
 const TRACE_SECONDS: &str = "4";
@@ -46,7 +46,7 @@ pub fn run(_args: &[String]) -> Result<()> {
         "-p",
         "kubectl-gadget",
     ]))?;
-    let bin = workspace_root().join("target/debug");
+    let bin = target_dir().join("debug");
 
     eprintln!(
         "\n== local mode: gadget-node trace exec --host -t {TRACE_SECONDS} (while a workload runs)"

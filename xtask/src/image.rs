@@ -24,7 +24,7 @@ use flate2::{Compression, GzBuilder};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::util::{cargo, on_path, run_checked, workspace_root};
+use crate::util::{cargo, on_path, run_checked, target_dir, workspace_root};
 
 const USAGE: &str = "usage: cargo xtask image [--output FILE] [--tag REF] [--binary FILE]
 
@@ -171,10 +171,7 @@ fn build_static_node() -> Result<PathBuf> {
         build.env(&cc_variable, "clang");
     }
     run_checked(&mut build)?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    Ok(target_dir.join(&target).join("release/gadget-node"))
+    Ok(target_dir().join(&target).join("release/gadget-node"))
 }
 
 /// Installs the Rust standard library for `target` when rustup lacks it.

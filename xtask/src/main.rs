@@ -2,6 +2,7 @@
 //!
 //! Each task is a module with a `run(args)`; this file only dispatches.
 
+mod bench;
 mod demo;
 mod image;
 mod setup;
@@ -14,6 +15,7 @@ const USAGE: &str = "usage: cargo xtask <task> [args]
 
 tasks:
   setup   install what building and testing need (clang, libbpf headers), or say what is missing
+  bench   measure what a trace costs the traced workload (time per open and per exec)
   demo    run gadget-node on this host and trace it with kubectl-gadget: real rows, no cluster
   image   build the gadget-node container image as an OCI archive, without Docker
   test    everything CI runs: formatting, clippy, unit, kernel and end-to-end tests";
@@ -26,6 +28,8 @@ fn main() -> ExitCode {
     };
     let result = match task.as_str() {
         "setup" => setup::run(rest),
+        "bench" => bench::run(rest),
+        "bench-workload" => bench::workload(rest),
         "demo" => demo::run(rest),
         "image" => image::run(rest),
         "test" => test::run(rest),
