@@ -44,7 +44,15 @@ use std::time::Duration;
 pub struct MergeWindow<T> {
     window_ns: u64,
     capacity: usize,
-    buffered: BinaryHeap<Reverse<Entry<T>>>,
+    /// The buffered items' keys, oldest on top. Items stay in `slots`: a
+    /// heap moves its entries at every push and pop, and events are a few
+    /// hundred bytes where a key is 32.
+    buffered: BinaryHeap<Reverse<Key>>,
+    /// The buffered items, where their keys point; `None` for a free slot.
+    slots: Vec<Option<T>>,
+    /// Free slots, reused before `slots` grows: after the first window's
+    /// worth of events, buffering allocates nothing.
+    free: Vec<usize>,
     /// Arrival counter: among equal timestamps of one node, the order in
     /// which they arrived.
     next_seq: u64,
@@ -55,39 +63,14 @@ pub struct MergeWindow<T> {
     released_early: u64,
 }
 
-/// A buffered item, ordered by (timestamp, node, arrival) only.
-#[derive(Debug)]
-struct Entry<T> {
+/// A buffered item's place in the order, (timestamp, node, arrival), and
+/// its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
     timestamp_ns: u64,
     node: usize,
     seq: u64,
-    item: T,
-}
-
-impl<T> Entry<T> {
-    fn key(&self) -> (u64, usize, u64) {
-        (self.timestamp_ns, self.node, self.seq)
-    }
-}
-
-impl<T> PartialEq for Entry<T> {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl<T> Eq for Entry<T> {}
-
-impl<T> PartialOrd for Entry<T> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<T> Ord for Entry<T> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.key().cmp(&other.key())
-    }
+    slot: usize,
 }
 
 impl<T> MergeWindow<T> {
@@ -98,6 +81,8 @@ impl<T> MergeWindow<T> {
             window_ns: u64::try_from(window.as_nanos()).unwrap_or(u64::MAX),
             capacity,
             buffered: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             next_seq: 0,
             released_up_to: None,
             out_of_order: 0,
@@ -119,11 +104,21 @@ impl<T> MergeWindow<T> {
             // It sorts before every buffered item, so it is the next one out.
             self.out_of_order += 1;
         }
-        self.buffered.push(Reverse(Entry {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(item);
+                slot
+            }
+            None => {
+                self.slots.push(Some(item));
+                self.slots.len() - 1
+            }
+        };
+        self.buffered.push(Reverse(Key {
             timestamp_ns,
             node,
             seq: self.next_seq,
-            item,
+            slot,
         }));
         self.next_seq += 1;
         if self.buffered.len() > self.capacity {
@@ -190,12 +185,17 @@ impl<T> MergeWindow<T> {
     }
 
     fn release_oldest(&mut self) -> Option<T> {
-        let Reverse(entry) = self.buffered.pop()?;
+        let Reverse(key) = self.buffered.pop()?;
         self.released_up_to = Some(
             self.released_up_to
-                .map_or(entry.timestamp_ns, |r| r.max(entry.timestamp_ns)),
+                .map_or(key.timestamp_ns, |r| r.max(key.timestamp_ns)),
         );
-        Some(entry.item)
+        self.free.push(key.slot);
+        Some(
+            self.slots[key.slot]
+                .take()
+                .expect("a buffered key points at its item"),
+        )
     }
 }
 
