@@ -38,6 +38,15 @@ pub const NODE_ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 /// tonic's 4 MiB default is too small for a busy node.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// How often the client pings each node's HTTP/2 connection, and how long
+/// it waits for the answer. A trace's stream is quiet in the client's
+/// direction, and a port-forward does not always end when the node behind
+/// it dies (KWOK's keeps the stream open until the client writes): without
+/// pings, a node killed mid-trace would be noticed only when the trace's
+/// timeout had long passed.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// tonic needs a URI for requests even when the connector ignores it.
 const PLACEHOLDER_URI: &str = "http://[::]:50051";
 
@@ -413,12 +422,13 @@ impl NodeTarget {
                         Ok::<_, std::io::Error>(TokioIo::new(stream))
                     }
                 });
-                Endpoint::from_static(PLACEHOLDER_URI)
+                with_keepalive(Endpoint::from_static(PLACEHOLDER_URI))
                     .connect_with_connector(connector)
                     .await
                     .map_err(|err| connect_error(transport_error(&err)))?
             }
             Dial::Tcp(uri) => Endpoint::from_shared(uri.clone())
+                .map(with_keepalive)
                 .map_err(|err| connect_error(transport_error(&err)))?
                 .connect()
                 .await
@@ -427,7 +437,7 @@ impl NodeTarget {
                 let port_error = Arc::new(Mutex::new(None));
                 let connector =
                     port_forward_connector(pods.as_ref().clone(), pod.clone(), port_error.clone());
-                match Endpoint::from_static(PLACEHOLDER_URI)
+                match with_keepalive(Endpoint::from_static(PLACEHOLDER_URI))
                     .connect_with_connector(connector)
                     .await
                 {
@@ -479,6 +489,14 @@ impl NodeTarget {
             _ => self.label.clone(),
         }
     }
+}
+
+/// `endpoint`, pinging its connection (see [`KEEPALIVE_INTERVAL`]).
+fn with_keepalive(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
 }
 
 type BoxError = Box<dyn StdError + Send + Sync>;
