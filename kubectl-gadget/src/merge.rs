@@ -13,7 +13,7 @@
 //! still printed, at once, and counted as out of order: a late row is more
 //! useful to a security trace than a missing one.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
