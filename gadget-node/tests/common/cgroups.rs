@@ -2,6 +2,7 @@
 //! kubelet's, with real processes in it; removed when dropped.
 //!
 //! Tests move only their own children into it, never the test runner.
+//! Shared with the end-to-end suite (`e2e/src/lib.rs` includes this file).
 
 use std::ffi::CString;
 use std::io;
@@ -9,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -105,6 +106,39 @@ impl CgroupTree {
             leaf.display()
         );
         Placed { pid, cgroup_id }
+    }
+
+    /// Runs `command` to completion inside the leaf cgroup `relative`: the
+    /// child joins it between fork and exec, so everything it execs (the
+    /// exec itself included) happens in the cgroup.
+    pub fn run_in(&mut self, relative: &str, command: &mut Command) -> io::Result<Output> {
+        let procs = CString::new(
+            self.mkdirs(relative)
+                .join("cgroup.procs")
+                .as_os_str()
+                .as_bytes(),
+        )
+        .expect("a cgroup path has no NUL byte");
+        // SAFETY: between fork and exec the child only makes raw syscalls on
+        // memory prepared before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // "0" moves the writing process itself.
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let err = io::Error::last_os_error();
+                libc::close(fd);
+                if written == 1 {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            });
+        }
+        command.stdin(Stdio::null()).output()
     }
 
     /// Moves an existing process (a paused test child) into the leaf cgroup

@@ -1,0 +1,905 @@
+//! The scenario: what a user does with kubectl gadget on a cluster, in
+//! order, each step checked.
+//!
+//! 1. Before deploy, a trace says to run deploy.
+//! 2. A user without rights cannot deploy, and is told so in one line.
+//! 3. `deploy --wait` returns once the real controller-manager and scheduler
+//!    have put a ready gadget pod on every node.
+//! 4. (local harness) A gadget-node per gadget pod, from the pod's own
+//!    command line, reached through a KWOK port-forward.
+//! 5. `version` reaches every node.
+//! 6. Workload pods in two namespaces on different nodes, with processes.
+//! 7. `trace exec` and `trace open` with `-n`, `-A`, `-p`, `-c`, `-l` and
+//!    `--node`: each expected event once, from the right node and container,
+//!    nothing else.
+//! 8. (local harness) A node agent killed mid-trace: the error names the
+//!    node, the other nodes go on.
+//! 9. `undeploy --wait` leaves nothing of deploy's behind, and a trace says
+//!    again to run deploy.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kubectl_gadget::manifests::{
+    self, RenderOptions, MANAGED_SELECTOR, NAMESPACE, NODE_AGENT, POD_SELECTOR,
+};
+
+use crate::agents::{agent_command, free_port, CgroupView, NodeAgent};
+use crate::cgroups::CgroupTree;
+use crate::cluster::Cluster;
+use crate::events::{self, Line, Unmarked};
+use crate::kubectl::Kubectl;
+use crate::process::{run, Running};
+use crate::traces::{self, join, RunningTrace, TraceCase};
+use crate::users::{self, Unprivileged};
+use crate::wait::{check_interrupted, poll, secs, Poll};
+use crate::workloads::{self, node_cgroup, Namespaces, PodPlan, Workloads};
+
+/// The client version the plugin under test reports.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What a trace says when gadget-node is not deployed.
+const NOT_DEPLOYED: &str = "error: gadget-node is not deployed: run \"kubectl gadget deploy\"";
+
+/// How long deploy and undeploy may wait (their `--timeout`), and the
+/// margin the suite gives them on top.
+const ROLLOUT_TIMEOUT: &str = "120s";
+const ROLLOUT_DEADLINE: Duration = Duration::from_secs(180);
+
+/// `-t` of the trace whose node agent is killed.
+const KILL_TRACE_SECONDS: u32 = 40;
+
+/// How long the client may take to notice a killed node agent: its
+/// keepalive (5 s pings, 10 s to answer) with room to spare.
+const DEAD_NODE_NOTICED: Duration = Duration::from_secs(25);
+
+/// The user without rights.
+const NOBODY: &str = "gadget-e2e-nobody";
+
+/// Where the suite runs.
+pub enum Mode {
+    /// The local control plane: the suite runs the node agents and the
+    /// workloads' processes on this host.
+    Local {
+        /// The gadget-node binary to run for each gadget pod.
+        gadget_node: PathBuf,
+        /// The cluster's CA (`ca.crt`, `ca.key`), to make a user.
+        pki: PathBuf,
+    },
+    /// A cluster of the user's, whose kubelets run everything.
+    Existing {
+        /// `deploy --image`; the client's default when `None`.
+        image: Option<String>,
+        /// The image of the workload pods (needs `sleep` and `cat`).
+        workload_image: String,
+    },
+}
+
+/// What the suite is given.
+pub struct Options {
+    /// The kubeconfig of a user who may deploy.
+    pub kubeconfig: PathBuf,
+    /// The kubectl-gadget binary under test.
+    pub kubectl_gadget: PathBuf,
+    /// Where it may write (logs, markers, kubeconfigs).
+    pub work_dir: PathBuf,
+    /// Where it runs.
+    pub mode: Mode,
+}
+
+/// How one step went.
+pub struct StepReport {
+    /// What the step checks.
+    pub title: String,
+    /// `None` when it passed, else why it was skipped.
+    pub skipped: Option<String>,
+    /// How long it took.
+    pub took: Duration,
+}
+
+/// The state of a run; dropping it stops the agents and processes it
+/// started and removes what it created that the cluster keeps.
+struct Suite {
+    options: Options,
+    cluster: Cluster,
+    kubectl: Kubectl,
+    namespaces: Namespaces,
+    created_namespaces: Vec<String>,
+    /// The nodes with a gadget pod, sorted.
+    nodes: Vec<String>,
+    plan: Vec<PodPlan>,
+    agents: Vec<NodeAgent>,
+    /// The local harness's cgroups, until the workloads take them.
+    cgroups: Option<CgroupTree>,
+    workloads: Option<Workloads>,
+    /// Whether deploy ran and undeploy has not.
+    deployed: bool,
+    steps: Vec<StepReport>,
+}
+
+/// Runs the whole scenario; the reports of the steps that ran, or the
+/// first failure.
+pub fn run_suite(options: Options) -> Result<Vec<StepReport>> {
+    let cluster = Cluster::connect(&options.kubeconfig)?;
+    let kubectl = Kubectl::new(
+        &options.kubeconfig,
+        &options.kubectl_gadget,
+        &options.work_dir.join("plugin"),
+    )?;
+    let namespaces = match options.mode {
+        Mode::Local { .. } => Namespaces {
+            alliance: "default".into(),
+            empire: "empire".into(),
+        },
+        Mode::Existing { .. } => Namespaces {
+            alliance: "gadget-e2e-alliance".into(),
+            empire: "gadget-e2e-empire".into(),
+        },
+    };
+    let mut suite = Suite {
+        options,
+        cluster,
+        kubectl,
+        namespaces,
+        created_namespaces: Vec::new(),
+        nodes: Vec::new(),
+        plan: Vec::new(),
+        agents: Vec::new(),
+        cgroups: None,
+        workloads: None,
+        deployed: false,
+        steps: Vec::new(),
+    };
+    let local = suite.is_local();
+    suite.step(
+        "kubectl runs the kubectl-gadget under test",
+        Suite::check_setup,
+    )?;
+    suite.step(
+        "a trace before deploy says to run deploy",
+        Suite::expect_not_deployed,
+    )?;
+    suite.step("the workload namespaces", Suite::create_namespaces)?;
+    suite.step(
+        "deploy by a user without rights fails with one clear line",
+        Suite::forbidden_deploy,
+    )?;
+    suite.step(
+        "deploy --wait: a ready gadget pod on every node",
+        Suite::deploy,
+    )?;
+    if local {
+        suite.step(
+            "a gadget-node per gadget pod, from its spec, behind a KWOK port-forward",
+            Suite::start_agents,
+        )?;
+    } else {
+        suite.skip(
+            "a gadget-node per gadget pod (local harness)",
+            "the cluster's kubelets run the gadget pods",
+        );
+    }
+    suite.step("version reaches every node", Suite::version)?;
+    suite.step(
+        "workload pods in two namespaces, with processes",
+        Suite::start_workloads,
+    )?;
+    suite.step(
+        "every node attributes its containers' events",
+        Suite::warm_up,
+    )?;
+    suite.step(
+        "trace exec and open select by -n, -A, -p, -c, -l and --node",
+        Suite::selection,
+    )?;
+    if local {
+        suite.step(
+            "a node agent killed mid-trace: the error names it, the others go on",
+            Suite::kill_agent_mid_trace,
+        )?;
+    } else {
+        suite.skip(
+            "a node agent killed mid-trace (local harness)",
+            "killing the agent of a real node is not something to do to a user's cluster",
+        );
+    }
+    suite.step(
+        "undeploy --wait leaves nothing of deploy's",
+        Suite::undeploy,
+    )?;
+    suite.step(
+        "a trace after undeploy says to run deploy",
+        Suite::expect_not_deployed,
+    )?;
+    Ok(std::mem::take(&mut suite.steps))
+}
+
+impl Suite {
+    fn is_local(&self) -> bool {
+        matches!(self.options.mode, Mode::Local { .. })
+    }
+
+    /// Runs a step, timing and announcing it.
+    fn step(&mut self, title: &str, body: fn(&mut Suite) -> Result<()>) -> Result<()> {
+        check_interrupted()?;
+        eprintln!("e2e: {title} ...");
+        let start = Instant::now();
+        body(self).with_context(|| format!("step failed: {title}"))?;
+        let took = start.elapsed();
+        eprintln!("e2e: {title}: ok ({})", secs(took));
+        self.steps.push(StepReport {
+            title: title.to_string(),
+            skipped: None,
+            took,
+        });
+        Ok(())
+    }
+
+    fn skip(&mut self, title: &str, why: &str) {
+        eprintln!("e2e: {title}: skipped: {why}");
+        self.steps.push(StepReport {
+            title: title.to_string(),
+            skipped: Some(why.to_string()),
+            took: Duration::ZERO,
+        });
+    }
+
+    /// The plugin on PATH is the one under test, the cluster answers, and
+    /// gadget-node is not deployed yet (the suite deploys and undeploys it).
+    fn check_setup(&mut self) -> Result<()> {
+        self.kubectl.check_plugin(VERSION)?;
+        let nodes = self.cluster.ready_nodes()?;
+        if nodes.is_empty() {
+            bail!("the cluster has no Ready node");
+        }
+        eprintln!("e2e:   Ready nodes: {}", nodes.join(", "));
+        if self
+            .cluster
+            .get(&self.cluster.cluster_wide::<Namespace>(), NAMESPACE)?
+            .is_some()
+        {
+            bail!(
+                "namespace {NAMESPACE} exists: gadget-node is (or was) deployed on this cluster; \
+                 the suite deploys and undeploys it itself, so run \"kubectl gadget undeploy --wait\" first"
+            );
+        }
+        Ok(())
+    }
+
+    fn expect_not_deployed(&mut self) -> Result<()> {
+        let finished = self
+            .kubectl
+            .run_gadget(&["trace", "exec", "-A", "-t", "1"])?;
+        if finished.code() != Some(1)
+            || finished.stderr.trim_end() != NOT_DEPLOYED
+            || !finished.stdout.is_empty()
+        {
+            bail!(
+                "{}",
+                finished.report(&format!(
+                    "expected exit code 1, no output and only {NOT_DEPLOYED:?} on stderr"
+                ))
+            );
+        }
+        Ok(())
+    }
+
+    fn create_namespaces(&mut self) -> Result<()> {
+        for name in [
+            self.namespaces.alliance.clone(),
+            self.namespaces.empire.clone(),
+        ] {
+            if name == "default" {
+                continue;
+            }
+            self.cluster.create_namespace(&name)?;
+            self.created_namespaces.push(name);
+        }
+        Ok(())
+    }
+
+    fn forbidden_deploy(&mut self) -> Result<()> {
+        let dir = self.options.work_dir.join("users");
+        std::fs::create_dir_all(&dir)?;
+        let Unprivileged { kubeconfig, user } = match &self.options.mode {
+            Mode::Local { pki, .. } => {
+                users::certificate_user(&self.options.kubeconfig, pki, NOBODY, &dir)?
+            }
+            Mode::Existing { .. } => {
+                users::service_account_user(&self.cluster, &self.namespaces.alliance, NOBODY, &dir)?
+            }
+        };
+        let finished = self
+            .kubectl
+            .with_kubeconfig(&kubeconfig)
+            .run_gadget(&["deploy"])?;
+        let stderr: Vec<&str> = finished.stderr_lines().collect();
+        let start = format!("error: forbidden: User \"{user}\" cannot ");
+        let one_clear_line = stderr.len() == 1
+            && stderr[0].starts_with(&start)
+            && !["{", "Api(", "Error", "\\\""]
+                .iter()
+                .any(|noise| stderr[0].contains(noise));
+        if finished.code() != Some(1) || !finished.stdout.is_empty() || !one_clear_line {
+            bail!(
+                "{}",
+                finished.report(&format!(
+                    "expected exit code 1, no output, and one line {start}..."
+                ))
+            );
+        }
+        if self
+            .cluster
+            .get(&self.cluster.cluster_wide::<Namespace>(), NAMESPACE)?
+            .is_some()
+        {
+            bail!("namespace {NAMESPACE} exists after the forbidden deploy");
+        }
+        eprintln!("e2e:   {}", stderr[0]);
+        Ok(())
+    }
+
+    fn deploy(&mut self) -> Result<()> {
+        let mut args = vec!["deploy", "--wait", "--timeout", ROLLOUT_TIMEOUT];
+        if let Mode::Existing {
+            image: Some(image), ..
+        } = &self.options.mode
+        {
+            args.extend(["--image", image.as_str()]);
+        }
+        self.deployed = true;
+        let finished = run(&mut self.kubectl.gadget(&args), ROLLOUT_DEADLINE)?.success()?;
+        let pods = self
+            .cluster
+            .list::<Pod>(&self.cluster.namespaced(NAMESPACE), Some(POD_SELECTOR))?;
+        let mut nodes = Vec::new();
+        for pod in &pods {
+            let name = pod.metadata.name.as_deref().unwrap_or_default();
+            let owner = pod
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|owner| owner.controller == Some(true));
+            if owner.map(|o| (o.kind.as_str(), o.name.as_str())) != Some(("DaemonSet", NODE_AGENT))
+            {
+                bail!("gadget pod {name} is not controlled by DaemonSet {NODE_AGENT}");
+            }
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+            match node {
+                Some(node) if ready => nodes.push(node),
+                _ => bail!("gadget pod {name} is not ready on a node after deploy --wait returned"),
+            }
+        }
+        nodes.sort();
+        let distinct: BTreeSet<&String> = nodes.iter().collect();
+        if distinct.len() != nodes.len() {
+            bail!("more than one gadget pod on a node: {nodes:?}");
+        }
+        if self.is_local() && nodes != self.cluster.ready_nodes()? {
+            bail!("gadget pods are on {nodes:?}, not on every node");
+        }
+        let summary = format!("gadget-node is ready on {} nodes", nodes.len());
+        if finished.stdout_lines().last() != Some(summary.as_str()) {
+            bail!(
+                "{}",
+                finished.report(&format!("expected {summary:?} last on stdout"))
+            );
+        }
+        eprintln!("e2e:   {summary}: {}", nodes.join(", "));
+        self.nodes = nodes;
+        Ok(())
+    }
+
+    fn start_agents(&mut self) -> Result<()> {
+        let Mode::Local { gadget_node, .. } = &self.options.mode else {
+            bail!("node agents are started only by the local harness");
+        };
+        let logs = self.options.work_dir.join("agents");
+        std::fs::create_dir_all(&logs)?;
+        let pods = self
+            .cluster
+            .list::<Pod>(&self.cluster.namespaced(NAMESPACE), Some(POD_SELECTOR))?;
+        let tree = self.cgroups.insert(CgroupTree::new());
+        for pod in &pods {
+            let command = agent_command(pod, gadget_node, free_port()?, &self.options.kubeconfig)?;
+            let view = CgroupView {
+                mount: tree.mount.clone(),
+                subtree: tree.mkdirs(&node_cgroup(&command.node)),
+                staging: logs.join(format!("{}.cgroup", command.node)),
+            };
+            self.cluster.forward_pod_port(
+                NAMESPACE,
+                &command.pod,
+                command.pod_port,
+                command.host_port,
+            )?;
+            eprintln!(
+                "e2e:   {}: pod {} port {} -> {}",
+                command.node,
+                command.pod,
+                command.pod_port,
+                command.argv.join(" ")
+            );
+            let agent = NodeAgent::start(command, &view, &logs, Duration::from_secs(60))?;
+            self.agents.push(agent);
+        }
+        Ok(())
+    }
+
+    fn version(&mut self) -> Result<()> {
+        let finished = self.kubectl.run_gadget(&["version"])?.success()?;
+        for node in &self.nodes {
+            let ok = finished.stdout_lines().any(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                words.first() == Some(&node.as_str())
+                    && words.get(1) == Some(&VERSION)
+                    && words.last() == Some(&"ok")
+            });
+            if !ok {
+                bail!(
+                    "{}",
+                    finished.report(&format!("no line says {node} runs {VERSION} and is ok"))
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn start_workloads(&mut self) -> Result<()> {
+        self.plan = workloads::plan(&self.namespaces, &self.nodes);
+        let markers = self.options.work_dir.join("markers");
+        let workloads = match &self.options.mode {
+            Mode::Local { .. } => {
+                let tree = self
+                    .cgroups
+                    .take()
+                    .context("the node agents' cgroups are not there")?;
+                Workloads::start_local(&self.cluster, &self.plan, &markers, tree)?
+            }
+            Mode::Existing { workload_image, .. } => Workloads::start_in_cluster(
+                &self.cluster,
+                &self.kubectl,
+                &self.plan,
+                workload_image,
+                &markers,
+            )?,
+        };
+        for container in &workloads.containers {
+            let who = &container.identity;
+            eprintln!(
+                "e2e:   {}/{}/{} on {} (pod {}, container {})",
+                who.namespace,
+                who.pod,
+                who.container,
+                container.node,
+                who.pod_uid,
+                who.container_id
+            );
+        }
+        self.workloads = Some(workloads);
+        Ok(())
+    }
+
+    fn workloads(&mut self) -> Result<&mut Workloads> {
+        self.workloads.as_mut().context("no workloads yet")
+    }
+
+    /// Node agents learn about pods and cgroups asynchronously (a pod watch,
+    /// a cgroup rescan). Before the exact checks, one trace on every node
+    /// runs until each container's commands are seen with their identity.
+    fn warm_up(&mut self) -> Result<()> {
+        let case = TraceCase::new(&["exec", "-A"], &self.nodes, |_| true);
+        let mut trace = RunningTrace::start(&self.kubectl, case, 0)?;
+        trace.wait_started()?;
+        let workloads = self.workloads.as_mut().context("no workloads yet")?;
+        let prefix = format!("{}warmup-", workloads.marker_prefix());
+        let mut round = 0;
+        poll(
+            "every container's exec to be seen with its identity",
+            Duration::from_secs(90),
+            || {
+                round += 1;
+                workloads.run_round(&format!("warmup-{round}"), |_| true)?;
+                let lines: Vec<Line> = trace
+                    .process
+                    .stdout_lines()
+                    .iter()
+                    .filter_map(|line| serde_json::from_str(line).ok())
+                    .collect();
+                let missing: Vec<String> = workloads
+                    .containers
+                    .iter()
+                    .filter(|container| {
+                        let who = &container.identity;
+                        let suffix = format!("/{}.{}.{}", who.namespace, who.pod, who.container);
+                        !lines.iter().any(|line| {
+                            let Line::Exec(event) = line else {
+                                return false;
+                            };
+                            let marked =
+                                events::marker(line, &prefix).is_some_and(|m| m.ends_with(&suffix));
+                            marked
+                                && event.node == container.node
+                                && event.k8s.as_ref() == Some(who)
+                        })
+                    })
+                    .map(|container| {
+                        format!(
+                            "{}/{} on {}",
+                            container.identity.pod, container.identity.container, container.node
+                        )
+                    })
+                    .collect();
+                Ok(if missing.is_empty() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(format!("not yet seen: {}", missing.join(", ")))
+                })
+            },
+        )?;
+        trace.process.interrupt()?;
+        let (_, finished) = trace.finish(0)?;
+        if finished.code() != Some(0) {
+            bail!(
+                "{}",
+                finished.report("Ctrl-C should end a trace with exit code 0")
+            );
+        }
+        Ok(())
+    }
+
+    /// The selection cases, started side by side, and one round of commands
+    /// in every container while they all run.
+    fn selection(&mut self) -> Result<()> {
+        let seconds = self.trace_seconds();
+        let cases = self.selection_cases();
+        let mut running = Vec::new();
+        for case in cases {
+            running.push(RunningTrace::start(&self.kubectl, case, seconds)?);
+        }
+        for trace in &mut running {
+            trace.wait_started()?;
+        }
+        let unmarked = self.unmarked();
+        let workloads = self.workloads()?;
+        let caused = workloads.run_round("selection", |_| true)?;
+        let prefix = workloads.marker_prefix();
+        let containers = workloads.containers.clone();
+        let mut failed = Vec::new();
+        for trace in running {
+            let (case, finished) = trace.finish(seconds)?;
+            let problems =
+                traces::problems(&case, &finished, &containers, &caused, &prefix, unmarked);
+            if problems.is_empty() {
+                let events = finished
+                    .stdout_lines()
+                    .filter(|line| line.contains(&prefix))
+                    .count();
+                eprintln!("e2e:   {}: {events} events, as expected", case.title());
+            } else {
+                failed.push((
+                    case.title(),
+                    problems,
+                    format!("{}\n{}", finished.stdout, finished.stderr),
+                ));
+            }
+        }
+        traces::report(failed)
+    }
+
+    fn selection_cases(&self) -> Vec<TraceCase> {
+        let alliance = self.namespaces.alliance.clone();
+        let empire = self.namespaces.empire.clone();
+        let prefix = self
+            .workloads
+            .as_ref()
+            .map(Workloads::marker_prefix)
+            .unwrap_or_default();
+        let all = &self.nodes;
+        let node_of = |pod: &str| {
+            self.plan
+                .iter()
+                .find(|plan| plan.name == pod)
+                .map(|plan| plan.node.clone())
+                .unwrap_or_default()
+        };
+        let tie_node = node_of("tiefighter");
+        let far_nodes: Vec<String> = BTreeSet::from([node_of("xwing"), node_of("deathstar")])
+            .into_iter()
+            .collect();
+        let far_flag = far_nodes.join(",");
+        let ns = alliance.clone();
+        let ns2 = alliance.clone();
+        let ns3 = empire.clone();
+        vec![
+            TraceCase::new(&["exec", "-n", &alliance], all, move |c| {
+                c.identity.namespace == ns
+            }),
+            TraceCase::new(&["exec", "-A"], all, |_| true),
+            TraceCase::new(&["exec", "-n", &alliance, "-p", "xwing"], all, |c| {
+                c.identity.pod == "xwing"
+            }),
+            TraceCase::new(
+                &["exec", "-n", &alliance, "-c", "spaceship"],
+                all,
+                move |c| c.identity.namespace == ns2 && c.identity.container == "spaceship",
+            ),
+            TraceCase::new(&["exec", "-A", "-l", "org=empire"], all, |c| {
+                c.has_label("org", "empire")
+            }),
+            TraceCase::new(
+                &["exec", "-A", "--node", &tie_node],
+                std::slice::from_ref(&tie_node),
+                {
+                    let node = tie_node.clone();
+                    move |c| c.node == node
+                },
+            ),
+            TraceCase::new(
+                &["open", "-n", &empire, "--prefix", &prefix],
+                all,
+                move |c| c.identity.namespace == ns3,
+            ),
+            TraceCase::new(
+                &[
+                    "open",
+                    "-A",
+                    "-l",
+                    "class=fighter,org!=empire",
+                    "--prefix",
+                    &prefix,
+                ],
+                all,
+                |c| c.has_label("class", "fighter") && !c.has_label("org", "empire"),
+            ),
+            TraceCase::new(
+                &[
+                    "open",
+                    "-n",
+                    &alliance,
+                    "-p",
+                    "tiefighter",
+                    "-c",
+                    "radio",
+                    "--prefix",
+                    &prefix,
+                ],
+                all,
+                |c| c.identity.pod == "tiefighter" && c.identity.container == "radio",
+            ),
+            TraceCase::new(
+                &["open", "-A", "--node", &far_flag, "--prefix", &prefix],
+                &far_nodes,
+                {
+                    let nodes = far_nodes.clone();
+                    move |c| nodes.contains(&c.node)
+                },
+            ),
+        ]
+    }
+
+    /// A trace with `-A` on every node; the agent of the node of `deathstar`
+    /// is killed once it runs, then commands run in every container.
+    fn kill_agent_mid_trace(&mut self) -> Result<()> {
+        // Long enough for the client to notice the dead node (its keepalive:
+        // up to 15 s) and for a round on the others after that.
+        let seconds = KILL_TRACE_SECONDS;
+        let victim = self
+            .plan
+            .iter()
+            .find(|plan| plan.name == "deathstar")
+            .map(|plan| plan.node.clone())
+            .context("no deathstar pod")?;
+        let others: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|node| **node != victim)
+            .cloned()
+            .collect();
+        let mut trace = RunningTrace::start(
+            &self.kubectl,
+            TraceCase::new(&["exec", "-A"], &self.nodes, |_| true),
+            seconds,
+        )?;
+        trace.wait_started()?;
+        let agent = self
+            .agents
+            .iter_mut()
+            .find(|agent| agent.command.node == victim)
+            .with_context(|| format!("no agent runs for {victim}"))?;
+        agent.kill()?;
+        let noticed = Instant::now();
+        let what = format!("the trace to report that {victim} failed");
+        let error = trace
+            .process
+            .wait_for_stdout(&what, DEAD_NODE_NOTICED, |lines| {
+                let parsed: Vec<Line> = lines
+                    .iter()
+                    .filter_map(|line| serde_json::from_str(line).ok())
+                    .collect();
+                let error = events::statuses(&parsed)
+                    .find(|status| status.node == victim && status.error.is_some())
+                    .and_then(|status| status.error.clone());
+                match error {
+                    Some(error) => Poll::Ready(error),
+                    None => Poll::Pending(lines.join(" | ")),
+                }
+            })?;
+        eprintln!(
+            "e2e:   {victim} failed after {}: {error}",
+            secs(noticed.elapsed())
+        );
+        let workloads = self.workloads()?;
+        // Commands run in every container, those of the dead node's pods too:
+        // the other nodes see them in the shared kernel, and must not show them.
+        let caused = workloads.run_round("after-kill", |_| true)?;
+        let prefix = workloads.marker_prefix();
+        let containers = workloads.containers.clone();
+        let (case, finished) = trace.finish(seconds)?;
+
+        let mut problems = Vec::new();
+        if finished.code() != Some(1) {
+            problems.push(format!("exited with {}, not 1", finished.status));
+        }
+        let last = finished
+            .stderr_lines()
+            .filter(|line| !line.trim().is_empty())
+            .last()
+            .unwrap_or_default();
+        if !(last.starts_with("error: ")
+            && last.contains(&victim)
+            && !others.iter().any(|node| last.contains(node.as_str())))
+        {
+            problems.push(format!(
+                "the last line on stderr does not name {victim}, and only it: {last:?}"
+            ));
+        }
+        let lines = events::parse(&finished.stdout)?;
+        let (victim_lines, rest): (Vec<Line>, Vec<Line>) = lines
+            .into_iter()
+            .partition(|line| matches!(line, Line::Status(status) if status.node == victim));
+        if !victim_lines
+            .iter()
+            .any(|line| matches!(line, Line::Status(s) if s.error.is_some()))
+        {
+            problems.push(format!("no status of {victim} carries an error"));
+        }
+        let selected: BTreeSet<_> = containers
+            .iter()
+            .filter(|container| container.node != victim)
+            .map(|container| container.identity.clone())
+            .collect();
+        let expected: Vec<_> = caused
+            .into_iter()
+            .filter(|event| event.node != victim)
+            .collect();
+        problems.extend(events::check(
+            &rest,
+            &prefix,
+            &expected,
+            &selected,
+            Unmarked::Forbidden,
+        ));
+        if !problems.is_empty() {
+            return traces::report(vec![(
+                case.title(),
+                problems,
+                format!("{}\n{}", finished.stdout, finished.stderr),
+            )]);
+        }
+        eprintln!(
+            "e2e:   {last}; events of {} arrived",
+            join(&others.into_iter().collect())
+        );
+        Ok(())
+    }
+
+    fn undeploy(&mut self) -> Result<()> {
+        run(
+            &mut self
+                .kubectl
+                .gadget(["undeploy", "--wait", "--timeout", ROLLOUT_TIMEOUT]),
+            ROLLOUT_DEADLINE,
+        )?
+        .success()?;
+        self.deployed = false;
+        let cluster = &self.cluster;
+        let mut left = Vec::new();
+        // Every object deploy applies, whatever the manifests hold...
+        for object in manifests::build(&RenderOptions::default())?.to_values() {
+            if let Some(name) = cluster.manifest_object_exists(&object)? {
+                left.push(name);
+            }
+        }
+        // ...and anything else carrying deploy's labels.
+        let name = |kind: &str, meta: &kube::api::ObjectMeta| {
+            format!("{kind}/{}", meta.name.as_deref().unwrap_or_default())
+        };
+        for role in cluster.list(
+            &cluster.cluster_wide::<ClusterRole>(),
+            Some(MANAGED_SELECTOR),
+        )? {
+            left.push(name("clusterrole", &role.metadata));
+        }
+        for binding in cluster.list(
+            &cluster.cluster_wide::<ClusterRoleBinding>(),
+            Some(MANAGED_SELECTOR),
+        )? {
+            left.push(name("clusterrolebinding", &binding.metadata));
+        }
+        for pod in cluster.list(&cluster.namespaced::<Pod>(NAMESPACE), Some(POD_SELECTOR))? {
+            left.push(name("pod", &pod.metadata));
+        }
+        left.sort();
+        left.dedup();
+        if !left.is_empty() {
+            bail!(
+                "undeploy --wait returned, but these remain: {}",
+                left.join(", ")
+            );
+        }
+        // The node agents' pods are gone; so are they.
+        self.agents.clear();
+        Ok(())
+    }
+
+    /// `-t` of the traces: long enough to start everywhere and run a round.
+    fn trace_seconds(&self) -> u32 {
+        if self.is_local() {
+            15
+        } else {
+            // A round is a kubectl exec per container.
+            30
+        }
+    }
+
+    fn unmarked(&self) -> Unmarked {
+        if self.is_local() {
+            Unmarked::Forbidden
+        } else {
+            Unmarked::FromSelected
+        }
+    }
+}
+
+impl Drop for Suite {
+    fn drop(&mut self) {
+        // Agents first: they hold their nodes' cgroups mounted.
+        self.agents.clear();
+        self.workloads = None;
+        self.cgroups = None;
+        if self.deployed {
+            eprintln!("e2e: cleaning up: kubectl gadget undeploy");
+            if let Ok(mut undeploy) = Running::spawn(&mut self.kubectl.gadget(["undeploy"])) {
+                let _ = undeploy.stdout_lines();
+                let _ = undeploy.finish(Duration::from_secs(60));
+            }
+        }
+        let cluster = &self.cluster;
+        // Pods in namespaces the suite did not create (default) one by one.
+        for pod in self
+            .plan
+            .iter()
+            .filter(|pod| !self.created_namespaces.contains(&pod.namespace))
+        {
+            if let Err(err) = cluster.delete(&cluster.namespaced::<Pod>(&pod.namespace), pod.name) {
+                eprintln!("e2e: cleaning up: {err:#}");
+            }
+        }
+        for namespace in &self.created_namespaces {
+            if let Err(err) = cluster.delete(&cluster.cluster_wide::<Namespace>(), namespace) {
+                eprintln!("e2e: cleaning up: {err:#}");
+            }
+        }
+    }
+}
