@@ -4,6 +4,7 @@
 
 mod bench;
 mod demo;
+mod e2e;
 mod image;
 mod setup;
 mod test;
@@ -17,6 +18,7 @@ tasks:
   setup   install what building and testing need (clang, libbpf headers), or say what is missing
   bench   measure what a trace costs the traced workload (time per open and per exec)
   demo    run gadget-node on this host and trace it with kubectl-gadget: real rows, no cluster
+  e2e     the end-to-end suite against a local Kubernetes control plane, or --existing-cluster
   image   build the gadget-node container image as an OCI archive, without Docker
   test    everything CI runs: formatting, clippy, unit, kernel and end-to-end tests";
 
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         "bench" => bench::run(rest),
         "bench-workload" => bench::workload(rest),
         "demo" => demo::run(rest),
+        "e2e" => e2e::run(rest),
         "image" => image::run(rest),
         "test" => test::run(rest),
         "-h" | "--help" | "help" => {

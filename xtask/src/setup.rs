@@ -2,8 +2,10 @@
 //!
 //! The kernel programs are C compiled by clang with libbpf's helper headers
 //! and the kernel's uapi headers; the kernel tests need root, BTF and a
-//! kernel with ring buffers. Installs the Debian/Ubuntu packages when run as
-//! root, and otherwise says exactly what is missing.
+//! kernel with ring buffers. The end-to-end suite builds its Kubernetes
+//! control plane with Go and drives it with kubectl. Installs the
+//! Debian/Ubuntu packages when run as root, and otherwise (and for Go and
+//! kubectl, which distributions ship too old) says exactly what is missing.
 
 use std::path::Path;
 use std::process::Command;
@@ -40,13 +42,76 @@ const NEEDS: &[Need] = &[
         what: "a C compiler and linker for Rust build scripts",
         package: "build-essential",
     },
+    Need {
+        present: || on_path("openssl"),
+        what: "openssl (the end-to-end suite signs a certificate for a user without rights)",
+        package: "openssl",
+    },
 ];
+
+/// The Go release `k8s.io/kubernetes` v1.36 needs (its go.mod says
+/// `go 1.26.0`); see e2e/README.md.
+const GO_NEEDED: (u32, u32) = (1, 26);
+
+/// How to install kubectl, when it is missing.
+pub const KUBECTL_MISSING: &str = "missing: kubectl (the end-to-end suite runs \"kubectl gadget\" \
+    as users do); install it from https://kubernetes.io/docs/tasks/tools/ (any release from 1.30 on)";
 
 /// Installs or reports what is missing; fails when something still is.
 pub fn run(_args: &[String]) -> Result<()> {
-    ensure_build_tools()?;
+    ensure_e2e_tools()?;
     report_kernel();
     Ok(())
+}
+
+/// What the end-to-end suite needs: the build tools, Go to build the
+/// control plane, and kubectl.
+pub fn ensure_e2e_tools() -> Result<()> {
+    ensure_build_tools()?;
+    require_go()?;
+    if !on_path("kubectl") {
+        bail!("{KUBECTL_MISSING}");
+    }
+    Ok(())
+}
+
+/// Fails, saying how to install it, unless `go` on PATH is Go 1.26 or later.
+fn require_go() -> Result<()> {
+    let (major, minor) = GO_NEEDED;
+    let install = format!(
+        "install Go {major}.{minor} or later from https://go.dev/dl/ (distribution packages are \
+         older), e.g. as root: curl -fsSL https://go.dev/dl/go{major}.{minor}.8.linux-amd64.tar.gz \
+         | tar -C /usr/local -xz, then put /usr/local/go/bin on PATH"
+    );
+    let output = match Command::new("go").arg("version").output() {
+        Ok(output) if output.status.success() => output,
+        _ => bail!(
+            "missing: Go (the end-to-end suite builds kube-apiserver v1.36 from source); {install}"
+        ),
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    match go_release(&text) {
+        Some(found) if found >= GO_NEEDED => Ok(()),
+        _ => bail!(
+            "{} is too old: the end-to-end suite builds kube-apiserver v1.36, which needs \
+             Go {major}.{minor}; {install}",
+            text.trim()
+        ),
+    }
+}
+
+/// The (major, minor) of `go version` output like
+/// `go version go1.26.8 linux/amd64` (or `go1.26rc1`).
+fn go_release(version: &str) -> Option<(u32, u32)> {
+    let release = version.split_whitespace().nth(2)?.strip_prefix("go")?;
+    let mut parts = release.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor: String = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    Some((major, minor.parse().ok()?))
 }
 
 /// The build-time part, also run first by `demo` and `test`.
@@ -137,4 +202,24 @@ pub fn require_kernel_access(what: &str) -> Result<()> {
         bail!("{what} needs kernel BTF (/sys/kernel/btf/vmlinux): the kernel lacks CONFIG_DEBUG_INFO_BTF");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_releases() {
+        assert_eq!(
+            go_release("go version go1.26.8 linux/amd64\n"),
+            Some((1, 26))
+        );
+        assert_eq!(
+            go_release("go version go1.27rc1 linux/arm64"),
+            Some((1, 27))
+        );
+        assert_eq!(go_release("go version go1.9 linux/amd64"), Some((1, 9)));
+        assert_eq!(go_release("go version devel +abc linux/amd64"), None);
+        assert!(go_release("go version go1.25.3 linux/amd64").unwrap() < GO_NEEDED);
+    }
 }

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+use crate::e2e;
 use crate::setup;
 use crate::util::{cargo, run_checked};
 
@@ -20,5 +21,6 @@ pub fn run(_args: &[String]) -> Result<()> {
     // The kernel tests load real eBPF programs: root, not skipped.
     setup::require_kernel_access("the test suite")?;
     run_checked(cargo().args(["test", "--workspace"]))?;
-    Ok(())
+    // Against a real API server; a cluster that does not start fails.
+    e2e::run_local(false)
 }

@@ -1,0 +1,224 @@
+//! `cargo xtask e2e`: the end-to-end suite (the `gadget-e2e` binary of the
+//! `e2e` crate) against a real API server.
+//!
+//! By default against the local control plane of `e2e/`: the cluster
+//! binaries are built from the Go module proxy (cached after the first
+//! time), the cluster is started, the suite runs, and the cluster is deleted
+//! whether the suite passed or not. A cluster that does not start is a
+//! failure, never a skip. With `--existing-cluster` the suite runs against
+//! the cluster of `$GADGET_E2E_KUBECONFIG` (or `$KUBECONFIG`) instead and
+//! skips what needs the local harness.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::setup;
+use crate::util::{cargo, display, on_path, run_checked, target_dir, workspace_root};
+
+const USAGE: &str = "usage: cargo xtask e2e [--keep-cluster]
+       cargo xtask e2e --existing-cluster [--image IMAGE] [--workload-image IMAGE]
+
+Runs the end-to-end suite of kubectl-gadget (see e2e/README.md).
+
+  (no flag)           against the local control plane: builds its binaries with Go
+                      (cached), starts it, runs the suite, deletes it; needs root
+  --keep-cluster      leave the local cluster running afterwards, for a look around
+                      (delete it with e2e/cluster.sh down)
+  --existing-cluster  against the cluster of $GADGET_E2E_KUBECONFIG, or else $KUBECONFIG;
+                      deploys and undeploys gadget-node there, and skips the steps
+                      that need the local harness
+  --image IMAGE       with --existing-cluster: the gadget-node image to deploy
+  --workload-image IMAGE
+                      with --existing-cluster: the workload pods' image, which needs
+                      sleep and cat [default: busybox:1.36]";
+
+/// The packages the suite runs: the client, the node agent and the suite.
+const PACKAGES: [&str; 6] = ["-p", "kubectl-gadget", "-p", "gadget-node", "-p", "e2e"];
+
+pub fn run(args: &[String]) -> Result<()> {
+    let mut existing = false;
+    let mut keep_cluster = false;
+    let mut suite_args: Vec<String> = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--existing-cluster" => existing = true,
+            "--keep-cluster" => keep_cluster = true,
+            "--image" | "--workload-image" => {
+                let value = args
+                    .next()
+                    .with_context(|| format!("{arg} needs a value\n\n{USAGE}"))?;
+                suite_args.extend([arg.clone(), value.clone()]);
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
+        }
+    }
+    if existing {
+        if keep_cluster {
+            bail!("--keep-cluster is for the local cluster\n\n{USAGE}");
+        }
+        run_existing(&suite_args)
+    } else {
+        if !suite_args.is_empty() {
+            bail!("--image and --workload-image go with --existing-cluster\n\n{USAGE}");
+        }
+        run_local(keep_cluster)
+    }
+}
+
+/// The suite against the local control plane, as `cargo xtask test` runs it.
+pub fn run_local(keep_cluster: bool) -> Result<()> {
+    let start = Instant::now();
+    setup::ensure_e2e_tools()?;
+    setup::require_kernel_access("the end-to-end suite")?;
+    let e2e_dir = workspace_root().join("e2e");
+
+    let phase = Instant::now();
+    let bin = last_line(Command::new(e2e_dir.join("build-binaries.sh")))
+        .context("cannot build the cluster binaries")?;
+    eprintln!(
+        "e2e: cluster binaries in {bin} ({:.1}s)",
+        phase.elapsed().as_secs_f64()
+    );
+
+    run_checked(cargo().arg("build").args(PACKAGES))?;
+
+    let phase = Instant::now();
+    stop_on_interrupt_later();
+    let cluster = LocalCluster::up(&e2e_dir, &bin, keep_cluster)?;
+    eprintln!("e2e: cluster up ({:.1}s)", phase.elapsed().as_secs_f64());
+
+    let phase = Instant::now();
+    let debug = target_dir().join("debug");
+    let result = run_checked(
+        Command::new(debug.join("gadget-e2e"))
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .arg("--kubectl-gadget")
+            .arg(debug.join("kubectl-gadget"))
+            .arg("--gadget-node")
+            .arg(debug.join("gadget-node"))
+            .arg("--cluster-pki")
+            .arg(
+                cluster
+                    .kubeconfig
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join("pki"),
+            ),
+    );
+    eprintln!("e2e: suite ({:.1}s)", phase.elapsed().as_secs_f64());
+    drop(cluster);
+    eprintln!("e2e: total {:.1}s", start.elapsed().as_secs_f64());
+    result
+}
+
+/// The suite against a cluster of the user's.
+fn run_existing(suite_args: &[String]) -> Result<()> {
+    let kubeconfig = match (
+        std::env::var_os("GADGET_E2E_KUBECONFIG"),
+        std::env::var_os("KUBECONFIG"),
+    ) {
+        (Some(path), _) | (None, Some(path)) if !path.is_empty() => PathBuf::from(path),
+        _ => bail!(
+            "--existing-cluster runs against the cluster of $GADGET_E2E_KUBECONFIG or $KUBECONFIG; \
+             set one of them to the kubeconfig of a cluster-admin"
+        ),
+    };
+    if kubeconfig.to_string_lossy().contains(':') {
+        bail!(
+            "{} lists several kubeconfigs; point GADGET_E2E_KUBECONFIG at one file",
+            kubeconfig.display()
+        );
+    }
+    if !on_path("kubectl") {
+        bail!("{}", setup::KUBECTL_MISSING);
+    }
+    run_checked(cargo().arg("build").args(PACKAGES))?;
+    let debug = target_dir().join("debug");
+    run_checked(
+        Command::new(debug.join("gadget-e2e"))
+            .arg("--existing-cluster")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--kubectl-gadget")
+            .arg(debug.join("kubectl-gadget"))
+            .args(suite_args),
+    )
+}
+
+/// The local cluster; deleted when dropped unless kept.
+struct LocalCluster {
+    script: PathBuf,
+    bin: String,
+    kubeconfig: PathBuf,
+    keep: bool,
+}
+
+impl LocalCluster {
+    fn up(e2e_dir: &Path, bin: &str, keep: bool) -> Result<LocalCluster> {
+        let script = e2e_dir.join("cluster.sh");
+        let mut command = Command::new(&script);
+        command.arg("up").env("GADGET_E2E_BIN", bin);
+        // cluster.sh deletes what it started when `up` fails.
+        let kubeconfig = last_line(command).context("the local cluster did not start")?;
+        Ok(LocalCluster {
+            script,
+            bin: bin.to_string(),
+            kubeconfig: PathBuf::from(kubeconfig),
+            keep,
+        })
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!(
+                "e2e: the cluster is kept: KUBECONFIG={}; delete it with e2e/cluster.sh down",
+                self.kubeconfig.display()
+            );
+            return;
+        }
+        let mut down = Command::new(&self.script);
+        down.arg("down").env("GADGET_E2E_BIN", &self.bin);
+        if let Err(err) = run_checked(&mut down) {
+            eprintln!("e2e: {err:#}");
+        }
+    }
+}
+
+/// Runs `command` (stderr shown) and returns the last line of its stdout.
+fn last_line(mut command: Command) -> Result<String> {
+    eprintln!("+ {}", display(&command));
+    let output = command
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot start {}", display(&command)))?;
+    if !output.status.success() {
+        bail!("{} failed ({})", display(&command), output.status);
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .map(str::to_string)
+        .with_context(|| format!("{} printed nothing", display(&command)))
+}
+
+/// From here on, Ctrl-C stops the children (they get it from the terminal)
+/// but not this task, so that it still deletes the cluster.
+fn stop_on_interrupt_later() {
+    extern "C" fn ignore(_signal: libc::c_int) {}
+    // SAFETY: the handler does nothing, which is async-signal-safe; a
+    // handler (unlike SIG_IGN) is reset in the children on exec.
+    unsafe {
+        libc::signal(libc::SIGINT, ignore as *const () as libc::sighandler_t);
+    }
+}
