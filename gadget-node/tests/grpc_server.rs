@@ -183,30 +183,6 @@ fn programs_held_by(pid: u32) -> HashSet<u32> {
     ids
 }
 
-/// Ids among `ids` that the kernel still has loaded.
-fn still_loaded(ids: &HashSet<u32>) -> Vec<u32> {
-    ids.iter()
-        .copied()
-        .filter(|id| common::program_loaded(*id))
-        .collect()
-}
-
-/// Waits (at most 5 s) until none of `ids` is loaded.
-async fn wait_unloaded(ids: &HashSet<u32>) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = still_loaded(ids);
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "programs {left:?} are still loaded"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// What a stream sent until `done` or `limit`, and how it ended if it did.
 async fn collect(
     stream: &mut Streaming<v1::RunGadgetResponse>,
@@ -530,7 +506,7 @@ async fn client_that_ends_its_call_detaches_the_gadget() {
 
     // Cancels the call (RST_STREAM); the connection stays up.
     drop(stream);
-    wait_unloaded(&ids).await;
+    common::wait_unloaded(&ids).await;
     assert!(node.program_ids().is_empty());
     // The connection and the node still serve.
     client.node_info(v1::NodeInfoRequest {}).await.unwrap();
@@ -557,7 +533,7 @@ async fn client_whose_connection_dies_detaches_the_gadget() {
         // SAFETY: shutting down a socket fd we own a duplicate of.
         unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
     }
-    wait_unloaded(&ids).await;
+    common::wait_unloaded(&ids).await;
     assert!(node.program_ids().is_empty());
     drop(stream);
 
@@ -580,7 +556,7 @@ async fn sigterm_ends_traces_exits_zero_and_removes_the_socket() {
     let status = tokio::task::block_in_place(|| node.terminate(Duration::from_secs(10)));
     assert_eq!(status.code(), Some(0), "log:\n{}", node.log());
     assert!(!node.socket.exists(), "the socket file is left behind");
-    assert!(still_loaded(&ids).is_empty());
+    common::wait_unloaded(&ids).await;
     let (_, end) = collect(&mut stream, Duration::from_secs(5), |_| false).await;
     match end {
         Some(Err(status)) => {

@@ -375,9 +375,7 @@ async fn ending_a_trace_detaches_its_programs() {
         .await
         .expect("trace task ends when its receiver is dropped")
         .unwrap();
-    for id in trace.program_ids {
-        assert!(!common::program_loaded(id), "program {id} is still loaded");
-    }
+    common::wait_unloaded(&trace.program_ids).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -427,7 +425,5 @@ async fn timeout_ends_the_trace_with_a_last_status() {
         .await
         .expect("trace ended at its timeout")
         .unwrap();
-    for id in trace.program_ids {
-        assert!(!common::program_loaded(id));
-    }
+    common::wait_unloaded(&trace.program_ids).await;
 }

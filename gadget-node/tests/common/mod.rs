@@ -176,6 +176,29 @@ pub fn program_loaded(id: u32) -> bool {
         .any(|info| info.id() == id)
 }
 
+/// Waits (at most 5 s) until none of `ids` is loaded. The kernel frees a
+/// program after its last reference goes, and a tracepoint's perf event
+/// drops its reference asynchronously, so "unloaded" is polled for.
+pub async fn wait_unloaded<'a>(ids: impl IntoIterator<Item = &'a u32>) {
+    let ids: Vec<u32> = ids.into_iter().copied().collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|id| program_loaded(*id))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "programs {left:?} are still loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A request for `gadget` on the host's processes (no container selection),
 /// limited to one pid unless `pid` is None.
 pub fn host_request(
