@@ -327,18 +327,30 @@ impl CgroupResolver {
     }
 
     fn resolve_at(&self, cgroup_id: u64, now: Instant) -> Option<Arc<ContainerCgroup>> {
+        match self.classify_at(cgroup_id, now) {
+            Lookup::Container(container) => Some(container),
+            Lookup::NotContainer | Lookup::Unknown => None,
+        }
+    }
+
+    /// Like [`resolve`](Self::resolve), but tells a cgroup known not to be
+    /// a container's apart from one not known yet.
+    pub fn classify(&self, cgroup_id: u64) -> Lookup {
+        self.classify_at(cgroup_id, Instant::now())
+    }
+
+    fn classify_at(&self, cgroup_id: u64, now: Instant) -> Lookup {
         {
             let state = self.lock();
-            match state.lookup(cgroup_id, now, self.config.grace_period) {
-                Lookup::Container(container) => return Some(container),
-                Lookup::NotContainer => return None,
-                Lookup::Unknown => {}
+            let known = state.lookup(cgroup_id, now, self.config.grace_period);
+            if !matches!(known, Lookup::Unknown) {
+                return known;
             }
             let recent = state.last_walk.is_some_and(|last| {
                 now.saturating_duration_since(last) < self.config.rescan_interval
             });
             if recent {
-                return None;
+                return Lookup::Unknown;
             }
         }
         // Another caller is walking: its result will serve the next event
@@ -346,7 +358,7 @@ impl CgroupResolver {
         let _walking = match self.walking.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
+            Err(TryLockError::WouldBlock) => return Lookup::Unknown,
         };
         {
             let mut state = self.lock();
@@ -354,10 +366,7 @@ impl CgroupResolver {
             if state.last_walk.is_some_and(|last| {
                 now.saturating_duration_since(last) < self.config.rescan_interval
             }) {
-                return match state.lookup(cgroup_id, now, self.config.grace_period) {
-                    Lookup::Container(container) => Some(container),
-                    _ => None,
-                };
+                return state.lookup(cgroup_id, now, self.config.grace_period);
             }
             state.last_walk = Some(now);
         }
@@ -365,16 +374,16 @@ impl CgroupResolver {
             Ok(walk) => walk,
             Err(error) => {
                 tracing::warn!(error = %error, "cannot rescan cgroups");
-                return None;
+                return Lookup::Unknown;
             }
         };
         let mut state = self.lock();
         state.merge(walk, now, self.config.grace_period);
         match state.lookup(cgroup_id, now, self.config.grace_period) {
-            Lookup::Container(container) => Some(container),
+            Lookup::Container(container) => Lookup::Container(container),
             _ => {
                 state.not_containers.insert(cgroup_id);
-                None
+                Lookup::NotContainer
             }
         }
     }
@@ -388,6 +397,12 @@ impl CgroupResolver {
             .iter()
             .map(|(id, container)| (*id, Arc::clone(container)))
             .collect()
+    }
+
+    /// The cgroups known not to be containers': the host's, as of the last
+    /// walk.
+    pub fn not_containers(&self) -> Vec<u64> {
+        self.lock().not_containers.iter().copied().collect()
     }
 
     /// A counter bumped whenever the set listed by
@@ -454,9 +469,16 @@ impl CgroupResolver {
     }
 }
 
-enum Lookup {
+/// What is known of a cgroup id.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// A container's cgroup (or one gone within the grace period).
     Container(Arc<ContainerCgroup>),
+    /// A cgroup the last walk saw and that is no container's, or an id
+    /// that walk did not find at all.
     NotContainer,
+    /// Not seen by any walk yet, and a walk now was not allowed (rate
+    /// limit) or failed: ask again later.
     Unknown,
 }
 

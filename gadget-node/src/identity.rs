@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::cgroup::{CgroupError, CgroupResolver, ContainerCgroup};
+use crate::cgroup::{CgroupError, CgroupResolver, ContainerCgroup, Lookup};
 use crate::pods::PodIndex;
 
 /// The container an event came from.
@@ -52,6 +52,18 @@ impl Workload {
         }
         workload
     }
+}
+
+/// Who a cgroup id belongs to.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// A container of a pod.
+    Workload(Arc<Workload>),
+    /// No container: the host's processes (or a pod's own cgroup).
+    Host,
+    /// Not known yet: the cgroup is new and the tree could not be walked
+    /// again so soon.
+    Unknown,
 }
 
 /// Resolves cgroup ids to workloads, joining [`CgroupResolver`] (which
@@ -109,6 +121,23 @@ impl IdentityResolver {
     pub fn resolve(&self, cgroup_id: u64) -> Option<Arc<Workload>> {
         let container = self.cgroups.resolve(cgroup_id)?;
         Some(self.workload(cgroup_id, &container))
+    }
+
+    /// Like [`resolve`](Self::resolve), but tells the host apart from a
+    /// cgroup not known yet.
+    pub fn classify(&self, cgroup_id: u64) -> Identity {
+        match self.cgroups.classify(cgroup_id) {
+            Lookup::Container(container) => {
+                Identity::Workload(self.workload(cgroup_id, &container))
+            }
+            Lookup::NotContainer => Identity::Host,
+            Lookup::Unknown => Identity::Unknown,
+        }
+    }
+
+    /// The cgroups of processes outside containers, as of the last walk.
+    pub fn host_cgroups(&self) -> Vec<u64> {
+        self.cgroups.not_containers()
     }
 
     /// Every container cgroup that exists now, with its workload: the set a

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::BootToWall;
 use crate::gadgets::{self, InvalidParams, PreparedGadget};
-use crate::identity::{IdentityResolver, Workload};
+use crate::identity::{Identity, IdentityResolver, Workload};
 use crate::selector::ContainerSelector;
 
 /// Ring buffer size when the request does not say.
@@ -184,25 +184,15 @@ fn ring_buffer_size(requested: u32) -> Result<u32, InvalidRequest> {
 /// How the kernel side filters by cgroup, derived from the selector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct CgroupFilter {
-    /// Look cgroups up in `cgroup_verdicts` at all.
+    /// Look cgroups up in `cgroup_verdicts` at all (1), or trace every
+    /// cgroup (0, the host included).
     enabled: u32,
-    /// Verdict for a cgroup the map does not know: the host's processes.
-    unknown_verdict: u32,
 }
 
 impl CgroupFilter {
     fn for_selector(selector: &ContainerSelector) -> Self {
-        if selector.include_host && selector.is_everything() {
-            // Everything, host included: no lookup at all.
-            CgroupFilter {
-                enabled: 0,
-                unknown_verdict: 1,
-            }
-        } else {
-            CgroupFilter {
-                enabled: 1,
-                unknown_verdict: selector.include_host.into(),
-            }
+        CgroupFilter {
+            enabled: u32::from(!(selector.include_host && selector.is_everything())),
         }
     }
 }
@@ -251,7 +241,6 @@ pub fn start(request: TraceRequest, identity: Arc<IdentityResolver>) -> Result<T
         .set_global("targ_filter_uid", &filter_uid, true)
         .set_global("targ_uid", &uid, true)
         .set_global("targ_filter_cgroup", &filter.enabled, true)
-        .set_global("targ_unknown_cgroup_verdict", &filter.unknown_verdict, true)
         .set_global("targ_wakeup_bytes", &wakeup_bytes, true)
         .set_max_entries("events", request.ring_buffer_bytes);
     let mut ebpf = request
@@ -395,6 +384,12 @@ impl Selection {
         for (cgroup_id, workload) in identity.containers() {
             wanted.insert(cgroup_id, u32::from(selector.matches(&workload)));
         }
+        // The host's cgroups too: the kernel passes cgroups it has no
+        // verdict for to userspace.
+        let host = u32::from(selector.include_host);
+        for cgroup_id in identity.host_cgroups() {
+            wanted.entry(cgroup_id).or_insert(host);
+        }
         self.generation = identity.generation();
         let gone: Vec<u64> = self
             .verdicts
@@ -416,7 +411,57 @@ impl Selection {
                 }
             }
         }
-        (failed > 0).then(|| format!("{failed} containers could not be added to the kernel filter"))
+        (failed > 0).then(|| {
+            format!(
+                "{failed} cgroups could not be added to the kernel filter: \
+                 their events are filtered by the node instead"
+            )
+        })
+    }
+
+    /// Whether to keep an event of `cgroup_id`, with its workload (`None`
+    /// for the host), or `None` to drop it. A cgroup the kernel has a
+    /// verdict for was let through by it; any other was let through for
+    /// want of one (new since the last sync, often a container that just
+    /// started): it is judged here, and the verdict goes into the kernel
+    /// map so that its next events are judged there.
+    ///
+    /// A cgroup no walk has seen yet is worth one walk of the tree now,
+    /// whatever the resolver's rate limit (a new container's first exec is
+    /// what a security trace is for), but only if `may_walk`, which the
+    /// caller sets once per batch: many new cgroups at once cost one walk
+    /// per batch, not one each. One still unknown after that is judged as
+    /// the host's and not learned.
+    fn admit(
+        &mut self,
+        cgroup_id: u64,
+        map: &mut BpfHashMap<MapData, u64, u32>,
+        selector: &ContainerSelector,
+        identity: &IdentityResolver,
+        may_walk: &mut bool,
+    ) -> Option<Option<Arc<Workload>>> {
+        if self.verdicts.contains_key(&cgroup_id) {
+            return Some(identity.resolve(cgroup_id));
+        }
+        let mut known = identity.classify(cgroup_id);
+        if matches!(known, Identity::Unknown) && std::mem::take(may_walk) {
+            if let Err(err) = identity.rescan() {
+                tracing::warn!(error = %err, "cannot rescan cgroups");
+            }
+            known = identity.classify(cgroup_id);
+        }
+        let (workload, learned) = match known {
+            Identity::Workload(workload) => (Some(workload), true),
+            Identity::Host => (None, true),
+            Identity::Unknown => (None, false),
+        };
+        let keep = selector.accepts(workload.as_deref());
+        // A full map is not an error here: events are judged by the node
+        // until a sync finds room.
+        if learned && map.insert(cgroup_id, u32::from(keep), 0).is_ok() {
+            self.verdicts.insert(cgroup_id, u32::from(keep));
+        }
+        keep.then_some(workload)
     }
 }
 
@@ -447,10 +492,12 @@ impl BatchBuilder {
     }
 
     /// Decodes the records into one batch message; counts malformed ones.
+    /// `admit` says, once per cgroup of the batch, whether its events are
+    /// kept, and with which workload (`None`: the host).
     fn finish(
         &mut self,
         gadget: &dyn PreparedGadget,
-        identity: &IdentityResolver,
+        mut admit: impl FnMut(u64) -> Option<Option<Arc<Workload>>>,
         malformed: &mut u64,
     ) -> v1::EventBatch {
         let bytes = self.buffer.split().freeze();
@@ -459,8 +506,9 @@ impl BatchBuilder {
             workloads: Vec::new(),
             events: Vec::with_capacity(self.records.len()),
         };
-        // cgroup id → 1-based index into batch.workloads, 0 for the host.
-        let mut workload_index: StdHashMap<u64, u32> = StdHashMap::new();
+        // cgroup id → 1-based index into batch.workloads, 0 for the host;
+        // `None` when its events are dropped.
+        let mut workload_index: StdHashMap<u64, Option<u32>> = StdHashMap::new();
         for range in self.records.drain(..) {
             let record = bytes.slice(range);
             let mut event = v1::Event::default();
@@ -470,12 +518,16 @@ impl BatchBuilder {
             }
             event.timestamp_ns = clock.wall_ns(event.timestamp_ns);
             let cgroup_id = event.process.as_ref().map_or(0, |p| p.cgroup_id);
-            event.workload = *workload_index.entry(cgroup_id).or_insert_with(|| {
-                identity.resolve(cgroup_id).map_or(0, |workload| {
-                    batch.workloads.push(workload_to_proto(&workload));
-                    batch.workloads.len() as u32
+            let index = *workload_index.entry(cgroup_id).or_insert_with(|| {
+                admit(cgroup_id).map(|workload| {
+                    workload.map_or(0, |workload| {
+                        batch.workloads.push(workload_to_proto(&workload));
+                        batch.workloads.len() as u32
+                    })
                 })
             });
+            let Some(index) = index else { continue };
+            event.workload = index;
             batch.events.push(event);
         }
         batch
@@ -570,11 +622,20 @@ impl Reader {
                 return;
             }
             let before = self.status.malformed;
-            let batch = self.batch.finish(
-                self.gadget.as_ref(),
-                &self.identity,
-                &mut self.status.malformed,
-            );
+            let (selection, map) = (&mut self.selection, &mut self.maps.verdicts);
+            let (selector, identity) = (&self.selector, &self.identity);
+            let filtered = self.cgroup_filter.enabled != 0;
+            let mut may_walk = true;
+            let admit = |cgroup_id| {
+                if filtered {
+                    selection.admit(cgroup_id, map, selector, identity, &mut may_walk)
+                } else {
+                    Some(identity.resolve(cgroup_id))
+                }
+            };
+            let batch = self
+                .batch
+                .finish(self.gadget.as_ref(), admit, &mut self.status.malformed);
             self.status_dirty |= self.status.malformed != before;
             let events = batch.events.len() as u64;
             if events > 0 {

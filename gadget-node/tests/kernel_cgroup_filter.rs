@@ -276,3 +276,46 @@ async fn a_container_started_after_the_trace_is_followed() {
     assert_eq!(event.process.as_ref().unwrap().pid, pid);
     assert_eq!(workload.as_ref().map(|w| w.pod.as_str()), Some("newcomer"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_containers_first_exec_is_not_lost() {
+    // No periodic rescan at all: only the events themselves can make the
+    // trace learn of the container, as happens when a container starts
+    // and execs its entrypoint at once, between two rescans.
+    let pods = TwoPods::new(0x500);
+    let identity = pods.identity();
+    let mut trace = trace::start(
+        request(gadget_proto::TRACE_EXEC, namespace("late"), 0),
+        Arc::clone(&identity),
+    )
+    .unwrap();
+    wait_started(&mut trace.events).await;
+
+    let mut pods = pods;
+    let (uid, id) = (pod_uid(0x5ff, '_'), container_id(0x5ff));
+    pods.pods.apply(&common::pod(
+        &uid.replace('_', "-"),
+        "late",
+        "entrypoint",
+        &[],
+        "app",
+        &id,
+    ));
+    // Created and exec'd at once, well within the resolver's rate limit of
+    // the walk trace::start made.
+    let child = fork_paused(exec_true());
+    let pid = child.pid;
+    pods.tree.move_into(&container_path(&uid, &id), child.pid);
+    run_all(vec![child]).await;
+
+    let got = collect_settled(&mut trace.events, |c| !c.execs().is_empty()).await;
+    assert_eq!(got.events.len(), 1, "{:#?}", got.events);
+    let (event, workload) = &got.events[0];
+    assert_eq!(event.process.as_ref().unwrap().pid, pid);
+    assert_eq!(
+        workload
+            .as_ref()
+            .map(|w| (w.namespace.as_str(), w.pod.as_str())),
+        Some(("late", "entrypoint"))
+    );
+}

@@ -25,15 +25,14 @@ const volatile __u32 targ_filter_uid = 0;
 const volatile __u32 targ_uid = 0;
 /* When set, a task is traced only if its cgroup's verdict says so. */
 const volatile __u32 targ_filter_cgroup = 0;
-/* Verdict for a cgroup absent from cgroup_verdicts: the host's processes. */
-const volatile __u32 targ_unknown_cgroup_verdict = 0;
 /* Wake the reader once this many bytes wait in the ring buffer; below it,
  * records are submitted without a wakeup and the reader drains on a timer. */
 const volatile __u64 targ_wakeup_bytes = 65536;
 
 /*
- * Verdict per container cgroup id: 1 traced, 0 not. Userspace keeps it up
- * to date while the trace runs, as containers come and go.
+ * Verdict per cgroup id: 1 traced, 0 not, for every container and host
+ * cgroup userspace knows. Userspace keeps it up to date while the trace
+ * runs, as containers come and go.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -70,7 +69,12 @@ static __always_inline int should_trace(__u64 cgroup_id, __u32 pid, __u32 uid)
 	if (targ_filter_cgroup) {
 		__u32 *verdict = bpf_map_lookup_elem(&cgroup_verdicts, &cgroup_id);
 
-		return verdict ? *verdict : targ_unknown_cgroup_verdict;
+		/* A cgroup userspace has not judged yet (created since its
+		 * last look: often a container that just started) goes to
+		 * userspace, which judges it, drops what is not selected and
+		 * puts the verdict here; a new container's first exec is
+		 * not lost to the wait for a rescan. */
+		return verdict ? *verdict : 1;
 	}
 	return 1;
 }
