@@ -420,9 +420,9 @@ impl Selection {
     }
 
     /// Whether to keep an event of `cgroup_id`, with its workload (`None`
-    /// for the host), or `None` to drop it. A cgroup the kernel has a
-    /// verdict for was let through by it; any other was let through for
-    /// want of one (new since the last sync, often a container that just
+    /// for the host), or `None` to drop it. A cgroup with a verdict is
+    /// judged by it; any other was let through by the kernel for want of
+    /// one (new since the last sync, often a container that just
     /// started): it is judged here, and the verdict goes into the kernel
     /// map so that its next events are judged there.
     ///
@@ -440,8 +440,11 @@ impl Selection {
         identity: &IdentityResolver,
         may_walk: &mut bool,
     ) -> Option<Option<Arc<Workload>>> {
-        if self.verdicts.contains_key(&cgroup_id) {
-            return Some(identity.resolve(cgroup_id));
+        if let Some(&verdict) = self.verdicts.get(&cgroup_id) {
+            // The verdict now, not the one the kernel had: an event of a
+            // cgroup that had none when it happened and was judged
+            // since is kept only if it is selected.
+            return (verdict != 0).then(|| identity.resolve(cgroup_id));
         }
         let mut known = identity.classify(cgroup_id);
         if matches!(known, Identity::Unknown) && std::mem::take(may_walk) {

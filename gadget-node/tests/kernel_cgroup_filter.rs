@@ -33,6 +33,30 @@ fn container_path(uid: &str, id: &str) -> String {
 }
 
 impl TwoPods {
+    /// A pod `late/<name>` scheduled while a trace runs, and a paused child
+    /// placed in its new container's cgroup, which execs /bin/true when
+    /// released. Returns the child and the cgroup's id.
+    fn start_late_container(&mut self, seed: u32, name: &str) -> (PausedChild, u64) {
+        self.start_container_in("late", seed, name)
+    }
+
+    /// Like [`start_late_container`](Self::start_late_container), in any
+    /// namespace.
+    fn start_container_in(&mut self, namespace: &str, seed: u32, name: &str) -> (PausedChild, u64) {
+        let (uid, id) = (pod_uid(seed, '_'), container_id(seed.into()));
+        self.pods.apply(&common::pod(
+            &uid.replace('_', "-"),
+            namespace,
+            name,
+            &[],
+            "app",
+            &id,
+        ));
+        let child = fork_paused(exec_true());
+        let cgroup_id = self.tree.move_into(&container_path(&uid, &id), child.pid);
+        (child, cgroup_id)
+    }
+
     fn new(seed: u32) -> Self {
         let tree = CgroupTree::new();
         let pods = Arc::new(PodIndex::new());
@@ -244,18 +268,8 @@ async fn a_container_started_after_the_trace_is_followed() {
 
     // The pod is scheduled and its container created while the trace runs.
     let mut pods = pods;
-    let (uid, id) = (pod_uid(0x4ff, '_'), container_id(0x4ff));
-    pods.pods.apply(&common::pod(
-        &uid.replace('_', "-"),
-        "late",
-        "newcomer",
-        &[],
-        "app",
-        &id,
-    ));
-    let child = fork_paused(exec_true());
+    let (child, cgroup_id) = pods.start_late_container(0x4ff, "newcomer");
     let pid = child.pid;
-    let cgroup_id = pods.tree.move_into(&container_path(&uid, &id), child.pid);
     // Once the periodic rescan has seen it, the trace puts it in the kernel
     // filter on the change notification.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -291,21 +305,11 @@ async fn a_new_containers_first_exec_is_not_lost() {
     .unwrap();
     wait_started(&mut trace.events).await;
 
-    let mut pods = pods;
-    let (uid, id) = (pod_uid(0x5ff, '_'), container_id(0x5ff));
-    pods.pods.apply(&common::pod(
-        &uid.replace('_', "-"),
-        "late",
-        "entrypoint",
-        &[],
-        "app",
-        &id,
-    ));
     // Created and exec'd at once, well within the resolver's rate limit of
     // the walk trace::start made.
-    let child = fork_paused(exec_true());
+    let mut pods = pods;
+    let (child, _) = pods.start_late_container(0x5ff, "entrypoint");
     let pid = child.pid;
-    pods.tree.move_into(&container_path(&uid, &id), child.pid);
     run_all(vec![child]).await;
 
     let got = collect_settled(&mut trace.events, |c| !c.execs().is_empty()).await;
@@ -318,4 +322,42 @@ async fn a_new_containers_first_exec_is_not_lost() {
             .map(|w| (w.namespace.as_str(), w.pod.as_str())),
         Some(("late", "entrypoint"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_unselected_container_never_shows() {
+    // A new container's events reach the node before it has a verdict. If
+    // the node learns the verdict (here: not selected) from a rescan before
+    // it reads them, they must still be dropped.
+    let pods = TwoPods::new(0x600);
+    let identity = pods.identity();
+    let mut trace = trace::start(
+        request(gadget_proto::TRACE_EXEC, namespace("late"), 0),
+        Arc::clone(&identity),
+    )
+    .unwrap();
+    wait_started(&mut trace.events).await;
+
+    let mut pods = pods;
+    let (outsider, _) = pods.start_container_in("elsewhere", 0x6f0, "outsider");
+    run_all(vec![outsider]).await;
+    // Before the next drain: the trace resyncs on the change first.
+    identity.rescan().unwrap();
+    let (insider, _) = pods.start_late_container(0x6f1, "insider");
+    let pid = insider.pid;
+    run_all(vec![insider]).await;
+
+    let got = collect_settled(&mut trace.events, |c| !c.execs().is_empty()).await;
+    let pods_seen: Vec<_> = got
+        .events
+        .iter()
+        .map(|(_, workload)| workload.as_ref().map(|w| w.pod.clone()))
+        .collect();
+    assert_eq!(
+        pods_seen,
+        [Some("insider".to_string())],
+        "{:#?}",
+        got.events
+    );
+    assert_eq!(got.events[0].0.process.as_ref().unwrap().pid, pid);
 }
