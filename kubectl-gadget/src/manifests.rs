@@ -777,6 +777,27 @@ mod tests {
         RenderOptions::default()
     }
 
+    fn pod_spec_mut(manifests: &mut Manifests) -> &mut k8s_openapi::api::core::v1::PodSpec {
+        manifests
+            .daemon_set
+            .spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+    }
+
+    fn security_context_mut(
+        manifests: &mut Manifests,
+    ) -> &mut k8s_openapi::api::core::v1::SecurityContext {
+        pod_spec_mut(manifests).containers[0]
+            .security_context
+            .as_mut()
+            .unwrap()
+    }
+
     fn container(manifests: &Manifests) -> &k8s_openapi::api::core::v1::Container {
         &manifests
             .daemon_set
@@ -1052,49 +1073,15 @@ mod tests {
     fn checks_refuse_a_privileged_or_host_namespace_pod() {
         let base = build(&options()).unwrap();
         let mut privileged = base.clone();
-        privileged
-            .daemon_set
-            .spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .containers[0]
-            .security_context
-            .as_mut()
-            .unwrap()
-            .privileged = Some(true);
+        security_context_mut(&mut privileged).privileged = Some(true);
         assert!(privileged.check().is_err());
 
         let mut host_pid = base.clone();
-        host_pid
-            .daemon_set
-            .spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .host_pid = Some(true);
+        pod_spec_mut(&mut host_pid).host_pid = Some(true);
         assert!(host_pid.check().is_err());
 
         let mut sys_admin = base.clone();
-        sys_admin
-            .daemon_set
-            .spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .containers[0]
-            .security_context
-            .as_mut()
-            .unwrap()
+        security_context_mut(&mut sys_admin)
             .capabilities
             .as_mut()
             .unwrap()
