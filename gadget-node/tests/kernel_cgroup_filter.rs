@@ -118,6 +118,17 @@ fn namespace(ns: &str) -> v1::ContainerSelector {
     }
 }
 
+/// A started trace of the execs in namespace `late`.
+async fn trace_late_execs(identity: &Arc<IdentityResolver>) -> trace::Trace {
+    let mut trace = trace::start(
+        request(gadget_proto::TRACE_EXEC, namespace("late"), 0),
+        Arc::clone(identity),
+    )
+    .unwrap();
+    wait_started(&mut trace.events).await;
+    trace
+}
+
 async fn run_all(children: Vec<PausedChild>) {
     for child in &children {
         child.release();
@@ -259,12 +270,7 @@ async fn a_container_started_after_the_trace_is_followed() {
     let identity = pods.identity();
     let refresh =
         tokio::spawn(Arc::clone(&identity).refresh_periodically(Duration::from_millis(100)));
-    let mut trace = trace::start(
-        request(gadget_proto::TRACE_EXEC, namespace("late"), 0),
-        Arc::clone(&identity),
-    )
-    .unwrap();
-    wait_started(&mut trace.events).await;
+    let mut trace = trace_late_execs(&identity).await;
 
     // The pod is scheduled and its container created while the trace runs.
     let mut pods = pods;
@@ -298,12 +304,7 @@ async fn a_new_containers_first_exec_is_not_lost() {
     // and execs its entrypoint at once, between two rescans.
     let pods = TwoPods::new(0x500);
     let identity = pods.identity();
-    let mut trace = trace::start(
-        request(gadget_proto::TRACE_EXEC, namespace("late"), 0),
-        Arc::clone(&identity),
-    )
-    .unwrap();
-    wait_started(&mut trace.events).await;
+    let mut trace = trace_late_execs(&identity).await;
 
     // Created and exec'd at once, well within the resolver's rate limit of
     // the walk trace::start made.
@@ -331,12 +332,7 @@ async fn a_new_unselected_container_never_shows() {
     // it reads them, they must still be dropped.
     let pods = TwoPods::new(0x600);
     let identity = pods.identity();
-    let mut trace = trace::start(
-        request(gadget_proto::TRACE_EXEC, namespace("late"), 0),
-        Arc::clone(&identity),
-    )
-    .unwrap();
-    wait_started(&mut trace.events).await;
+    let mut trace = trace_late_execs(&identity).await;
 
     let mut pods = pods;
     let (outsider, _) = pods.start_container_in("elsewhere", 0x6f0, "outsider");
