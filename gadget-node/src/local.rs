@@ -1,19 +1,27 @@
-//! Local mode, `gadget-node trace open|exec`: one gadget on this host, run
+//! Local mode, `gadget-node trace <gadget>`: one gadget on this host, run
 //! in this process with no cluster and no server, printed exactly as
-//! `kubectl gadget trace` prints (the client's flags, request validation,
-//! merge and renderer), so the two modes cannot drift apart.
+//! `kubectl gadget trace` prints (gadget_trace's flags, request validation,
+//! merge and renderer, which the plugin uses too), so the two modes cannot
+//! drift apart.
 
 use futures::StreamExt;
 use gadget_proto::v1::gadget_node_server::GadgetNode;
-use kubectl_gadget::cli::TraceCommand;
-use kubectl_gadget::request::{NodeTargets, RequestError, TraceRequest};
-use kubectl_gadget::trace::{self, NodeEvent, TraceSummary};
+use gadget_trace::cli::{TraceCommand, TraceHelp};
+use gadget_trace::print::{self, NodeEvent, TraceSummary};
+use gadget_trace::request::{NamespaceScope, TraceRequest, TraceRequestError};
 
 use crate::agent::Agent;
 
-/// Shown after `gadget-node trace open|exec --help`, in place of the
-/// client's text about reaching cluster nodes.
-pub const LOCAL_HELP: &str = "\
+/// What `gadget-node trace <gadget> --help` adds: where the gadget runs.
+#[derive(Debug)]
+pub enum LocalTrace {}
+
+impl TraceHelp for LocalTrace {
+    const AFTER_LONG_HELP: &'static str = LOCAL_HELP;
+}
+
+/// Shown after `gadget-node trace <gadget> --help`.
+const LOCAL_HELP: &str = "\
 Local mode:
   The gadget runs on this host, in this process (root, or CAP_BPF and
   CAP_PERFMON, is needed). Processes outside any container are only traced
@@ -22,10 +30,10 @@ Local mode:
 
 /// Validates the command's flags as the client does; an error here is a
 /// usage error.
-pub fn request(command: TraceCommand) -> Result<TraceRequest, RequestError> {
-    // No nodes to reach and, without -n, every namespace (as with the
+pub fn request(command: TraceCommand<LocalTrace>) -> Result<TraceRequest, TraceRequestError> {
+    // No kubeconfig context: without -n, every namespace (as with the
     // client's --node-address).
-    TraceRequest::from_command(NodeTargets::Direct(Vec::new()), command)
+    TraceRequest::from_command(command, NamespaceScope::All)
 }
 
 /// Runs `request` on `agent` and prints its rows to stdout until it ends
@@ -44,6 +52,6 @@ pub async fn trace(agent: &Agent, request: &TraceRequest) -> std::io::Result<Tra
         .run_gadget(tonic::Request::new(run))
         .await
         .map(tonic::Response::into_inner);
-    let events = trace::gadget_events(NodeEvent::Named(name.clone()), answer);
-    trace::print_trace(request, vec![(name, events.boxed())]).await
+    let events = print::gadget_events(NodeEvent::Named(name.clone()), answer);
+    print::print_trace(request, vec![(name, events.boxed())]).await
 }

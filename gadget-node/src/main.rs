@@ -9,12 +9,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use gadget_node::agent::{Agent, PodSource};
 use gadget_node::listen::{ListenAddress, DEFAULT_LISTEN};
-use gadget_node::local;
+use gadget_node::local::{self, LocalTrace};
 use gadget_node::server;
-use kubectl_gadget::cli::TraceCommand;
+use gadget_trace::cli::TraceCommand;
+use gadget_trace::error_line::error_chain;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Exit code of a bad command line, as clap uses.
@@ -53,7 +54,7 @@ struct LocalTraceArgs {
     #[arg(long, value_name = "PATH", global = true)]
     kubeconfig: Option<PathBuf>,
     #[command(subcommand)]
-    gadget: TraceCommand,
+    gadget: TraceCommand<LocalTrace>,
 }
 
 #[derive(Args)]
@@ -88,7 +89,7 @@ struct HealthArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = parse_command_line();
+    let cli = Cli::parse();
     // Local mode's stdout and stderr are the user's terminal: only what
     // needs their attention.
     init_logging(match cli.command {
@@ -115,19 +116,6 @@ async fn main() -> ExitCode {
             }
         },
     }
-}
-
-/// The command line, with the local mode's help in place of the client's
-/// text about cluster nodes.
-fn parse_command_line() -> Cli {
-    let local_help = |gadget: clap::Command| gadget.after_long_help(local::LOCAL_HELP);
-    let command = Cli::command().mut_subcommand("trace", |trace| {
-        trace
-            .mut_subcommand("open", local_help)
-            .mut_subcommand("exec", local_help)
-    });
-    let mut matches = command.get_matches();
-    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|err| err.exit())
 }
 
 async fn trace_locally(args: LocalTraceArgs) -> ExitCode {
@@ -175,21 +163,9 @@ fn init_logging(default_level: &str) {
         .init();
 }
 
-/// An error and its causes on one line. Transport errors repeat their
-/// cause in their own message, so a cause already said is left out.
+/// An error and its causes on one line.
 fn one_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let message = cause.to_string();
-        if line.contains(&message) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&message);
-    }
-    line
+    error_chain(err.as_ref())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -1,8 +1,11 @@
-//! The node service protocol of kubectl-gadget and what both of its ends share
-//! about it: the label selector syntax and the rendering of rows.
+//! The node service protocol of kubectl-gadget: the generated messages and
+//! service, its version, the gadgets' names on the wire, and what a field's
+//! encoding means to both ends (the label selector syntax a selector is
+//! sent in, the Kubernetes name rules, the open flags' encoding).
 
+pub mod k8s_names;
 pub mod label_selector;
-pub mod render;
+pub mod open_flags;
 
 /// Messages, client and server of the `gadget.v1` node service, generated
 /// from `proto/gadget/v1/node.proto` by the build script.
@@ -25,44 +28,14 @@ pub mod v1 {
 /// does not need a bump.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+// The gadgets' names in `RunGadgetRequest.gadget`, one beside each
+// gadget's messages. Both ends' registries of gadgets use these, and a test
+// in gadget-node checks them against the `oneof`s of the proto.
+
 /// Name of the gadget that traces `open`, `openat` and `openat2`.
 pub const TRACE_OPEN: &str = "trace_open";
 /// Name of the gadget that traces `execve` and `execveat`.
 pub const TRACE_EXEC: &str = "trace_exec";
-
-/// The gadgets this protocol version knows, as a type to match on instead
-/// of their names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Gadget {
-    /// [`TRACE_OPEN`].
-    TraceOpen,
-    /// [`TRACE_EXEC`].
-    TraceExec,
-}
-
-impl Gadget {
-    /// Every gadget, in the order they are listed to users.
-    pub const ALL: [Gadget; 2] = [Gadget::TraceOpen, Gadget::TraceExec];
-
-    /// The gadget with this name, as sent in `RunGadgetRequest.gadget`.
-    pub fn from_name(name: &str) -> Option<Gadget> {
-        Gadget::ALL.into_iter().find(|gadget| gadget.name() == name)
-    }
-
-    /// The gadget's name on the wire and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Gadget::TraceOpen => TRACE_OPEN,
-            Gadget::TraceExec => TRACE_EXEC,
-        }
-    }
-}
-
-impl std::fmt::Display for Gadget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// A node speaks another protocol version than this client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,14 +89,6 @@ mod tests {
             message.contains(&format!("version {PROTOCOL_VERSION}")),
             "{message}"
         );
-    }
-
-    #[test]
-    fn gadget_names_round_trip() {
-        for gadget in Gadget::ALL {
-            assert_eq!(Gadget::from_name(gadget.name()), Some(gadget));
-        }
-        assert_eq!(Gadget::from_name("trace_tcp"), None);
     }
 
     #[test]

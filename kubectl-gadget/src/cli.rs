@@ -4,10 +4,10 @@
 //! Everything else about the flags is checked by [`crate::request`], which
 //! turns them into a validated request without doing any I/O.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use gadget_trace::cli::{TraceCommand, TraceHelp};
 
 /// Shown after the help of every command: how the client reaches the nodes.
 const TARGETS_HELP: &str = "\
@@ -87,7 +87,7 @@ pub struct TargetArgs {
 pub enum Command {
     /// Trace events on the nodes and print them as they happen.
     #[command(subcommand)]
-    Trace(TraceCommand),
+    Trace(TraceCommand<ClusterTrace>),
     /// Print the version of this client and of gadget-node on every node.
     Version(VersionArgs),
     /// Install or update gadget-node on the cluster's nodes.
@@ -96,106 +96,13 @@ pub enum Command {
     Undeploy(crate::deploy::UndeployArgs),
 }
 
-/// The gadgets `trace` runs.
-#[derive(Debug, Subcommand)]
-pub enum TraceCommand {
-    /// Trace files being opened (open, openat, openat2).
-    Open(OpenArgs),
-    /// Trace programs being executed (execve, execveat).
-    Exec(ExecArgs),
-}
+/// What `kubectl gadget trace <gadget> --help` adds: how the nodes are
+/// reached.
+#[derive(Debug)]
+pub enum ClusterTrace {}
 
-/// `trace open`.
-#[derive(Debug, Args)]
-#[command(after_long_help = TARGETS_HELP)]
-pub struct OpenArgs {
-    /// Flags every trace takes.
-    #[command(flatten)]
-    pub common: TraceArgs,
-
-    /// Only show opens that failed.
-    #[arg(long)]
-    pub failed: bool,
-
-    /// Only show paths that start with PREFIX, as passed to the syscall
-    /// (a relative path is not made absolute); repeatable.
-    #[arg(long = "prefix", value_name = "PREFIX")]
-    pub prefixes: Vec<OsString>,
-}
-
-/// `trace exec`.
-#[derive(Debug, Args)]
-#[command(after_long_help = TARGETS_HELP)]
-pub struct ExecArgs {
-    /// Flags every trace takes.
-    #[command(flatten)]
-    pub common: TraceArgs,
-
-    /// Do not show execs that failed.
-    #[arg(long)]
-    pub ignore_failed: bool,
-
-    /// Keep at most N arguments of each exec (default: the node's).
-    #[arg(long, value_name = "N")]
-    pub max_args: Option<u32>,
-
-    /// Keep at most BYTES bytes of arguments of each exec (default: the
-    /// node's).
-    #[arg(long, value_name = "BYTES")]
-    pub max_args_bytes: Option<u32>,
-}
-
-/// Flags every trace takes: which processes, for how long, printed how.
-#[derive(Debug, Clone, Args)]
-pub struct TraceArgs {
-    /// Only pods in this namespace (default: the kubeconfig context's
-    /// namespace, else "default"; with --node-address: every namespace).
-    #[arg(short = 'n', long, value_name = "NAMESPACE")]
-    pub namespace: Option<String>,
-
-    /// Pods in every namespace.
-    #[arg(short = 'A', long, conflicts_with = "namespace")]
-    pub all_namespaces: bool,
-
-    /// Only the pod with this name.
-    #[arg(short = 'p', long, value_name = "POD")]
-    pub podname: Option<String>,
-
-    /// Only containers with this name.
-    #[arg(short = 'c', long, value_name = "CONTAINER")]
-    pub containername: Option<String>,
-
-    /// Only pods whose labels match this selector, e.g. 'app=web,tier!=db'
-    /// or 'env in (prod,staging)'.
-    #[arg(short = 'l', long, value_name = "SELECTOR")]
-    pub selector: Option<String>,
-
-    /// Also trace processes that run in no container (the host's).
-    #[arg(long)]
-    pub host: bool,
-
-    /// Only the process with this id (as seen from the host).
-    #[arg(long, value_name = "PID")]
-    pub pid: Option<u32>,
-
-    /// Only processes of this user id (as seen from the host).
-    #[arg(long, value_name = "UID")]
-    pub uid: Option<u32>,
-
-    /// Stop after this many seconds; 0 traces until Ctrl-C.
-    #[arg(short = 't', long, value_name = "SECONDS", default_value_t = 0)]
-    pub timeout: u32,
-
-    /// Output format: columns, columns=NAME,NAME,... (see the column names in
-    /// an error for a wrong one), json (one object per line) or compact.
-    #[arg(short = 'o', long, value_name = "FORMAT", default_value = "columns")]
-    pub output: String,
-
-    /// Size of each node's ring buffer, in bytes or with a K or M suffix
-    /// (powers of 1024), e.g. 512K or 16M; the node rounds it up to a power
-    /// of two (default: the node's).
-    #[arg(long, value_name = "SIZE")]
-    pub ring_buffer_size: Option<String>,
+impl TraceHelp for ClusterTrace {
+    const AFTER_LONG_HELP: &'static str = TARGETS_HELP;
 }
 
 /// `version`.

@@ -16,6 +16,7 @@ use std::time::Duration;
 use gadget_proto::v1::gadget_node_client::GadgetNodeClient;
 use gadget_proto::v1::{NodeInfoRequest, NodeInfoResponse};
 use gadget_proto::ProtocolMismatch;
+use gadget_trace::error_line::{error_chain, status_message};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -126,12 +127,6 @@ pub enum NodeError {
         /// The node's reason.
         reason: String,
     },
-    /// The trace failed on the node, or its stream broke.
-    #[error("{0}")]
-    Trace(String),
-    /// The node did not end its trace after its timeout passed.
-    #[error("still tracing {} seconds after the trace's timeout; stopped by the client", .0.as_secs())]
-    Overran(Duration),
 }
 
 /// A node to contact.
@@ -598,41 +593,6 @@ fn transport_error(err: &tonic::transport::Error) -> String {
     }
 }
 
-/// What a failed call to a node says, in one line.
-pub fn status_message(status: &tonic::Status) -> String {
-    let mut message = status.message().to_string();
-    if message.is_empty() {
-        message = format!("{:?}", status.code());
-    }
-    // A broken connection carries the transport's reason as the source.
-    if let Some(source) = status.source() {
-        let cause = error_chain(source);
-        if !message.contains(&cause) {
-            message = format!("{message}: {cause}");
-        }
-    }
-    message
-}
-
-/// Links of error chains that only say which layer passed the error on.
-const UNINFORMATIVE: &[&str] = &["transport error", "client error (Connect)"];
-
-/// An error and its sources on one line, `a: b: c`, leaving out a source
-/// whose text its parent already shows, and links that say nothing.
-pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(err) = next {
-        let text = err.to_string();
-        let shown = parts.iter().any(|part| part.contains(&text));
-        if !text.is_empty() && !shown && !UNINFORMATIVE.contains(&text.as_str()) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
-}
-
 /// `one` or `many`, by `count`.
 fn plural(count: usize, one: &'static str, many: &'static str) -> &'static str {
     if count == 1 {
@@ -798,21 +758,6 @@ mod tests {
             kubeconfig_error(&KubeconfigError::LoadContext("prod".into())).to_string(),
             "context \"prod\" is not in the kubeconfig"
         );
-    }
-
-    #[test]
-    fn error_chain_leaves_out_what_the_parent_already_says() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("service error: {0}")]
-        struct Outer(#[source] std::io::Error);
-        let err = Outer(std::io::Error::other("connection refused"));
-        assert_eq!(error_chain(&err), "service error: connection refused");
-
-        #[derive(Debug, thiserror::Error)]
-        #[error("tcp connect error")]
-        struct Plain(#[source] std::io::Error);
-        let err = Plain(std::io::Error::other("connection refused"));
-        assert_eq!(error_chain(&err), "tcp connect error: connection refused");
     }
 
     #[tokio::test]

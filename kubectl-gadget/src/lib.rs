@@ -3,8 +3,9 @@
 //! One module per job: [`cli`] is the command line as clap parses it,
 //! [`request`] validates it into a [`request::Request`] without I/O,
 //! [`connect`] finds and reaches the nodes, [`trace`] runs a trace on them
-//! and prints the merged events ([`merge`] orders them), and [`version`]
-//! prints what the nodes run.
+//! (what a trace's flags mean, and merging and printing its events, is
+//! `gadget_trace`'s, shared with the node's local mode), [`version`] prints
+//! what the nodes run, and [`deploy`] installs them from [`manifests`].
 
 #![warn(missing_docs)]
 
@@ -12,7 +13,6 @@ pub mod cli;
 pub mod connect;
 pub mod deploy;
 pub mod manifests;
-pub mod merge;
 pub mod request;
 pub mod trace;
 pub mod version;

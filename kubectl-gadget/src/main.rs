@@ -42,8 +42,8 @@ fn main() -> ExitCode {
 
 async fn run(request: Request) -> anyhow::Result<ExitCode> {
     match request {
-        Request::Trace(request) => {
-            let summary = trace::run(&request).await?;
+        Request::Trace { nodes, trace } => {
+            let summary = trace::run(&nodes, &trace).await?;
             match summary.failure() {
                 None => Ok(ExitCode::SUCCESS),
                 Some(failure) => {

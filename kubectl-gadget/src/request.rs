@@ -5,18 +5,13 @@
 //! here, before the kubeconfig is read or a node is contacted: a bad label
 //! selector, an unknown output column, a node address that is no address.
 
-use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use bytes::Bytes;
-use gadget_proto::label_selector::{LabelSelector, ParseLabelSelectorError};
-use gadget_proto::render::{FormatError, OutputFormat};
-use gadget_proto::v1::{self, run_gadget_request};
-use gadget_proto::{Gadget, PROTOCOL_VERSION};
+use gadget_trace::request::{check_dns_subdomain, NamespaceScope, TraceRequest, TraceRequestError};
 
-use crate::cli::{Cli, Command, ExecArgs, OpenArgs, TargetArgs, TraceArgs, TraceCommand};
+use crate::cli::{Cli, Command, TargetArgs};
 use crate::deploy::{DeployArgs, UndeployArgs};
 
 /// What the command line asks for, validated.
@@ -24,8 +19,13 @@ use crate::deploy::{DeployArgs, UndeployArgs};
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Request {
-    /// `trace open`, `trace exec`.
-    Trace(TraceRequest),
+    /// `trace <gadget>`.
+    Trace {
+        /// The nodes to run it on.
+        nodes: NodeTargets,
+        /// The trace.
+        trace: TraceRequest,
+    },
     /// `version`.
     Version(VersionRequest),
     /// `deploy`: its flags are validated by clap (see [`DeployArgs`]).
@@ -50,7 +50,13 @@ impl Request {
         let nodes = NodeTargets::from_args(&cli.targets)?;
         match cli.command {
             Command::Trace(command) => {
-                TraceRequest::from_command(nodes, command).map(Request::Trace)
+                let without_namespace = match nodes {
+                    NodeTargets::Cluster(_) => NamespaceScope::ContextDefault,
+                    // No kubeconfig, so no context namespace.
+                    NodeTargets::Direct(_) => NamespaceScope::All,
+                };
+                let trace = TraceRequest::from_command(command, without_namespace)?;
+                Ok(Request::Trace { nodes, trace })
             }
             Command::Version(args) => Ok(Request::Version(VersionRequest {
                 client_only: args.client,
@@ -91,165 +97,6 @@ pub struct VersionRequest {
     pub client_only: bool,
     /// The nodes to ask for theirs.
     pub nodes: NodeTargets,
-}
-
-/// A trace to run on every selected node.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TraceRequest {
-    /// The gadget.
-    pub gadget: Gadget,
-    /// The nodes to run it on.
-    pub nodes: NodeTargets,
-    /// Which namespaces to follow; resolved once the kubeconfig is read.
-    pub namespaces: NamespaceScope,
-    /// How rows are printed.
-    pub output: OutputFormat,
-    /// The request sent to every node, but with `selector.namespaces` left
-    /// empty: see [`TraceRequest::run_request`].
-    run: v1::RunGadgetRequest,
-}
-
-impl TraceRequest {
-    /// Validates a `trace` command to run on `nodes`. `gadget-node trace`
-    /// (local mode) parses the same flags and comes here too.
-    pub fn from_command(
-        nodes: NodeTargets,
-        command: TraceCommand,
-    ) -> Result<TraceRequest, RequestError> {
-        match command {
-            TraceCommand::Open(args) => TraceRequest::open(nodes, args),
-            TraceCommand::Exec(args) => TraceRequest::exec(nodes, args),
-        }
-    }
-
-    /// `trace open`.
-    fn open(nodes: NodeTargets, args: OpenArgs) -> Result<TraceRequest, RequestError> {
-        let params = run_gadget_request::Params::Open(v1::OpenParams {
-            failed_only: args.failed,
-            path_prefixes: args
-                .prefixes
-                .into_iter()
-                .map(prefix_bytes)
-                .collect::<Result<_, _>>()?,
-        });
-        TraceRequest::new(Gadget::TraceOpen, nodes, args.common, params)
-    }
-
-    /// `trace exec`.
-    fn exec(nodes: NodeTargets, args: ExecArgs) -> Result<TraceRequest, RequestError> {
-        let params = run_gadget_request::Params::Exec(v1::ExecParams {
-            ignore_failed: args.ignore_failed,
-            // 0 on the wire means "the node's default", so an explicit 0
-            // would silently mean something else than asked.
-            max_args: nonzero("--max-args", args.max_args)?,
-            max_args_bytes: nonzero("--max-args-bytes", args.max_args_bytes)?,
-        });
-        TraceRequest::new(Gadget::TraceExec, nodes, args.common, params)
-    }
-
-    fn new(
-        gadget: Gadget,
-        nodes: NodeTargets,
-        args: TraceArgs,
-        params: run_gadget_request::Params,
-    ) -> Result<TraceRequest, RequestError> {
-        let output = OutputFormat::parse(gadget, &args.output)?;
-        let namespaces = match (&args.namespace, args.all_namespaces, &nodes) {
-            (Some(namespace), _, _) => {
-                check_dns_label("namespace", namespace)?;
-                NamespaceScope::Only(namespace.clone())
-            }
-            (None, true, _) | (None, false, NodeTargets::Direct(_)) => NamespaceScope::All,
-            (None, false, NodeTargets::Cluster(_)) => NamespaceScope::ContextDefault,
-        };
-        if let Some(pod) = &args.podname {
-            check_dns_subdomain("pod name", pod)?;
-        }
-        if let Some(container) = &args.containername {
-            check_dns_label("container name", container)?;
-        }
-        // Sent in the canonical form the node parses back the same way.
-        let label_selector = match &args.selector {
-            Some(text) => text.parse::<LabelSelector>()?.to_string(),
-            None => String::new(),
-        };
-        if args.pid == Some(0) {
-            return Err(RequestError::ZeroPid);
-        }
-        let ring_buffer_bytes = match &args.ring_buffer_size {
-            Some(size) => parse_size(size)?,
-            None => 0,
-        };
-        let run = v1::RunGadgetRequest {
-            protocol_version: PROTOCOL_VERSION,
-            gadget: gadget.name().to_string(),
-            selector: Some(v1::ContainerSelector {
-                namespaces: Vec::new(),
-                pod_name: args.podname.unwrap_or_default(),
-                container_name: args.containername.unwrap_or_default(),
-                label_selector,
-                include_host: args.host,
-            }),
-            filter: Some(v1::ProcessFilter {
-                pid: args.pid,
-                uid: args.uid,
-            }),
-            params: Some(params),
-            timeout_seconds: args.timeout,
-            ring_buffer_bytes,
-        };
-        Ok(TraceRequest {
-            gadget,
-            nodes,
-            namespaces,
-            output,
-            run,
-        })
-    }
-
-    /// The request to send to the nodes, with the namespaces resolved
-    /// against the kubeconfig context's namespace (`None` when no
-    /// kubeconfig was read).
-    pub fn run_request(&self, context_namespace: Option<&str>) -> v1::RunGadgetRequest {
-        let mut run = self.run.clone();
-        if let Some(selector) = &mut run.selector {
-            selector.namespaces = self.namespaces.resolve(context_namespace);
-        }
-        run
-    }
-
-    /// The trace's timeout in seconds; 0 for none.
-    pub fn timeout_seconds(&self) -> u32 {
-        self.run.timeout_seconds
-    }
-}
-
-/// Which namespaces a trace follows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NamespaceScope {
-    /// Every namespace (`-A`, or `--node-address` without `-n`).
-    All,
-    /// The one given with `-n`.
-    Only(String),
-    /// The kubeconfig context's namespace, else `default`: kubectl's rule
-    /// when neither `-n` nor `-A` is given.
-    ContextDefault,
-}
-
-impl NamespaceScope {
-    /// The namespaces to put in the request (empty for all of them).
-    pub fn resolve(&self, context_namespace: Option<&str>) -> Vec<String> {
-        match self {
-            NamespaceScope::All => Vec::new(),
-            NamespaceScope::Only(namespace) => vec![namespace.clone()],
-            NamespaceScope::ContextDefault => {
-                vec![context_namespace
-                    .filter(|namespace| !namespace.is_empty())
-                    .unwrap_or("default")
-                    .to_string()]
-            }
-        }
-    }
 }
 
 /// The nodes a command talks to, and how they are reached.
@@ -391,22 +238,9 @@ impl FromStr for NodeAddress {
 /// A command line that parses but asks for something that cannot be done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
-    /// `-o` names no format, or a column the gadget does not have.
-    #[error("invalid --output: {0}")]
-    Output(#[from] FormatError),
-    /// `-l` is not a label selector.
+    /// A trace's flags (or a `--node` name, checked by the same rules).
     #[error(transparent)]
-    Selector(#[from] ParseLabelSelectorError),
-    /// A name that Kubernetes would not accept, so it can match nothing.
-    #[error("invalid {what} {value:?}: {problem}")]
-    Name {
-        /// What kind of name, e.g. "namespace".
-        what: &'static str,
-        /// The name as given.
-        value: String,
-        /// What is wrong with it.
-        problem: &'static str,
-    },
+    Trace(#[from] TraceRequestError),
     /// A `--node-address` that is not an address.
     #[error("invalid --node-address {address:?}: {problem}")]
     NodeAddress {
@@ -415,25 +249,6 @@ pub enum RequestError {
         /// What is wrong with it.
         problem: &'static str,
     },
-    /// A `--prefix` that would match everything or cannot be sent.
-    #[error("invalid --prefix {prefix:?}: {problem}")]
-    Prefix {
-        /// The value as given.
-        prefix: String,
-        /// What is wrong with it.
-        problem: &'static str,
-    },
-    /// `--ring-buffer-size` is not a size.
-    #[error("invalid --ring-buffer-size {size:?}: {problem}")]
-    RingBufferSize {
-        /// The value as given.
-        size: String,
-        /// What is wrong with it.
-        problem: &'static str,
-    },
-    /// `--pid 0`, which no traced process has.
-    #[error("invalid --pid 0: process ids start at 1")]
-    ZeroPid,
     /// A flag that chooses nodes, given to a command for the whole cluster.
     #[error("{command} works on the whole cluster: {flag} cannot be used with it")]
     ClusterOnly {
@@ -442,131 +257,18 @@ pub enum RequestError {
         /// The flag.
         flag: &'static str,
     },
-    /// A limit of 0, which the protocol reads as "the node's default".
-    #[error("invalid {flag} 0: it must be at least 1 (leave it out for the node's default)")]
-    ZeroLimit {
-        /// The flag.
-        flag: &'static str,
-    },
-}
-
-fn nonzero(flag: &'static str, value: Option<u32>) -> Result<u32, RequestError> {
-    match value {
-        Some(0) => Err(RequestError::ZeroLimit { flag }),
-        Some(value) => Ok(value),
-        None => Ok(0),
-    }
-}
-
-/// The bytes of a `--prefix`; on unix any path, even one that is not UTF-8.
-fn prefix_bytes(prefix: OsString) -> Result<Bytes, RequestError> {
-    use std::os::unix::ffi::OsStringExt as _;
-    if prefix.is_empty() {
-        return Err(RequestError::Prefix {
-            prefix: String::new(),
-            problem: "an empty prefix would match every path; leave --prefix out instead",
-        });
-    }
-    let bytes = prefix.into_vec();
-    if bytes.contains(&0) {
-        return Err(RequestError::Prefix {
-            prefix: String::from_utf8_lossy(&bytes).into_owned(),
-            problem: "a path cannot contain a NUL byte",
-        });
-    }
-    Ok(Bytes::from(bytes))
-}
-
-/// Parses `--ring-buffer-size`: bytes, or a number with a K or M suffix
-/// (binary: K = 1024), as `Ki`/`KiB` and `Mi`/`MiB` too.
-fn parse_size(text: &str) -> Result<u32, RequestError> {
-    let bad = |problem: &'static str| RequestError::RingBufferSize {
-        size: text.to_string(),
-        problem,
-    };
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(digits_end);
-    let multiplier: u64 = match suffix {
-        "" | "B" => 1,
-        "K" | "Ki" | "KiB" => 1 << 10,
-        "M" | "Mi" | "MiB" => 1 << 20,
-        _ => {
-            return Err(bad(
-                "expected bytes, or a number with a K or M suffix, e.g. 512K or 16M",
-            ))
-        }
-    };
-    let number: u64 = number
-        .parse()
-        .map_err(|_| bad("expected bytes, or a number with a K or M suffix, e.g. 512K or 16M"))?;
-    if number == 0 {
-        return Err(bad(
-            "it must be more than 0 (leave it out for the node's default)",
-        ));
-    }
-    number
-        .checked_mul(multiplier)
-        .and_then(|bytes| u32::try_from(bytes).ok())
-        .ok_or_else(|| bad("it must be less than 4G"))
-}
-
-/// Checks an RFC 1123 label, the rule for namespaces and container names:
-/// at most 63 lower-case letters, digits and '-', starting and ending with a
-/// letter or digit.
-fn check_dns_label(what: &'static str, value: &str) -> Result<(), RequestError> {
-    check_name(what, value, 63, false)
-}
-
-/// Checks an RFC 1123 subdomain, the rule for pod and node names: at most
-/// 253 characters, labels as in [`check_dns_label`] joined by '.'.
-fn check_dns_subdomain(what: &'static str, value: &str) -> Result<(), RequestError> {
-    check_name(what, value, 253, true)
-}
-
-fn check_name(
-    what: &'static str,
-    value: &str,
-    max_len: usize,
-    dots: bool,
-) -> Result<(), RequestError> {
-    let bad = |problem: &'static str| RequestError::Name {
-        what,
-        value: value.to_string(),
-        problem,
-    };
-    if value.is_empty() {
-        return Err(bad("it is empty"));
-    }
-    if value.len() > max_len {
-        return Err(if dots {
-            bad("it is longer than 253 characters")
-        } else {
-            bad("it is longer than 63 characters")
-        });
-    }
-    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-    if !value.chars().all(|c| allowed(c) || (dots && c == '.')) {
-        return Err(if dots {
-            bad("only lower-case letters, digits, '-' and '.' are allowed")
-        } else {
-            bad("only lower-case letters, digits and '-' are allowed")
-        });
-    }
-    let labels_ok = value
-        .split('.')
-        .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
-    if !labels_ok {
-        return Err(bad("it must start and end with a letter or digit"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use clap::Parser;
+    use gadget_proto::v1::{self, run_gadget_request};
+    use gadget_proto::PROTOCOL_VERSION;
+    use gadget_trace::gadgets::{trace_exec, trace_open};
+    use gadget_trace::render::OutputFormat;
+    use std::ffi::OsString;
 
     fn request(args: &[&str]) -> Result<Request, RequestError> {
         let cli =
@@ -575,11 +277,16 @@ mod tests {
         Request::from_cli(cli)
     }
 
-    fn trace(args: &[&str]) -> TraceRequest {
+    /// The nodes and the trace of a `trace` command line.
+    fn nodes_and_trace(args: &[&str]) -> (NodeTargets, TraceRequest) {
         match request(args) {
-            Ok(Request::Trace(trace)) => trace,
+            Ok(Request::Trace { nodes, trace }) => (nodes, trace),
             other => panic!("{args:?}: {other:?}"),
         }
+    }
+
+    fn trace(args: &[&str]) -> TraceRequest {
+        nodes_and_trace(args).1
     }
 
     fn error(args: &[&str]) -> String {
@@ -609,13 +316,13 @@ mod tests {
 
     #[test]
     fn defaults_of_a_trace() {
-        let trace = trace(&["trace", "exec"]);
-        assert_eq!(trace.gadget, Gadget::TraceExec);
-        assert_eq!(trace.nodes, NodeTargets::Cluster(ClusterTarget::default()));
+        let (nodes, trace) = nodes_and_trace(&["trace", "exec"]);
+        assert_eq!(trace.gadget, trace_exec::GADGET);
+        assert_eq!(nodes, NodeTargets::Cluster(ClusterTarget::default()));
         assert_eq!(trace.namespaces, NamespaceScope::ContextDefault);
         assert_eq!(
             trace.output,
-            OutputFormat::parse(Gadget::TraceExec, "columns").unwrap()
+            OutputFormat::parse(trace_exec::GADGET, "columns").unwrap()
         );
         let run = trace.run_request(Some("ctx-ns"));
         assert_eq!(run.protocol_version, PROTOCOL_VERSION);
@@ -636,7 +343,7 @@ mod tests {
     #[test]
     fn trace_open_is_the_open_gadget() {
         let trace = trace(&["trace", "open"]);
-        assert_eq!(trace.gadget, Gadget::TraceOpen);
+        assert_eq!(trace.gadget, trace_open::GADGET);
         assert_eq!(trace.run_request(None).gadget, "trace_open");
         assert_eq!(open_params(&trace), v1::OpenParams::default());
     }
@@ -777,7 +484,7 @@ mod tests {
         );
         assert_eq!(
             trace(&["trace", "open", "-o", "columns=pid,path"]).output,
-            OutputFormat::parse(Gadget::TraceOpen, "columns=pid,path").unwrap()
+            OutputFormat::parse(trace_open::GADGET, "columns=pid,path").unwrap()
         );
     }
 
@@ -833,7 +540,7 @@ mod tests {
             OsString::from_vec(b"/tmp/\xff".to_vec()),
         ])
         .unwrap();
-        let Ok(Request::Trace(trace)) = Request::from_cli(cli) else {
+        let Ok(Request::Trace { trace, .. }) = Request::from_cli(cli) else {
             panic!("should be a trace");
         };
         assert_eq!(
@@ -887,7 +594,7 @@ mod tests {
 
     #[test]
     fn kubeconfig_and_context_flags() {
-        let trace = trace(&[
+        let (nodes, _) = nodes_and_trace(&[
             "--kubeconfig",
             "/tmp/kc",
             "trace",
@@ -896,7 +603,7 @@ mod tests {
             "prod",
         ]);
         assert_eq!(
-            trace.nodes,
+            nodes,
             NodeTargets::Cluster(ClusterTarget {
                 kubeconfig: Some("/tmp/kc".into()),
                 context: Some("prod".into()),
@@ -907,10 +614,10 @@ mod tests {
 
     #[test]
     fn node_flag_is_repeatable_and_comma_separated() {
-        let trace = trace(&[
+        let (nodes, _) = nodes_and_trace(&[
             "trace", "exec", "--node", "a,b", "--node", "c", "--node", "a",
         ]);
-        let NodeTargets::Cluster(cluster) = trace.nodes else {
+        let NodeTargets::Cluster(cluster) = nodes else {
             panic!("cluster mode");
         };
         assert_eq!(cluster.nodes, ["a", "b", "c"]);
@@ -922,7 +629,7 @@ mod tests {
 
     #[test]
     fn node_address_flag() {
-        let trace = trace(&[
+        let (nodes, _) = nodes_and_trace(&[
             "trace",
             "exec",
             "--node-address",
@@ -933,7 +640,7 @@ mod tests {
             "tcp://[::1]:7101",
         ]);
         assert_eq!(
-            trace.nodes,
+            nodes,
             NodeTargets::Direct(vec![
                 NodeAddress {
                     name: None,
@@ -1037,17 +744,5 @@ mod tests {
             error(&["undeploy", "--node", "worker-1"]),
             "undeploy works on the whole cluster: --node cannot be used with it"
         );
-    }
-
-    #[test]
-    fn names_are_checked_like_kubernetes_does() {
-        assert!(check_dns_label("namespace", "a").is_ok());
-        assert!(check_dns_label("namespace", &"a".repeat(63)).is_ok());
-        assert!(check_dns_label("namespace", &"a".repeat(64)).is_err());
-        assert!(check_dns_label("namespace", "a.b").is_err());
-        assert!(check_dns_subdomain("pod name", "a.b-c.d").is_ok());
-        assert!(check_dns_subdomain("pod name", "a..b").is_err());
-        assert!(check_dns_subdomain("pod name", "a.-b").is_err());
-        assert!(check_dns_subdomain("pod name", &"a".repeat(254)).is_err());
     }
 }

@@ -4,9 +4,9 @@
 use std::io::{self, Write};
 
 use futures::future::join_all;
-use gadget_proto::render::write_escaped;
 use gadget_proto::v1::NodeInfoResponse;
 use gadget_proto::{check_protocol, PROTOCOL_VERSION};
+use gadget_trace::render::write_escaped;
 
 use crate::connect::{self, ConnectError, NodeError};
 use crate::request::VersionRequest;

@@ -108,7 +108,7 @@ impl PreparedGadget for PreparedOpen {
             fd: if failed { -1 } else { h.ret },
             error: if failed { -h.ret } else { 0 },
             // The wire carries the generic encoding whatever the node's arch.
-            flags: gadget_proto::render::open_flags_to_generic(h.flags),
+            flags: gadget_proto::open_flags::to_generic(h.flags),
             mode: h.mode,
             path: record.slice_ref(open.path),
             path_truncated: h.path_truncated != 0,

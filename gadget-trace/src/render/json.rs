@@ -1,6 +1,6 @@
 //! The `json` output: one JSON object per line.
 //!
-//! Every line is an object with a `type`: `"open"` or `"exec"` for events
+//! Every line is an object with a `type`: the gadget's kind (`"open"`, `"exec"`) for events
 //! and `"status"` for a node's trace status. An event looks like:
 //!
 //! ```json
@@ -28,20 +28,18 @@
 //! direction-changing characters are written as `\u` escapes, so the JSON
 //! is also safe to print on a terminal.
 
+use gadget_proto::v1::{Process, TraceStatus};
+
 use super::escape::is_invisible;
-use super::{errno, open_flags, open_syscall_name, time, write_number, Row};
-use crate::v1::{event, ExecEvent, OpenEvent, Process, TraceStatus};
+use super::{errno, time, write_number, Row};
+use crate::gadgets;
 
 /// Writes `row` as one JSON object and a newline.
 pub(crate) fn write_event(out: &mut Vec<u8>, row: &Row) {
     let event = row.event;
-    let kind = match &event.kind {
-        Some(event::Kind::Open(_)) => "open",
-        Some(event::Kind::Exec(_)) => "exec",
-        None => "unknown",
-    };
+    let gadget = gadgets::of_event(event);
     out.extend_from_slice(b"{\"type\":");
-    write_str(out, kind);
+    write_str(out, gadget.map_or("unknown", |gadget| gadget.kind()));
     key(out, "node");
     write_str(out, row.node);
     key(out, "timestamp");
@@ -75,10 +73,8 @@ pub(crate) fn write_event(out: &mut Vec<u8>, row: &Row) {
         None => write_process(out, &Process::default()),
     }
 
-    match &event.kind {
-        Some(event::Kind::Open(open)) => write_open_fields(out, open),
-        Some(event::Kind::Exec(exec)) => write_exec_fields(out, exec),
-        None => {}
+    if let Some(gadget) = gadget {
+        gadget.write_json_fields(out, event);
     }
     out.extend_from_slice(b"}\n");
 }
@@ -103,65 +99,8 @@ fn write_process(out: &mut Vec<u8>, process: &Process) {
     out.push(b'}');
 }
 
-fn write_open_fields(out: &mut Vec<u8>, open: &OpenEvent) {
-    key(out, "fd");
-    write_number(out, &open.fd);
-    key(out, "error");
-    write_error(out, (open.error != 0).then_some(open.error));
-    key(out, "flags");
-    write_number(out, &open.flags);
-    key(out, "flag_names");
-    out.push(b'[');
-    let mut first = true;
-    open_flags::for_each_open_flag(open.flags, |flag| {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        out.push(b'"');
-        open_flags::write_open_flag(out, flag);
-        out.push(b'"');
-    });
-    out.push(b']');
-    key(out, "mode");
-    write_number(out, &open.mode);
-    key(out, "dirfd");
-    match open.dirfd {
-        Some(dirfd) => write_number(out, &dirfd),
-        None => out.extend_from_slice(b"null"),
-    }
-    key(out, "syscall");
-    write_str(out, open_syscall_name(open.syscall()));
-    key(out, "path");
-    write_bytes(out, &open.path);
-    key(out, "path_truncated");
-    write_bool(out, open.path_truncated);
-}
-
-fn write_exec_fields(out: &mut Vec<u8>, exec: &ExecEvent) {
-    key(out, "ret");
-    write_number(out, &exec.ret);
-    key(out, "error");
-    write_error(out, (exec.ret < 0).then(|| exec.ret.saturating_neg()));
-    key(out, "exe");
-    write_bytes(out, &exec.exe);
-    key(out, "args");
-    out.push(b'[');
-    for (i, arg) in exec.args.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_bytes(out, arg);
-    }
-    out.push(b']');
-    key(out, "args_truncated");
-    write_bool(out, exec.args_truncated);
-    key(out, "pcomm");
-    write_bytes(out, &exec.parent_comm);
-}
-
 /// `{"errno":2,"name":"ENOENT"}`, or `null` when the call succeeded.
-fn write_error(out: &mut Vec<u8>, errno: Option<i32>) {
+pub(crate) fn write_error(out: &mut Vec<u8>, errno: Option<i32>) {
     let Some(errno) = errno else {
         out.extend_from_slice(b"null");
         return;
@@ -208,19 +147,19 @@ pub(crate) fn write_status(out: &mut Vec<u8>, node: &str, status: &TraceStatus) 
 }
 
 /// Writes `,"name":`.
-fn key(out: &mut Vec<u8>, name: &str) {
+pub(crate) fn key(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
 }
 
-fn write_bool(out: &mut Vec<u8>, value: bool) {
+pub(crate) fn write_bool(out: &mut Vec<u8>, value: bool) {
     out.extend_from_slice(if value { b"true" } else { b"false" });
 }
 
 /// Writes untrusted bytes: a string when they are UTF-8, otherwise
 /// `{"base64":"..."}`.
-fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
         Ok(text) => write_str(out, text),
         Err(_) => {
@@ -234,7 +173,7 @@ fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 /// Writes a JSON string. Besides what JSON requires (`"`, `\` and C0),
 /// DEL, C1 and invisible characters are escaped so a terminal showing the
 /// line cannot be controlled by it.
-fn write_str(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
     let mut run_start = 0;
     for (i, c) in text.char_indices() {
@@ -319,7 +258,7 @@ fn read_base64(text: &str) -> Option<Vec<u8>> {
 /// # Examples
 ///
 /// ```
-/// use gadget_proto::render::bytes_from_json;
+/// use gadget_trace::render::bytes_from_json;
 /// use serde_json::json;
 ///
 /// assert_eq!(bytes_from_json(&json!("/etc/passwd")).unwrap(), b"/etc/passwd");
@@ -339,6 +278,7 @@ pub fn bytes_from_json(value: &serde_json::Value) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::render::tests::{exec_event, open_event, workload};
+    use gadget_proto::v1::event;
     use serde_json::{json, Value};
 
     fn event_json(row: &Row) -> Value {

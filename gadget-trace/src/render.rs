@@ -20,11 +20,12 @@
 //! # Examples
 //!
 //! ```
-//! use gadget_proto::render::{OutputFormat, Renderer, Row};
 //! use gadget_proto::v1::{event, Event, OpenEvent};
-//! use gadget_proto::Gadget;
+//! use gadget_trace::gadgets;
+//! use gadget_trace::render::{OutputFormat, Renderer, Row};
 //!
-//! let format = OutputFormat::parse(Gadget::TraceOpen, "columns=pid,err,path").unwrap();
+//! let trace_open = gadgets::find("trace_open").unwrap();
+//! let format = OutputFormat::parse(trace_open, "columns=pid,err,path").unwrap();
 //! let mut renderer = Renderer::new(format);
 //! let event = Event {
 //!     kind: Some(event::Kind::Open(OpenEvent {
@@ -50,19 +51,19 @@ mod columns;
 mod compact;
 mod errno;
 mod escape;
-mod json;
-mod open_flags;
+pub(crate) mod json;
 mod status;
 mod time;
 
+pub(crate) use columns::Cell;
 pub use columns::Column;
 pub use errno::errno_name;
 pub use escape::write_escaped;
 pub use json::bytes_from_json;
-pub use open_flags::open_flags_to_generic;
 
-use crate::v1::{event, Event, ExecEvent, OpenEvent, OpenSyscall, TraceStatus, Workload};
-use crate::Gadget;
+use gadget_proto::v1::{Event, TraceStatus, Workload};
+
+use crate::gadgets::Gadget;
 
 /// One event to render, with what the client resolved around it.
 #[derive(Debug, Clone, Copy)]
@@ -96,7 +97,7 @@ impl OutputFormat {
             return Ok(OutputFormat::Columns(Column::parse_list(gadget, list)?));
         }
         match spec {
-            "columns" => Ok(OutputFormat::Columns(Column::defaults(gadget).to_vec())),
+            "columns" => Ok(OutputFormat::Columns(Column::defaults(gadget))),
             "json" => Ok(OutputFormat::Json),
             "compact" => Ok(OutputFormat::Compact),
             _ => Err(FormatError::UnknownFormat(spec.to_string())),
@@ -196,51 +197,26 @@ impl Renderer {
     }
 }
 
-/// The event's gadget part, as an open or an exec.
-fn split_kind(event: &Event) -> (Option<&OpenEvent>, Option<&ExecEvent>) {
-    match &event.kind {
-        Some(event::Kind::Open(open)) => (Some(open), None),
-        Some(event::Kind::Exec(exec)) => (None, Some(exec)),
-        None => (None, None),
-    }
-}
-
-/// The errno of a failed open or exec.
-fn failure_errno(open: Option<&OpenEvent>, exec: Option<&ExecEvent>) -> Option<i32> {
-    match (open, exec) {
-        (Some(open), _) if open.error != 0 => Some(open.error),
-        (_, Some(exec)) if exec.ret < 0 => Some(exec.ret.saturating_neg()),
-        _ => None,
-    }
-}
-
-/// The name of an open syscall as users know it, empty when unspecified.
-fn open_syscall_name(syscall: OpenSyscall) -> &'static str {
-    match syscall {
-        OpenSyscall::Unspecified => "",
-        OpenSyscall::Open => "open",
-        OpenSyscall::Openat => "openat",
-        OpenSyscall::Openat2 => "openat2",
-    }
-}
-
 /// Writes a number (or anything short and ASCII) without allocating.
-fn write_number(out: &mut Vec<u8>, value: &dyn std::fmt::Display) {
+pub(crate) fn write_number(out: &mut Vec<u8>, value: &dyn std::fmt::Display) {
     use std::io::Write as _;
     // Writing to a Vec cannot fail.
     let _ = write!(out, "{value}");
 }
 
 /// Writes `0x` and `value` in lower-case hex.
-fn write_hex(out: &mut Vec<u8>, value: u64) {
+pub(crate) fn write_hex(out: &mut Vec<u8>, value: u64) {
     write_number(out, &format_args!("{value:#x}"));
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::v1::Process;
     use bytes::Bytes;
+    use gadget_proto::v1::{event, ExecEvent, OpenEvent, OpenSyscall, Process};
+
+    pub(crate) const OPEN: Gadget = crate::gadgets::trace_open::GADGET;
+    pub(crate) const EXEC: Gadget = crate::gadgets::trace_exec::GADGET;
 
     pub(crate) fn workload() -> Workload {
         Workload {
@@ -301,14 +277,17 @@ pub(crate) mod tests {
 
     #[test]
     fn output_formats_are_parsed() {
-        let open = Gadget::TraceOpen;
+        let open = OPEN;
         assert_eq!(
             OutputFormat::parse(open, "columns"),
-            Ok(OutputFormat::Columns(Column::defaults(open).to_vec()))
+            Ok(OutputFormat::Columns(Column::defaults(open)))
         );
         assert_eq!(
             OutputFormat::parse(open, "columns=pid,path"),
-            Ok(OutputFormat::Columns(vec![Column::Pid, Column::Path]))
+            Ok(OutputFormat::Columns(vec![
+                Column::named(open, "pid").unwrap(),
+                Column::named(open, "path").unwrap()
+            ]))
         );
         assert_eq!(OutputFormat::parse(open, "json"), Ok(OutputFormat::Json));
         assert_eq!(
@@ -328,7 +307,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_column_message_lists_valid_columns() {
-        let err = OutputFormat::parse(Gadget::TraceExec, "columns=pid,path").unwrap_err();
+        let err = OutputFormat::parse(EXEC, "columns=pid,path").unwrap_err();
         assert_eq!(
             err.to_string(),
             "unknown column \"path\" for trace_exec; its columns are: node, namespace, pod, \
@@ -366,7 +345,7 @@ pub(crate) mod tests {
         ];
         let workload = workload();
         for spec in ["columns", "json", "compact"] {
-            for gadget in Gadget::ALL {
+            for &gadget in crate::gadgets::GADGETS {
                 let mut renderer = Renderer::new(OutputFormat::parse(gadget, spec).unwrap());
                 for event in &events {
                     for workload in [None, Some(&workload)] {
@@ -404,7 +383,7 @@ pub(crate) mod tests {
         json.write_status(&mut out, "node-1", &status);
         assert!(out.starts_with(b"{\"type\":\"status\",\"node\":\"node-1\""));
 
-        let columns = Renderer::new(OutputFormat::parse(Gadget::TraceOpen, "columns").unwrap());
+        let columns = Renderer::new(OutputFormat::parse(OPEN, "columns").unwrap());
         assert_eq!(columns.status_stream(), StatusStream::Stderr);
         let mut out = Vec::new();
         columns.write_status(&mut out, "node-1", &status);

@@ -28,7 +28,7 @@ use std::time::Duration;
 /// # Examples
 ///
 /// ```
-/// use kubectl_gadget::merge::MergeWindow;
+/// use gadget_trace::merge::MergeWindow;
 /// use std::time::Duration;
 ///
 /// let mut merge = MergeWindow::new(Duration::from_nanos(100), 1000);

@@ -16,18 +16,17 @@
 
 use super::errno::write_errno;
 use super::escape::write_escaped;
-use super::{failure_errno, split_kind, Row};
-use crate::v1::{event, ExecEvent, OpenEvent};
+use super::Row;
+use crate::gadgets;
 
 /// Writes `row` as one compact line and a newline.
 pub(crate) fn write_event(out: &mut Vec<u8>, row: &Row) {
-    let (open, exec) = split_kind(row.event);
-    let failure = failure_errno(open, exec);
-    let (emoji, kind) = match (&row.event.kind, failure) {
+    let gadget = gadgets::of_event(row.event);
+    let failure = gadget.and_then(|gadget| gadget.failure(row.event));
+    let (emoji, kind) = match (gadget, failure) {
         (None, _) => ("❓", "event"),
-        (Some(_), Some(_)) => ("❌", if open.is_some() { "open" } else { "exec" }),
-        (Some(event::Kind::Open(_)), None) => ("📬", "open"),
-        (Some(event::Kind::Exec(_)), None) => ("🚀", "exec"),
+        (Some(gadget), Some(_)) => ("❌", gadget.kind()),
+        (Some(gadget), None) => (gadget.emoji(), gadget.kind()),
     };
     out.extend_from_slice(emoji.as_bytes());
     out.push(b' ');
@@ -35,10 +34,9 @@ pub(crate) fn write_event(out: &mut Vec<u8>, row: &Row) {
     out.push(b' ');
     write_where(out, row);
     let comm = row.event.process.as_ref().map_or(&b""[..], |p| &p.comm[..]);
-    match (open, exec) {
-        (Some(open), _) => write_open(out, comm, open),
-        (_, Some(exec)) => write_exec(out, comm, exec),
-        _ => {
+    match gadget {
+        Some(gadget) => gadget.write_compact(out, comm, row.event),
+        None => {
             out.push(b' ');
             write_escaped(out, comm);
         }
@@ -75,42 +73,11 @@ fn write_name(out: &mut Vec<u8>, name: &str) {
     }
 }
 
-fn write_open(out: &mut Vec<u8>, comm: &[u8], open: &OpenEvent) {
-    out.push(b' ');
-    write_escaped(out, comm);
-    out.push(b' ');
-    write_escaped(out, &open.path);
-    if open.path_truncated {
-        out.extend_from_slice("…".as_bytes());
-    }
-}
-
-fn write_exec(out: &mut Vec<u8>, comm: &[u8], exec: &ExecEvent) {
-    // The program as exec'd; `argv[0]` or the new comm when it was not seen.
-    let program = [
-        &exec.exe[..],
-        exec.args.first().map_or(&[][..], |a| &a[..]),
-        comm,
-    ]
-    .into_iter()
-    .find(|name| !name.is_empty())
-    .unwrap_or_default();
-    out.push(b' ');
-    write_escaped(out, program);
-    for arg in exec.args.iter().skip(1) {
-        out.push(b' ');
-        write_escaped(out, arg);
-    }
-    if exec.args_truncated {
-        out.extend_from_slice(" …".as_bytes());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::render::tests::{exec_event, open_event, workload};
-    use crate::v1::Workload;
+    use gadget_proto::v1::{event, Workload};
 
     fn line(row: &Row) -> String {
         let mut out = Vec::new();

@@ -1,7 +1,8 @@
-//! Decoding of `open` flags, e.g. `O_RDONLY|O_CLOEXEC`.
+//! Names of `open` flags, e.g. `O_RDONLY|O_CLOEXEC`.
 //!
 //! `OpenEvent.flags` carries the generic Linux encoding (the one x86 and
-//! riscv use); a node on arm or arm64 converts with [`open_flags_to_generic`].
+//! riscv use) whatever the node's architecture (see
+//! `gadget_proto::open_flags`), so one table names them.
 
 const O_ACCMODE: u64 = 0o3;
 const O_DSYNC: u64 = 0o10000;
@@ -28,41 +29,6 @@ const FLAGS: &[(u64, &str)] = &[
     (0o2000000, "O_CLOEXEC"),
     (0o10000000, "O_PATH"),
 ];
-
-/// Converts open flags as the running kernel encodes them to the generic
-/// encoding `OpenEvent.flags` carries.
-///
-/// Arm and arm64 swap four bits: their `O_DIRECTORY`, `O_NOFOLLOW`,
-/// `O_DIRECT` and `O_LARGEFILE` are the generic `O_DIRECT`, `O_LARGEFILE`,
-/// `O_DIRECTORY` and `O_NOFOLLOW`. Other supported architectures already
-/// use the generic encoding.
-pub fn open_flags_to_generic(native: u64) -> u64 {
-    if cfg!(any(target_arch = "arm", target_arch = "aarch64")) {
-        arm_open_flags_to_generic(native)
-    } else {
-        native
-    }
-}
-
-fn arm_open_flags_to_generic(arm: u64) -> u64 {
-    // (arm bit, generic bit) for O_DIRECTORY, O_NOFOLLOW, O_DIRECT, O_LARGEFILE.
-    const MOVED: [(u64, u64); 4] = [
-        (0o40000, 0o200000),
-        (0o100000, 0o400000),
-        (0o200000, 0o40000),
-        (0o400000, 0o100000),
-    ];
-    let all_moved = MOVED.iter().fold(0, |mask, &(bit, _)| mask | bit);
-    MOVED
-        .iter()
-        .fold(arm & !all_moved, |generic, &(arm_bit, generic_bit)| {
-            if arm & arm_bit != 0 {
-                generic | generic_bit
-            } else {
-                generic
-            }
-        })
-}
 
 /// One part of decoded open flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +89,7 @@ pub(crate) fn write_open_flags(out: &mut Vec<u8>, flags: u64) {
 pub(crate) fn write_open_flag(out: &mut Vec<u8>, flag: OpenFlag) {
     match flag {
         OpenFlag::Named(name) => out.extend_from_slice(name.as_bytes()),
-        OpenFlag::Unknown(bits) => super::write_hex(out, bits),
+        OpenFlag::Unknown(bits) => crate::render::write_hex(out, bits),
     }
 }
 
@@ -173,18 +139,5 @@ mod tests {
             "O_RDONLY|O_CLOEXEC|0x10000000000"
         );
         assert_eq!(decoded(SYNC_BIT), "O_RDONLY|0x100000");
-    }
-
-    #[test]
-    fn arm_flags_are_converted_to_the_generic_encoding() {
-        // arm64 O_RDONLY|O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC as seen in a trace.
-        let arm = 0o40000 | 0o100000 | 0o2000000;
-        assert_eq!(
-            arm_open_flags_to_generic(arm),
-            0o200000 | 0o400000 | 0o2000000
-        );
-        assert_eq!(arm_open_flags_to_generic(0o200000), 0o40000); // O_DIRECT
-        assert_eq!(arm_open_flags_to_generic(0o400000), 0o100000); // O_LARGEFILE
-        assert_eq!(arm_open_flags_to_generic(0o1101), 0o1101);
     }
 }

@@ -3,7 +3,7 @@
 
 use super::escape::write_escaped;
 use super::write_number;
-use crate::v1::TraceStatus;
+use gadget_proto::v1::TraceStatus;
 
 /// Writes a line for each thing the status reports, each starting with the
 /// node's name, e.g.

@@ -1,0 +1,173 @@
+//! `trace exec`: programs being executed (execve, execveat), with their
+//! arguments.
+
+use gadget_proto::v1::{self, event, run_gadget_request, ExecEvent};
+
+use super::{Frontend, Gadget, GadgetColumn, GadgetFrontend};
+use crate::render::json::{key, write_bool, write_bytes, write_error};
+use crate::render::{write_escaped, write_number, Cell};
+use crate::request::TraceRequestError;
+
+/// The `trace_exec` gadget, for [`super::GADGETS`].
+pub const GADGET: Gadget = Gadget::new(&Frontend::<TraceExec>::NEW);
+
+/// `trace exec`.
+pub struct TraceExec;
+
+/// The flags of `trace exec`, beside the ones every trace takes.
+#[derive(Debug, clap::Args)]
+pub struct ExecFlags {
+    /// Do not show execs that failed.
+    #[arg(long)]
+    pub ignore_failed: bool,
+
+    /// Keep at most N arguments of each exec (default: the node's).
+    #[arg(long, value_name = "N")]
+    pub max_args: Option<u32>,
+
+    /// Keep at most BYTES bytes of arguments of each exec (default: the
+    /// node's).
+    #[arg(long, value_name = "BYTES")]
+    pub max_args_bytes: Option<u32>,
+}
+
+impl GadgetFrontend for TraceExec {
+    type Event = ExecEvent;
+    type Flags = ExecFlags;
+
+    const NAME: &'static str = gadget_proto::TRACE_EXEC;
+    const COMMAND: &'static str = "exec";
+    const ABOUT: &'static str = "Trace programs being executed (execve, execveat)";
+    const KIND: &'static str = "exec";
+    const EMOJI: &'static str = "🚀";
+    const COLUMNS: &'static [GadgetColumn<ExecEvent>] = &[
+        GadgetColumn {
+            name: "ret",
+            header: "RET",
+            width: 4,
+            cell: |exec, scratch| Cell::number(scratch, &exec.ret),
+        },
+        GadgetColumn {
+            name: "exe",
+            header: "EXE",
+            width: 32,
+            cell: |exec, _| Cell::Text(&exec.exe),
+        },
+        GadgetColumn {
+            name: "pcomm",
+            header: "PCOMM",
+            // TASK_COMM_LEN is 16 including the NUL.
+            width: 15,
+            cell: |exec, _| Cell::Text(&exec.parent_comm),
+        },
+        GadgetColumn {
+            name: "args",
+            header: "ARGS",
+            width: 40,
+            cell: |exec, scratch| {
+                write_args(scratch, exec);
+                Cell::Formatted
+            },
+        },
+    ];
+    const DEFAULT_COLUMNS: &'static [&'static str] = &[
+        "node",
+        "namespace",
+        "pod",
+        "container",
+        "pid",
+        "ppid",
+        "comm",
+        "ret",
+        "args",
+    ];
+
+    fn event(kind: &event::Kind) -> Option<&ExecEvent> {
+        match kind {
+            event::Kind::Exec(exec) => Some(exec),
+            _ => None,
+        }
+    }
+
+    fn params(flags: ExecFlags) -> Result<run_gadget_request::Params, TraceRequestError> {
+        Ok(run_gadget_request::Params::Exec(v1::ExecParams {
+            ignore_failed: flags.ignore_failed,
+            // 0 on the wire means "the node's default", so an explicit 0
+            // would silently mean something else than asked.
+            max_args: nonzero("--max-args", flags.max_args)?,
+            max_args_bytes: nonzero("--max-args-bytes", flags.max_args_bytes)?,
+        }))
+    }
+
+    fn failure(exec: &ExecEvent) -> Option<i32> {
+        (exec.ret < 0).then(|| exec.ret.saturating_neg())
+    }
+
+    fn write_json_fields(out: &mut Vec<u8>, exec: &ExecEvent) {
+        key(out, "ret");
+        write_number(out, &exec.ret);
+        key(out, "error");
+        write_error(out, Self::failure(exec));
+        key(out, "exe");
+        write_bytes(out, &exec.exe);
+        key(out, "args");
+        out.push(b'[');
+        for (i, arg) in exec.args.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_bytes(out, arg);
+        }
+        out.push(b']');
+        key(out, "args_truncated");
+        write_bool(out, exec.args_truncated);
+        key(out, "pcomm");
+        write_bytes(out, &exec.parent_comm);
+    }
+
+    /// The program as exec'd, then its arguments after `argv[0]`.
+    fn write_compact(out: &mut Vec<u8>, comm: &[u8], exec: &ExecEvent) {
+        // The program as exec'd; `argv[0]` or the new comm when it was not seen.
+        let program = [
+            &exec.exe[..],
+            exec.args.first().map_or(&[][..], |a| &a[..]),
+            comm,
+        ]
+        .into_iter()
+        .find(|name| !name.is_empty())
+        .unwrap_or_default();
+        out.push(b' ');
+        write_escaped(out, program);
+        for arg in exec.args.iter().skip(1) {
+            out.push(b' ');
+            write_escaped(out, arg);
+        }
+        if exec.args_truncated {
+            out.extend_from_slice(" …".as_bytes());
+        }
+    }
+}
+
+/// Joins argv with spaces, raw (escaping happens when the cell is written),
+/// and marks a cut argument list with ` …`.
+fn write_args(out: &mut Vec<u8>, exec: &ExecEvent) {
+    for (i, arg) in exec.args.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(arg);
+    }
+    if exec.args_truncated {
+        out.extend_from_slice(" …".as_bytes());
+    }
+}
+
+/// A limit flag: 0 is refused, because the protocol reads it as "the node's
+/// default"; unset is sent as 0.
+fn nonzero(flag: &'static str, value: Option<u32>) -> Result<u32, TraceRequestError> {
+    match value {
+        Some(0) => Err(TraceRequestError::ZeroLimit { flag }),
+        Some(value) => Ok(value),
+        None => Ok(0),
+    }
+}
