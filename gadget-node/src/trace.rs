@@ -76,7 +76,7 @@ pub enum InvalidRequest {
 
 /// The kernel refused something the trace needs.
 #[derive(Debug, thiserror::Error)]
-pub enum TraceError {
+pub enum TraceStartError {
     /// Loading the object (verifier, BTF, maps).
     #[error("loading {gadget}: {source}")]
     Load {
@@ -114,7 +114,7 @@ pub enum TraceError {
 }
 
 /// A validated trace request: parsed and checked, nothing loaded yet.
-pub struct TraceRequest {
+pub struct TracePlan {
     /// The gadget with its parameters.
     pub gadget: Box<dyn PreparedGadget>,
     /// Which containers (and whether the host) to follow.
@@ -129,7 +129,7 @@ pub struct TraceRequest {
     pub timeout: Option<Duration>,
 }
 
-impl TraceRequest {
+impl TracePlan {
     /// Checks a request as it came over the wire.
     pub fn from_proto(request: &v1::RunGadgetRequest) -> Result<Self, InvalidRequest> {
         if request.protocol_version != gadget_proto::PROTOCOL_VERSION {
@@ -153,7 +153,7 @@ impl TraceRequest {
         let selector = ContainerSelector::from_proto(&request.selector.clone().unwrap_or_default())
             .map_err(|err| InvalidRequest::Selector(err.to_string()))?;
         let filter = request.filter.unwrap_or_default();
-        Ok(TraceRequest {
+        Ok(TracePlan {
             gadget: prepared,
             selector,
             pid: filter.pid,
@@ -222,9 +222,12 @@ pub struct Trace {
 /// The kernel filter follows containers as `identity` learns of them: whoever
 /// runs traces also runs [`IdentityResolver::refresh_periodically`], since a
 /// container the kernel filters out never shows up in a lookup.
-pub fn start(request: TraceRequest, identity: Arc<IdentityResolver>) -> Result<Trace, TraceError> {
+pub fn start(
+    request: TracePlan,
+    identity: Arc<IdentityResolver>,
+) -> Result<Trace, TraceStartError> {
     let name = request.gadget.name();
-    crate::tracefs::ensure_mounted().map_err(TraceError::Tracefs)?;
+    crate::tracefs::ensure_mounted().map_err(TraceStartError::Tracefs)?;
     let filter = CgroupFilter::for_selector(&request.selector);
     let pid = request.pid.unwrap_or(0);
     let uid = request.uid.unwrap_or(0);
@@ -246,7 +249,7 @@ pub fn start(request: TraceRequest, identity: Arc<IdentityResolver>) -> Result<T
     let mut ebpf = request
         .gadget
         .load(&mut loader)
-        .map_err(|source| TraceError::Load {
+        .map_err(|source| TraceStartError::Load {
             gadget: name,
             source: Box::new(source),
         })?;
@@ -292,19 +295,19 @@ pub fn start(request: TraceRequest, identity: Arc<IdentityResolver>) -> Result<T
     })
 }
 
-fn common_maps(ebpf: &mut Ebpf, gadget: &'static str) -> Result<CommonMaps, TraceError> {
+fn common_maps(ebpf: &mut Ebpf, gadget: &'static str) -> Result<CommonMaps, TraceStartError> {
     fn take<T>(
         ebpf: &mut Ebpf,
         gadget: &'static str,
         map: &'static str,
         convert: impl FnOnce(aya::maps::Map) -> Result<T, aya::maps::MapError>,
-    ) -> Result<T, TraceError> {
-        let found = ebpf.take_map(map).ok_or_else(|| TraceError::Map {
+    ) -> Result<T, TraceStartError> {
+        let found = ebpf.take_map(map).ok_or_else(|| TraceStartError::Map {
             gadget,
             map,
             reason: "missing from the object".into(),
         })?;
-        convert(found).map_err(|err| TraceError::Map {
+        convert(found).map_err(|err| TraceStartError::Map {
             gadget,
             map,
             reason: err.to_string(),
@@ -314,7 +317,7 @@ fn common_maps(ebpf: &mut Ebpf, gadget: &'static str) -> Result<CommonMaps, Trac
     // SAFETY: the ring buffer owns its map fd, open and unchanged until the
     // AsyncFd (which owns the ring buffer) is dropped.
     let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(|err| TraceError::Map {
+        .map_err(|err| TraceStartError::Map {
             gadget,
             map: "events",
             reason: format!("cannot poll the ring buffer: {err}"),
@@ -331,10 +334,10 @@ fn attach(
     ebpf: &mut Ebpf,
     gadget: &dyn PreparedGadget,
     warnings: &mut Vec<String>,
-) -> Result<Vec<u32>, TraceError> {
+) -> Result<Vec<u32>, TraceStartError> {
     let mut ids = Vec::new();
     for point in gadget.attach_points() {
-        let fail = |source| TraceError::Attach {
+        let fail = |source| TraceStartError::Attach {
             program: point.program,
             category: point.category,
             tracepoint: point.name,

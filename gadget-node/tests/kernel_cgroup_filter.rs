@@ -12,7 +12,7 @@ use common::{collect_settled, cstr, fork_paused, wait_started, PausedChild};
 use gadget_node::cgroup::{CgroupResolver, CgroupResolverConfig};
 use gadget_node::identity::IdentityResolver;
 use gadget_node::pods::PodIndex;
-use gadget_node::trace::{self, TraceRequest};
+use gadget_node::trace::{self, TracePlan};
 use gadget_proto::v1;
 
 /// Two pods on a fake node: `shop/web-1` (container `nginx`, app=web) and
@@ -100,8 +100,8 @@ impl TwoPods {
     }
 }
 
-fn request(gadget: &str, selector: v1::ContainerSelector, ring_buffer_bytes: u32) -> TraceRequest {
-    TraceRequest::from_proto(&v1::RunGadgetRequest {
+fn request(gadget: &str, selector: v1::ContainerSelector, ring_buffer_bytes: u32) -> TracePlan {
+    TracePlan::from_proto(&v1::RunGadgetRequest {
         protocol_version: gadget_proto::PROTOCOL_VERSION,
         gadget: gadget.to_string(),
         selector: Some(selector),

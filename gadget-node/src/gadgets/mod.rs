@@ -18,10 +18,10 @@ pub mod trace_exec;
 pub mod trace_open;
 
 /// Every gadget this node knows, by name.
-pub static GADGETS: &[&dyn Gadget] = &[&trace_open::TraceOpen, &trace_exec::TraceExec];
+pub static GADGETS: &[&dyn KernelGadget] = &[&trace_open::TraceOpen, &trace_exec::TraceExec];
 
 /// The gadget called `name`.
-pub fn find(name: &str) -> Option<&'static dyn Gadget> {
+pub fn find(name: &str) -> Option<&'static dyn KernelGadget> {
     GADGETS.iter().copied().find(|g| g.name() == name)
 }
 
@@ -36,7 +36,7 @@ pub fn names() -> Vec<&'static str> {
 pub struct InvalidParams(pub String);
 
 /// A kind of gadget.
-pub trait Gadget: Send + Sync {
+pub trait KernelGadget: Send + Sync {
     /// The name clients ask for (`trace_open`).
     fn name(&self) -> &'static str;
     /// Checks the request's parameters; nothing touches the kernel yet.

@@ -9,14 +9,14 @@ use gadget_proto::v1;
 use crate::features::Feature;
 
 use super::{
-    kernel_string_at, process_from, syscall_tracepoint, AttachPoint, Gadget, InvalidParams,
+    kernel_string_at, process_from, syscall_tracepoint, AttachPoint, InvalidParams, KernelGadget,
     PreparedGadget,
 };
 
 /// The `trace_exec` gadget.
 pub struct TraceExec;
 
-impl Gadget for TraceExec {
+impl KernelGadget for TraceExec {
     fn name(&self) -> &'static str {
         gadget_proto::TRACE_EXEC
     }
