@@ -44,7 +44,7 @@ impl TwoPods {
     /// namespace.
     fn start_container_in(&mut self, namespace: &str, seed: u32, name: &str) -> (PausedChild, u64) {
         let (uid, id) = (pod_uid(seed, '_'), container_id(seed.into()));
-        self.pods.apply(&common::pod(
+        self.pods.apply(&common::pods::pod(
             &uid.replace('_', "-"),
             namespace,
             name,
@@ -62,7 +62,7 @@ impl TwoPods {
         let pods = Arc::new(PodIndex::new());
         let (web_uid, db_uid) = (pod_uid(seed, '-'), pod_uid(seed + 1, '-'));
         let (web_id, db_id) = (container_id(seed.into()), container_id(seed as u64 + 1));
-        pods.apply(&common::pod(
+        pods.apply(&common::pods::pod(
             &web_uid,
             "shop",
             "web-1",
@@ -70,7 +70,7 @@ impl TwoPods {
             "nginx",
             &web_id,
         ));
-        pods.apply(&common::pod(
+        pods.apply(&common::pods::pod(
             &db_uid,
             "other",
             "db-1",
