@@ -9,8 +9,8 @@ use gadget_proto::v1;
 use crate::features::Feature;
 
 use super::{
-    kernel_string_at, process_from, syscall_tracepoint, AttachPoint, InvalidParams, KernelGadget,
-    PreparedGadget,
+    kernel_string_at, process_from, syscall_tracepoint, AttachPoint, AttachTarget, InvalidParams,
+    KernelGadget, PreparedGadget,
 };
 
 /// The `trace_exec` gadget.
@@ -88,8 +88,10 @@ const ATTACH_POINTS: &[AttachPoint] = &[
     syscall_tracepoint!("sys_exit_execveat", required = false),
     AttachPoint {
         program: "tracepoint__sched__sched_process_exec",
-        category: "sched",
-        name: "sched_process_exec",
+        target: AttachTarget::Tracepoint {
+            category: "sched",
+            name: "sched_process_exec",
+        },
         required: true,
     },
 ];

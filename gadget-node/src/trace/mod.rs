@@ -25,6 +25,7 @@ mod reader;
 mod request;
 mod verdicts;
 
+pub use attach::{attach_programs, AttachError};
 pub use batch::workload_to_proto;
 pub use reader::{DRAIN_INTERVAL, QUEUE_BATCHES};
 pub use request::{InvalidRequest, TracePlan, DEFAULT_RING_BUFFER_BYTES, MAX_RING_BUFFER_BYTES};
@@ -46,17 +47,8 @@ pub enum TraceStartError {
         source: Box<aya::EbpfError>,
     },
     /// Loading or attaching one program.
-    #[error("attaching {program} to {category}/{tracepoint}: {source}")]
-    Attach {
-        /// The program.
-        program: &'static str,
-        /// Tracepoint category.
-        category: &'static str,
-        /// Tracepoint.
-        tracepoint: &'static str,
-        /// What aya said (boxed, see `Load`).
-        source: Box<aya::programs::ProgramError>,
-    },
+    #[error(transparent)]
+    Attach(#[from] AttachError),
     /// Tracepoints cannot be found.
     #[error("{0}")]
     Tracefs(String),
@@ -108,7 +100,7 @@ pub fn start(plan: TracePlan, identity: Arc<IdentityResolver>) -> Result<Trace, 
         warnings.extend(selection.sync(&mut maps.verdicts, &plan.selector, &identity));
     }
 
-    let program_ids = attach::attach(&mut ebpf, plan.gadget.as_ref(), &mut warnings)?;
+    let program_ids = attach_programs(&mut ebpf, plan.gadget.attach_points(), &mut warnings)?;
 
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
     let reader = Reader {
