@@ -259,41 +259,19 @@ async fn next_change(receiver: Option<&mut watch::Receiver<u64>>) {
 mod tests {
     use super::*;
     use crate::cgroup::CgroupResolverConfig;
-    use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use crate::fake_node::{self, container_path, FakeTree, CONTAINER_ID as ID, POD_UID as UID};
+    use k8s_openapi::api::core::v1::Pod;
     use std::os::unix::fs::MetadataExt;
 
-    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    const UID: &str = "8f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b";
-
     fn pod(name: &str, app: &str) -> Pod {
-        Pod {
-            metadata: ObjectMeta {
-                uid: Some(UID.to_string()),
-                namespace: Some("shop".to_string()),
-                name: Some(name.to_string()),
-                labels: Some(BTreeMap::from([("app".to_string(), app.to_string())])),
-                ..Default::default()
-            },
-            status: Some(PodStatus {
-                container_statuses: Some(vec![ContainerStatus {
-                    name: "nginx".to_string(),
-                    container_id: Some(format!("containerd://{ID}")),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+        fake_node::pod(UID, "shop", name, &[("app", app)], "nginx", ID)
     }
 
     /// A fake cgroup tree with one container, and its id.
-    fn tree() -> (tempfile::TempDir, u64) {
-        let dir = tempfile::tempdir().unwrap();
-        let leaf = dir.path().join(format!("kubepods/pod{UID}/{ID}"));
-        std::fs::create_dir_all(&leaf).unwrap();
-        let id = std::fs::metadata(&leaf).unwrap().ino();
-        (dir, id)
+    fn tree() -> (FakeTree, u64) {
+        let tree = FakeTree::new();
+        let id = tree.mkdir(&container_path(UID, ID));
+        (tree, id)
     }
 
     fn resolver(root: &std::path::Path, pods: Option<Arc<PodIndex>>) -> IdentityResolver {

@@ -4,6 +4,8 @@
 pub mod agent;
 pub mod cgroup;
 pub mod clock;
+#[cfg(test)]
+mod fake_node;
 pub mod features;
 pub mod gadgets;
 pub mod identity;

@@ -92,7 +92,7 @@ pub enum ListenError {
 /// A listen address could not be reached as a client.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot connect to {address}")]
-pub struct ConnectError {
+pub struct NodeUnreachable {
     /// Where.
     pub address: ListenAddress,
     /// Why.
@@ -206,13 +206,13 @@ impl ListenAddress {
     pub async fn connect(
         &self,
         timeout: Duration,
-    ) -> Result<tonic::transport::Channel, ConnectError> {
+    ) -> Result<tonic::transport::Channel, NodeUnreachable> {
         let uri = match self {
             // tonic dials `unix:` URIs itself.
             ListenAddress::Unix(path) => format!("unix://{}", path.display()),
             ListenAddress::Tcp(address) => format!("http://{address}"),
         };
-        let connect_error = |source| ConnectError {
+        let connect_error = |source| NodeUnreachable {
             address: self.clone(),
             source,
         };

@@ -29,8 +29,8 @@ use tonic_health::pb::HealthCheckRequest;
 
 use crate::features::KernelFeatures;
 use crate::identity::IdentityResolver;
-use crate::listen::{ConnectError, ListenAddress, Listener};
-use crate::trace::{self, InvalidRequest, TraceError, TraceRequest};
+use crate::listen::{ListenAddress, Listener, NodeUnreachable};
+use crate::trace::{self, InvalidRequest, TracePlan, TraceStartError};
 
 /// The service name clients and health checks ask for.
 pub const SERVICE_NAME: &str = v1::gadget_node_server::SERVICE_NAME;
@@ -120,7 +120,7 @@ impl NodeService {
         &self,
         request: &v1::RunGadgetRequest,
     ) -> Result<TraceStream, RunGadgetError> {
-        let request = TraceRequest::from_proto(request)?;
+        let request = TracePlan::from_proto(request)?;
         let gadget = request.gadget.name();
         self.description
             .features
@@ -191,7 +191,7 @@ pub enum RunGadgetError {
     /// The kernel refused the gadget. Boxed: aya's errors are large, and
     /// this error travels through every `Result` of a call.
     #[error(transparent)]
-    Trace(#[from] Box<TraceError>),
+    Trace(#[from] Box<TraceStartError>),
     /// The node is stopping.
     #[error("the node is stopping; run the trace again once it is back")]
     Stopping,
@@ -207,7 +207,7 @@ impl From<RunGadgetError> for Status {
         match err {
             RunGadgetError::Invalid(_) => Status::invalid_argument(message),
             RunGadgetError::Unavailable { .. } => Status::failed_precondition(message),
-            RunGadgetError::Trace(err) if matches!(*err, TraceError::Map { .. }) => {
+            RunGadgetError::Trace(err) if matches!(*err, TraceStartError::Map { .. }) => {
                 Status::internal(message)
             }
             // The verifier, a missing tracepoint or tracefs: this node's
@@ -441,7 +441,7 @@ pub async fn serve(
 pub enum HealthCheckError {
     /// No connection.
     #[error(transparent)]
-    Connect(#[from] ConnectError),
+    Connect(#[from] NodeUnreachable),
     /// The health call failed.
     #[error("health check of {address} failed: {status}")]
     Call {
@@ -498,7 +498,7 @@ mod tests {
             gadget: "trace_tcp".into(),
             ..Default::default()
         };
-        let err = TraceRequest::from_proto(&request).err().unwrap();
+        let err = TracePlan::from_proto(&request).err().unwrap();
         let status = Status::from(RunGadgetError::from(err));
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(
@@ -514,9 +514,10 @@ mod tests {
             reason: "this kernel lacks bpf_loop".into(),
         };
         assert_eq!(Status::from(unavailable).code(), Code::FailedPrecondition);
-        let tracefs = RunGadgetError::from(Box::new(TraceError::Tracefs("not mounted".into())));
+        let tracefs =
+            RunGadgetError::from(Box::new(TraceStartError::Tracefs("not mounted".into())));
         assert_eq!(Status::from(tracefs).code(), Code::FailedPrecondition);
-        let map = RunGadgetError::from(Box::new(TraceError::Map {
+        let map = RunGadgetError::from(Box::new(TraceStartError::Map {
             gadget: "trace_open",
             map: "events",
             reason: "missing".into(),

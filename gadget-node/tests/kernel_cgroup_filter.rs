@@ -12,7 +12,7 @@ use common::{collect_settled, cstr, fork_paused, wait_started, PausedChild};
 use gadget_node::cgroup::{CgroupResolver, CgroupResolverConfig};
 use gadget_node::identity::IdentityResolver;
 use gadget_node::pods::PodIndex;
-use gadget_node::trace::{self, TraceRequest};
+use gadget_node::trace::{self, TracePlan};
 use gadget_proto::v1;
 
 /// Two pods on a fake node: `shop/web-1` (container `nginx`, app=web) and
@@ -44,7 +44,7 @@ impl TwoPods {
     /// namespace.
     fn start_container_in(&mut self, namespace: &str, seed: u32, name: &str) -> (PausedChild, u64) {
         let (uid, id) = (pod_uid(seed, '_'), container_id(seed.into()));
-        self.pods.apply(&common::pod(
+        self.pods.apply(&common::pods::pod(
             &uid.replace('_', "-"),
             namespace,
             name,
@@ -62,7 +62,7 @@ impl TwoPods {
         let pods = Arc::new(PodIndex::new());
         let (web_uid, db_uid) = (pod_uid(seed, '-'), pod_uid(seed + 1, '-'));
         let (web_id, db_id) = (container_id(seed.into()), container_id(seed as u64 + 1));
-        pods.apply(&common::pod(
+        pods.apply(&common::pods::pod(
             &web_uid,
             "shop",
             "web-1",
@@ -70,7 +70,7 @@ impl TwoPods {
             "nginx",
             &web_id,
         ));
-        pods.apply(&common::pod(
+        pods.apply(&common::pods::pod(
             &db_uid,
             "other",
             "db-1",
@@ -100,8 +100,8 @@ impl TwoPods {
     }
 }
 
-fn request(gadget: &str, selector: v1::ContainerSelector, ring_buffer_bytes: u32) -> TraceRequest {
-    TraceRequest::from_proto(&v1::RunGadgetRequest {
+fn request(gadget: &str, selector: v1::ContainerSelector, ring_buffer_bytes: u32) -> TracePlan {
+    TracePlan::from_proto(&v1::RunGadgetRequest {
         protocol_version: gadget_proto::PROTOCOL_VERSION,
         gadget: gadget.to_string(),
         selector: Some(selector),

@@ -7,7 +7,7 @@ use std::ffi::CString;
 use std::sync::Arc;
 
 use common::{collect_settled, cstr, fork_paused, host_request, wait_started};
-use gadget_node::trace::{self, TraceRequest};
+use gadget_node::trace::{self, TracePlan};
 use gadget_proto::v1;
 
 fn exec_params(
@@ -62,8 +62,7 @@ async fn trace_exec_of(
     });
     let pid = child.pid;
     let request =
-        TraceRequest::from_proto(&host_request(gadget_proto::TRACE_EXEC, params, Some(pid)))
-            .unwrap();
+        TracePlan::from_proto(&host_request(gadget_proto::TRACE_EXEC, params, Some(pid))).unwrap();
     let mut trace = trace::start(request, Arc::new(common::local_identity())).unwrap();
     wait_started(&mut trace.events).await;
     child.release();

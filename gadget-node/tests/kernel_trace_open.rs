@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{collect, cstr, errno, fork_paused, host_request, wait_started, ResultPipe};
-use gadget_node::trace::{self, TraceRequest};
+use gadget_node::trace::{self, TracePlan};
 use gadget_proto::v1;
 
 fn open_params(failed_only: bool, prefixes: &[&str]) -> Option<v1::run_gadget_request::Params> {
@@ -22,7 +22,7 @@ fn open_params(failed_only: bool, prefixes: &[&str]) -> Option<v1::run_gadget_re
 }
 
 fn start(request: v1::RunGadgetRequest) -> trace::Trace {
-    let request = TraceRequest::from_proto(&request).expect("valid request");
+    let request = TracePlan::from_proto(&request).expect("valid request");
     trace::start(request, Arc::new(common::local_identity())).expect("trace starts")
 }
 

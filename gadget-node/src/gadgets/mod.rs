@@ -2,10 +2,10 @@
 //!
 //! A gadget is one C program in `gadget-ebpf/src/bpf/` and one module here:
 //! it validates its parameters, sets its own per-trace constants, names the
-//! tracepoints it attaches to, and turns its ring-buffer records into events.
-//! The rest (loading, the common filters, the ring buffer, identity, loss
-//! accounting) is shared by the trace runtime. Adding a gadget is a module and
-//! a line in [`GADGETS`].
+//! hooks it attaches to ([`AttachPoint`]), and turns its ring-buffer records
+//! into events. The rest (loading, attaching, the common filters, the ring
+//! buffer, identity, loss accounting) is shared by the trace runtime. Adding
+//! a gadget is a module and a line in [`GADGETS`].
 
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use bytes::Bytes;
@@ -18,10 +18,10 @@ pub mod trace_exec;
 pub mod trace_open;
 
 /// Every gadget this node knows, by name.
-pub static GADGETS: &[&dyn Gadget] = &[&trace_open::TraceOpen, &trace_exec::TraceExec];
+pub static GADGETS: &[&dyn KernelGadget] = &[&trace_open::TraceOpen, &trace_exec::TraceExec];
 
 /// The gadget called `name`.
-pub fn find(name: &str) -> Option<&'static dyn Gadget> {
+pub fn find(name: &str) -> Option<&'static dyn KernelGadget> {
     GADGETS.iter().copied().find(|g| g.name() == name)
 }
 
@@ -36,7 +36,7 @@ pub fn names() -> Vec<&'static str> {
 pub struct InvalidParams(pub String);
 
 /// A kind of gadget.
-pub trait Gadget: Send + Sync {
+pub trait KernelGadget: Send + Sync {
     /// The name clients ask for (`trace_open`).
     fn name(&self) -> &'static str;
     /// Checks the request's parameters; nothing touches the kernel yet.
@@ -51,18 +51,68 @@ pub trait Gadget: Send + Sync {
     }
 }
 
-/// A tracepoint a gadget's program attaches to.
-#[derive(Debug, Clone, Copy)]
+/// A program of a gadget and the hook it attaches to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttachPoint {
     /// Program (function) name in the object.
     pub program: &'static str,
-    /// Tracepoint category (`syscalls`, `sched`).
-    pub category: &'static str,
-    /// Tracepoint name.
-    pub name: &'static str,
-    /// A missing optional tracepoint (`sys_enter_open` does not exist on
-    /// arm64) is a warning; a missing required one fails the trace.
+    /// Where it attaches.
+    pub target: AttachTarget,
+    /// A missing optional hook (`sys_enter_open` does not exist on arm64) is
+    /// a warning; a missing required one fails the trace.
     pub required: bool,
+}
+
+/// A hook a program attaches to; the program's section in the C file must
+/// be of the same kind.
+///
+/// Displayed the way libbpf section names write it
+/// (`syscalls/sys_enter_openat`, `raw_tp/sched_switch`,
+/// `tp_btf/sched_switch`, `uprobe//usr/lib/libc.so.6:getpid`), the
+/// tracepoint without its `tracepoint/` prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachTarget {
+    /// A tracepoint (`SEC("tracepoint/<category>/<name>")`): its arguments
+    /// in the layout tracefs describes.
+    Tracepoint {
+        /// Tracepoint category (`syscalls`, `sched`).
+        category: &'static str,
+        /// Tracepoint name.
+        name: &'static str,
+    },
+    /// A raw tracepoint (`SEC("raw_tp/<name>")`): the tracepoint's arguments
+    /// as the kernel passes them, untyped (Linux 4.17).
+    RawTracepoint {
+        /// Tracepoint name, without category (`sched_switch`, `sys_enter`).
+        name: &'static str,
+    },
+    /// A BTF-typed raw tracepoint (`SEC("tp_btf/<name>")`): the same
+    /// arguments, typed and readable directly (Linux 5.5). Its type is found
+    /// in the kernel's BTF when it is loaded.
+    BtfTracepoint {
+        /// Tracepoint name, without category.
+        name: &'static str,
+    },
+    /// The entry of a function in an ELF file (`SEC("uprobe")`), in every
+    /// process that maps the file.
+    Uprobe {
+        /// The file: an absolute path, or a library name (`libc`) looked up
+        /// in the dynamic linker's cache.
+        binary: &'static str,
+        /// The function's symbol.
+        symbol: &'static str,
+    },
+}
+
+impl std::fmt::Display for AttachTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttachTarget::Tracepoint { category, name } => write!(f, "{category}/{name}"),
+            AttachTarget::RawTracepoint { name } => write!(f, "raw_tp/{name}"),
+            AttachTarget::BtfTracepoint { name } => write!(f, "tp_btf/{name}"),
+            AttachTarget::Uprobe { binary, symbol } => write!(f, "uprobe/{binary}:{symbol}"),
+        }
+    }
 }
 
 /// A gadget with validated parameters, ready to load.
@@ -111,8 +161,10 @@ macro_rules! syscall_tracepoint {
     ($name:literal, required = $required:expr) => {
         $crate::gadgets::AttachPoint {
             program: concat!("tracepoint__syscalls__", $name),
-            category: "syscalls",
-            name: $name,
+            target: $crate::gadgets::AttachTarget::Tracepoint {
+                category: "syscalls",
+                name: $name,
+            },
             required: $required,
         }
     };

@@ -9,14 +9,14 @@ use gadget_proto::v1;
 use crate::features::Feature;
 
 use super::{
-    kernel_string_at, process_from, syscall_tracepoint, AttachPoint, Gadget, InvalidParams,
-    PreparedGadget,
+    kernel_string_at, process_from, syscall_tracepoint, AttachPoint, AttachTarget, InvalidParams,
+    KernelGadget, PreparedGadget,
 };
 
 /// The `trace_exec` gadget.
 pub struct TraceExec;
 
-impl Gadget for TraceExec {
+impl KernelGadget for TraceExec {
     fn name(&self) -> &'static str {
         gadget_proto::TRACE_EXEC
     }
@@ -88,8 +88,10 @@ const ATTACH_POINTS: &[AttachPoint] = &[
     syscall_tracepoint!("sys_exit_execveat", required = false),
     AttachPoint {
         program: "tracepoint__sched__sched_process_exec",
-        category: "sched",
-        name: "sched_process_exec",
+        target: AttachTarget::Tracepoint {
+            category: "sched",
+            name: "sched_process_exec",
+        },
         required: true,
     },
 ];

@@ -6,12 +6,14 @@ use gadget_ebpf::trace_open::{self as abi, PREFIXES_MAX, PREFIX_LEN_MAX};
 use gadget_ebpf::MalformedRecord;
 use gadget_proto::v1;
 
-use super::{process_from, syscall_tracepoint, AttachPoint, Gadget, InvalidParams, PreparedGadget};
+use super::{
+    process_from, syscall_tracepoint, AttachPoint, InvalidParams, KernelGadget, PreparedGadget,
+};
 
 /// The `trace_open` gadget.
 pub struct TraceOpen;
 
-impl Gadget for TraceOpen {
+impl KernelGadget for TraceOpen {
     fn name(&self) -> &'static str {
         gadget_proto::TRACE_OPEN
     }

@@ -1,0 +1,150 @@
+//! Loading a gadget's programs and attaching them to their hooks, whatever
+//! the kind of hook.
+
+use aya::programs::{BtfTracePoint, Program, ProgramError, RawTracePoint, TracePoint, UProbe};
+use aya::{Btf, Ebpf};
+
+use crate::gadgets::{AttachPoint, AttachTarget};
+
+/// A program could not be loaded, or could not be attached to a hook the
+/// trace needs.
+#[derive(Debug, thiserror::Error)]
+#[error("attaching {program} to {target}: {source}")]
+pub struct AttachError {
+    /// The program.
+    pub program: &'static str,
+    /// Its hook.
+    pub target: AttachTarget,
+    /// What aya said, verifier log included (boxed: aya's errors are large
+    /// and every `Result` in the load path would carry them).
+    pub source: Box<ProgramError>,
+}
+
+/// Loads each program of `points` from `ebpf` and attaches it to its hook;
+/// returns the kernel ids of the programs attached.
+///
+/// A hook this kernel lacks (or, for a uprobe, a file or symbol this node
+/// lacks) fails only a required point; for an optional one a warning is
+/// pushed to `warnings` and the program stays detached. A program the
+/// kernel refuses (the verifier, a section of another kind than its
+/// target) is an error either way. Kernel BTF is read once per call, and
+/// only for BTF tracepoints.
+///
+/// The links live as long as `ebpf`: dropping it detaches everything.
+///
+/// # Examples
+///
+/// ```no_run
+/// use gadget_node::gadgets::{AttachPoint, AttachTarget};
+/// use gadget_node::trace::attach_programs;
+///
+/// // In the C file: SEC("raw_tp/sched_switch") int raw_tp__sched_switch(...)
+/// const POINTS: &[AttachPoint] = &[AttachPoint {
+///     program: "raw_tp__sched_switch",
+///     target: AttachTarget::RawTracepoint { name: "sched_switch" },
+///     required: true,
+/// }];
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut ebpf = aya::Ebpf::load_file("switches.bpf.o")?;
+/// let mut warnings = Vec::new();
+/// let program_ids = attach_programs(&mut ebpf, POINTS, &mut warnings)?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn attach_programs(
+    ebpf: &mut Ebpf,
+    points: &[AttachPoint],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<u32>, AttachError> {
+    let mut btf = None;
+    let mut ids = Vec::new();
+    for point in points {
+        let fail = |source| AttachError {
+            program: point.program,
+            target: point.target,
+            source: Box::new(source),
+        };
+        let program = ebpf
+            .program_mut(point.program)
+            .ok_or_else(|| fail(ProgramError::NotLoaded))?;
+        match load_and_attach(program, point.target, &mut btf) {
+            Ok(()) => {}
+            Err(Refused::Program(err)) => return Err(fail(err)),
+            Err(Refused::Hook(err)) if point.required => return Err(fail(err)),
+            Err(Refused::Hook(_)) => {
+                warnings.push(unavailable(&point.target));
+                continue;
+            }
+        }
+        if let Ok(info) = program.info() {
+            ids.push(info.id());
+        }
+    }
+    Ok(ids)
+}
+
+/// The warning for an optional hook that cannot be found.
+fn unavailable(target: &AttachTarget) -> String {
+    let place = match target {
+        AttachTarget::Uprobe { .. } => "node",
+        _ => "kernel",
+    };
+    format!("{target} is not available on this {place}, its events are not traced")
+}
+
+/// Why one program is not attached.
+enum Refused {
+    /// The program itself: fatal whether its point is required or not.
+    Program(ProgramError),
+    /// Its hook is missing, or would not take it.
+    Hook(ProgramError),
+}
+
+/// Loads `program` as the kind `target` needs and attaches it there.
+/// `btf` is the kernel's BTF, read on first need.
+fn load_and_attach(
+    program: &mut Program,
+    target: AttachTarget,
+    btf: &mut Option<Btf>,
+) -> Result<(), Refused> {
+    match target {
+        AttachTarget::Tracepoint { category, name } => {
+            let program: &mut TracePoint = program.try_into().map_err(Refused::Program)?;
+            program.load().map_err(Refused::Program)?;
+            program.attach(category, name).map_err(Refused::Hook)?;
+        }
+        AttachTarget::RawTracepoint { name } => {
+            let program: &mut RawTracePoint = program.try_into().map_err(Refused::Program)?;
+            program.load().map_err(Refused::Program)?;
+            program.attach(name).map_err(Refused::Hook)?;
+        }
+        AttachTarget::BtfTracepoint { name } => {
+            let program: &mut BtfTracePoint = program.try_into().map_err(Refused::Program)?;
+            let btf = match btf {
+                Some(btf) => btf,
+                slot @ None => {
+                    let read = Btf::from_sys_fs().map_err(|err| Refused::Hook(err.into()))?;
+                    slot.insert(read)
+                }
+            };
+            // The hook's type is looked up in the kernel's BTF at load: a
+            // tracepoint this kernel lacks fails here, not at attach.
+            program.load(name, btf).map_err(|err| match err {
+                ProgramError::Btf(_) => Refused::Hook(err),
+                err => Refused::Program(err),
+            })?;
+            program.attach().map_err(Refused::Hook)?;
+        }
+        AttachTarget::Uprobe { binary, symbol } => {
+            let program: &mut UProbe = program.try_into().map_err(Refused::Program)?;
+            program.load().map_err(Refused::Program)?;
+            // Every process that maps the file, from the symbol's first
+            // instruction.
+            program
+                .attach(Some(symbol), 0, binary, None)
+                .map_err(Refused::Hook)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! One trace: a gadget loaded into the kernel for the length of the trace,
+//! its ring buffer drained in batches, and the batches handed to whoever
+//! asked (the gRPC service, or the local mode).
+//!
+//! Every trace has its own copy of the gadget's object, maps and programs, so
+//! two traces never disturb each other; dropping the trace detaches and frees
+//! all of it.
+//!
+//! A trace goes through: [`TracePlan::from_proto`] (the request checked,
+//! nothing touched), [`start`] (loaded with its constants, its cgroup
+//! verdicts written, its programs attached), then its reader task (the ring
+//! buffer drained into batches until the client leaves or time is up).
+
+use std::sync::Arc;
+
+use gadget_proto::v1;
+use tokio::sync::mpsc;
+
+use crate::identity::IdentityResolver;
+
+mod attach;
+mod batch;
+mod load;
+mod reader;
+mod request;
+mod verdicts;
+
+pub use attach::{attach_programs, AttachError};
+pub use batch::workload_to_proto;
+pub use reader::{DRAIN_INTERVAL, QUEUE_BATCHES};
+pub use request::{InvalidRequest, TracePlan, DEFAULT_RING_BUFFER_BYTES, MAX_RING_BUFFER_BYTES};
+
+use batch::BatchBuilder;
+use reader::Reader;
+use verdicts::{CgroupFilter, Selection};
+
+/// The kernel refused something the trace needs.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceStartError {
+    /// Loading the object (verifier, BTF, maps).
+    #[error("loading {gadget}: {source}")]
+    Load {
+        /// The gadget.
+        gadget: &'static str,
+        /// What aya said, verifier log included (boxed: aya's errors are
+        /// large and every `Result` in the load path would carry them).
+        source: Box<aya::EbpfError>,
+    },
+    /// Loading or attaching one program.
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    /// Tracepoints cannot be found.
+    #[error("{0}")]
+    Tracefs(String),
+    /// A map the runtime expects in every gadget object.
+    #[error("{gadget}: map {map}: {reason}")]
+    Map {
+        /// The gadget.
+        gadget: &'static str,
+        /// The map.
+        map: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A running trace: its gadget attached, its events arriving on `events`.
+///
+/// Dropping the receiver ends the trace (the gadget is detached and freed
+/// within one drain interval); so does the timeout.
+pub struct Trace {
+    /// Batches of events and status updates, in order.
+    pub events: mpsc::Receiver<v1::RunGadgetResponse>,
+    /// Kernel ids of the trace's programs (tests check they are gone after).
+    pub program_ids: Vec<u32>,
+    /// The trace's task; ends when the trace does.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Loads and attaches the gadget of `plan` and starts draining it.
+///
+/// The kernel filter follows containers as `identity` learns of them: whoever
+/// runs traces also runs [`IdentityResolver::refresh_periodically`], since a
+/// container the kernel filters out never shows up in a lookup.
+pub fn start(plan: TracePlan, identity: Arc<IdentityResolver>) -> Result<Trace, TraceStartError> {
+    crate::tracefs::ensure_mounted().map_err(TraceStartError::Tracefs)?;
+    let filter = CgroupFilter::for_selector(&plan.selector);
+    let mut ebpf = load::load(&plan, filter)?;
+    let mut maps = load::common_maps(&mut ebpf, plan.gadget.name())?;
+
+    // Fill the allow-set before any program runs, so the first events are
+    // already filtered.
+    let mut selection = Selection::default();
+    let mut warnings = Vec::new();
+    if filter.enabled != 0 {
+        // Containers created since the last periodic rescan count too.
+        if let Err(err) = identity.rescan() {
+            warnings.push(format!("cannot list containers: {err}"));
+        }
+        warnings.extend(selection.sync(&mut maps.verdicts, &plan.selector, &identity));
+    }
+
+    let program_ids = attach_programs(&mut ebpf, plan.gadget.attach_points(), &mut warnings)?;
+
+    let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+    let reader = Reader {
+        _ebpf: ebpf,
+        maps,
+        gadget: plan.gadget,
+        selector: plan.selector,
+        cgroup_filter: filter,
+        selection,
+        identity,
+        tx,
+        status: v1::TraceStatus {
+            started: true,
+            warnings,
+            ..Default::default()
+        },
+        status_dirty: true,
+        batch: BatchBuilder::default(),
+    };
+    let task = tokio::spawn(reader.run(plan.timeout));
+    Ok(Trace {
+        events: rx,
+        program_ids,
+        task,
+    })
+}

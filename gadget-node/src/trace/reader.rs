@@ -1,0 +1,165 @@
+//! The task that owns a running gadget: it drains the ring buffer into
+//! batches, keeps the kernel's cgroup verdicts in line with the containers,
+//! and reports the trace's status, until the client leaves or time is up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aya::Ebpf;
+use gadget_proto::v1;
+use tokio::sync::{mpsc, watch};
+
+use crate::gadgets::PreparedGadget;
+use crate::identity::IdentityResolver;
+use crate::selector::ContainerSelector;
+
+use super::batch::BatchBuilder;
+use super::load::CommonMaps;
+use super::verdicts::{CgroupFilter, Selection};
+
+/// How often the reader drains the ring buffer when the kernel did not wake
+/// it: the kernel submits without a wakeup, so this bounds a row's latency.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+/// Batches waiting for a slow client before the node drops (and counts).
+pub const QUEUE_BATCHES: usize = 64;
+
+/// The task that owns a running gadget.
+pub(super) struct Reader {
+    /// Holds the programs and their links: dropping it detaches them.
+    pub(super) _ebpf: Ebpf,
+    pub(super) maps: CommonMaps,
+    pub(super) gadget: Box<dyn PreparedGadget>,
+    pub(super) selector: ContainerSelector,
+    pub(super) cgroup_filter: CgroupFilter,
+    pub(super) selection: Selection,
+    pub(super) identity: Arc<IdentityResolver>,
+    pub(super) tx: mpsc::Sender<v1::RunGadgetResponse>,
+    pub(super) status: v1::TraceStatus,
+    pub(super) status_dirty: bool,
+    pub(super) batch: BatchBuilder,
+}
+
+impl Reader {
+    /// Runs the trace until the client leaves or `timeout` is up.
+    pub(super) async fn run(mut self, timeout: Option<Duration>) {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut drain_tick = tokio::time::interval(DRAIN_INTERVAL);
+        drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut changes: watch::Receiver<u64> = self.identity.subscribe();
+        self.flush_status();
+        loop {
+            tokio::select! {
+                ready = self.maps.ring.readable_mut() => {
+                    if let Ok(mut guard) = ready {
+                        guard.clear_ready();
+                    }
+                }
+                _ = drain_tick.tick() => {}
+                changed = changes.changed(), if self.cgroup_filter.enabled != 0 => {
+                    if changed.is_ok() {
+                        self.resync();
+                    }
+                }
+                _ = self.tx.closed() => return,
+                _ = sleep_until(deadline) => {
+                    self.drain();
+                    self.update_lost();
+                    // The last word waits for room: the counters must arrive.
+                    let last = v1::RunGadgetResponse {
+                        kind: Some(v1::run_gadget_response::Kind::Status(self.status.clone())),
+                    };
+                    let _ = self.tx.send(last).await;
+                    return;
+                }
+            }
+            self.drain();
+            self.update_lost();
+            self.flush_status();
+        }
+    }
+
+    fn resync(&mut self) {
+        if let Some(warning) =
+            self.selection
+                .sync(&mut self.maps.verdicts, &self.selector, &self.identity)
+        {
+            self.status.warnings.push(warning);
+            self.status_dirty = true;
+        }
+    }
+
+    /// Empties the ring buffer into batches and queues them.
+    fn drain(&mut self) {
+        loop {
+            let more = self.batch.fill(self.maps.ring.get_mut());
+            if self.batch.is_empty() {
+                return;
+            }
+            let before = self.status.malformed;
+            let (selection, map) = (&mut self.selection, &mut self.maps.verdicts);
+            let (selector, identity) = (&self.selector, &self.identity);
+            let filtered = self.cgroup_filter.enabled != 0;
+            let mut may_walk = true;
+            let admit = |cgroup_id| {
+                if filtered {
+                    selection.admit(cgroup_id, map, selector, identity, &mut may_walk)
+                } else {
+                    Some(identity.resolve(cgroup_id))
+                }
+            };
+            let batch = self
+                .batch
+                .finish(self.gadget.as_ref(), admit, &mut self.status.malformed);
+            self.status_dirty |= self.status.malformed != before;
+            let events = batch.events.len() as u64;
+            if events > 0 {
+                let message = v1::RunGadgetResponse {
+                    kind: Some(v1::run_gadget_response::Kind::Events(batch)),
+                };
+                // Never wait for the client here: a slow client must not
+                // stall the ring buffer. What does not fit is counted.
+                if self.tx.try_send(message).is_err() {
+                    self.status.lost_node += events;
+                    self.status_dirty = true;
+                }
+            }
+            if !more {
+                return;
+            }
+        }
+    }
+
+    /// Reads the kernel's count of records the full ring buffer refused.
+    fn update_lost(&mut self) {
+        if let Ok(per_cpu) = self.maps.lost.get(&0, 0) {
+            let lost: u64 = per_cpu.iter().sum();
+            if lost != self.status.lost_kernel {
+                self.status.lost_kernel = lost;
+                self.status_dirty = true;
+            }
+        }
+    }
+
+    /// Sends the status when it changed and the queue has room; otherwise
+    /// tries again next time (counters are cumulative, nothing is lost).
+    fn flush_status(&mut self) {
+        if !self.status_dirty {
+            return;
+        }
+        let message = v1::RunGadgetResponse {
+            kind: Some(v1::run_gadget_response::Kind::Status(self.status.clone())),
+        };
+        if self.tx.try_send(message).is_ok() {
+            self.status_dirty = false;
+            self.status.warnings.clear();
+            self.status.started = false;
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

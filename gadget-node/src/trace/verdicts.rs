@@ -1,0 +1,448 @@
+//! Which cgroups the kernel side lets through: the verdict map a trace keeps
+//! in line with its selector, and the node's own judgement of the cgroups
+//! the kernel had no verdict for.
+
+use std::collections::HashMap as StdHashMap;
+use std::sync::Arc;
+
+use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
+
+use crate::identity::{Identity, IdentityResolver, Workload};
+use crate::selector::ContainerSelector;
+
+/// How the kernel side filters by cgroup, derived from the selector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct CgroupFilter {
+    /// Look cgroups up in `cgroup_verdicts` at all (1), or trace every
+    /// cgroup (0, the host included).
+    pub(super) enabled: u32,
+}
+
+impl CgroupFilter {
+    pub(super) fn for_selector(selector: &ContainerSelector) -> Self {
+        CgroupFilter {
+            enabled: u32::from(!(selector.include_host && selector.is_everything())),
+        }
+    }
+}
+
+/// The kernel's `cgroup_verdicts` map as [`Selection`] writes it: cgroup id
+/// to 1 (trace its events) or 0 (drop them in the kernel). A trait so that
+/// the verdict logic runs in tests without a kernel.
+pub(super) trait VerdictMap {
+    /// Sets the verdict of `cgroup_id`; fails when the map is full.
+    fn set(&mut self, cgroup_id: u64, verdict: u32) -> Result<(), MapError>;
+    /// Forgets `cgroup_id`.
+    fn remove(&mut self, cgroup_id: u64);
+}
+
+impl VerdictMap for BpfHashMap<MapData, u64, u32> {
+    fn set(&mut self, cgroup_id: u64, verdict: u32) -> Result<(), MapError> {
+        self.insert(cgroup_id, verdict, 0)
+    }
+
+    fn remove(&mut self, cgroup_id: u64) {
+        // An id the kernel has no entry for fails to be removed, and is
+        // forgotten all the same.
+        let _ = BpfHashMap::remove(self, &cgroup_id);
+    }
+}
+
+/// The cgroup verdicts the trace has put into the kernel map.
+#[derive(Default)]
+pub(super) struct Selection {
+    verdicts: StdHashMap<u64, u32>,
+    /// Generation of the identity resolver at the last sync.
+    generation: u64,
+}
+
+impl Selection {
+    /// Brings the kernel map in line with what the selector says of every
+    /// container known now. Returns a warning when the map is full.
+    pub(super) fn sync(
+        &mut self,
+        map: &mut impl VerdictMap,
+        selector: &ContainerSelector,
+        identity: &IdentityResolver,
+    ) -> Option<String> {
+        let mut wanted = StdHashMap::new();
+        for (cgroup_id, workload) in identity.containers() {
+            wanted.insert(cgroup_id, u32::from(selector.matches(&workload)));
+        }
+        // The host's cgroups too: the kernel passes cgroups it has no
+        // verdict for to userspace.
+        let host = u32::from(selector.include_host);
+        for cgroup_id in identity.host_cgroups() {
+            wanted.entry(cgroup_id).or_insert(host);
+        }
+        self.generation = identity.generation();
+        let gone: Vec<u64> = self
+            .verdicts
+            .keys()
+            .filter(|id| !wanted.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            map.remove(id);
+            self.verdicts.remove(&id);
+        }
+        let mut failed = 0;
+        for (id, verdict) in wanted {
+            if self.verdicts.get(&id) != Some(&verdict) {
+                if map.set(id, verdict).is_ok() {
+                    self.verdicts.insert(id, verdict);
+                } else {
+                    failed += 1;
+                }
+            }
+        }
+        (failed > 0).then(|| {
+            format!(
+                "{failed} cgroups could not be added to the kernel filter: \
+                 their events are filtered by the node instead"
+            )
+        })
+    }
+
+    /// Whether to keep an event of `cgroup_id`, with its workload (`None`
+    /// for the host), or `None` to drop it. A cgroup with a verdict is
+    /// judged by it; any other was let through by the kernel for want of
+    /// one (new since the last sync, often a container that just
+    /// started): it is judged here, and the verdict goes into the kernel
+    /// map so that its next events are judged there.
+    ///
+    /// A cgroup no walk has seen yet is worth one walk of the tree now,
+    /// whatever the resolver's rate limit (a new container's first exec is
+    /// what a security trace is for), but only if `may_walk`, which the
+    /// caller sets once per batch: many new cgroups at once cost one walk
+    /// per batch, not one each. One still unknown after that is judged as
+    /// the host's and not learned.
+    pub(super) fn admit(
+        &mut self,
+        cgroup_id: u64,
+        map: &mut impl VerdictMap,
+        selector: &ContainerSelector,
+        identity: &IdentityResolver,
+        may_walk: &mut bool,
+    ) -> Option<Option<Arc<Workload>>> {
+        if let Some(&verdict) = self.verdicts.get(&cgroup_id) {
+            // The verdict now, not the one the kernel had: an event of a
+            // cgroup that had none when it happened and was judged
+            // since is kept only if it is selected.
+            return (verdict != 0).then(|| identity.resolve(cgroup_id));
+        }
+        let mut known = identity.classify(cgroup_id);
+        if matches!(known, Identity::Unknown) && std::mem::take(may_walk) {
+            if let Err(err) = identity.rescan() {
+                tracing::warn!(error = %err, "cannot rescan cgroups");
+            }
+            known = identity.classify(cgroup_id);
+        }
+        let (workload, learned) = match known {
+            Identity::Workload(workload) => (Some(workload), true),
+            Identity::Host => (None, true),
+            Identity::Unknown => (None, false),
+        };
+        let keep = selector.accepts(workload.as_deref());
+        // A full map is not an error here: events are judged by the node
+        // until a sync finds room.
+        if learned && map.set(cgroup_id, u32::from(keep)).is_ok() {
+            self.verdicts.insert(cgroup_id, u32::from(keep));
+        }
+        keep.then_some(workload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use aya::sys::SyscallError;
+
+    use super::*;
+    use crate::cgroup::CgroupResolverConfig;
+    use crate::fake_node::{self, container_path, FakeTree};
+    use crate::pods::PodIndex;
+
+    /// The kernel map: a hash map refuses a new key once it holds
+    /// `max_entries`, and replaces the value of a key it has.
+    struct FakeVerdictMap {
+        entries: BTreeMap<u64, u32>,
+        capacity: usize,
+    }
+
+    impl FakeVerdictMap {
+        fn with_capacity(capacity: usize) -> Self {
+            Self {
+                entries: BTreeMap::new(),
+                capacity,
+            }
+        }
+    }
+
+    impl VerdictMap for FakeVerdictMap {
+        fn set(&mut self, cgroup_id: u64, verdict: u32) -> Result<(), MapError> {
+            if self.entries.len() >= self.capacity && !self.entries.contains_key(&cgroup_id) {
+                // What the kernel answers for a full hash map.
+                return Err(MapError::SyscallError(SyscallError {
+                    call: "bpf_map_update_elem",
+                    io_error: std::io::Error::from_raw_os_error(libc::E2BIG),
+                }));
+            }
+            self.entries.insert(cgroup_id, verdict);
+            Ok(())
+        }
+
+        fn remove(&mut self, cgroup_id: u64) {
+            self.entries.remove(&cgroup_id);
+        }
+    }
+
+    /// A node without a kernel: a host service's cgroup and pods' container
+    /// cgroups in a temporary directory, and the pods in a pod index.
+    struct FakeNode {
+        tree: FakeTree,
+        pods: Arc<PodIndex>,
+        identity: IdentityResolver,
+        host: u64,
+    }
+
+    impl FakeNode {
+        fn new() -> Self {
+            let tree = FakeTree::new();
+            let host = tree.mkdir("/system.slice/cron.service");
+            let pods = Arc::new(PodIndex::new());
+            // Lookups never walk by themselves: each test says when the
+            // tree is walked.
+            let config = CgroupResolverConfig {
+                rescan_interval: Duration::from_secs(3600),
+                ..Default::default()
+            };
+            let identity = IdentityResolver::new(tree.resolver(config), Some(Arc::clone(&pods)));
+            FakeNode {
+                tree,
+                pods,
+                identity,
+                host,
+            }
+        }
+
+        /// Schedules pod `namespace/pod-<seed>` labelled `app=<app>` and
+        /// creates its container's cgroup; returns the cgroup id.
+        fn start(&self, seed: u8, namespace: &str, app: &str) -> u64 {
+            self.label(seed, namespace, app);
+            self.tree.mkdir(&Self::cgroup(seed))
+        }
+
+        /// Gives pod `seed` (in `namespace`) the label `app=<app>`.
+        fn label(&self, seed: u8, namespace: &str, app: &str) {
+            let (uid, id) = Self::ids(seed);
+            let name = format!("pod-{seed}");
+            let pod = fake_node::pod(&uid, namespace, &name, &[("app", app)], "main", &id);
+            self.pods.apply(&pod);
+        }
+
+        /// Removes the container cgroup of pod `seed`, as when it exits.
+        fn stop(&self, seed: u8) {
+            self.tree.rmdir(&Self::cgroup(seed));
+        }
+
+        fn ids(seed: u8) -> (String, String) {
+            let uid = format!("{seed:08x}-1111-2222-3333-444455556666");
+            (uid, format!("{seed:02x}").repeat(32))
+        }
+
+        fn cgroup(seed: u8) -> String {
+            let (uid, id) = Self::ids(seed);
+            container_path(&uid, &id)
+        }
+    }
+
+    /// A trace's side of the verdicts: its selector, its [`Selection`] and
+    /// the kernel map it writes, on a [`FakeNode`].
+    struct FakeTrace {
+        node: FakeNode,
+        selector: ContainerSelector,
+        selection: Selection,
+        map: FakeVerdictMap,
+    }
+
+    impl FakeTrace {
+        /// A trace following namespace `shop`, with room for `capacity`
+        /// verdicts in the kernel.
+        fn new(node: FakeNode, capacity: usize) -> Self {
+            let selector = ContainerSelector {
+                namespaces: vec!["shop".to_string()],
+                ..Default::default()
+            };
+            Self::with_selector(node, selector, capacity)
+        }
+
+        fn with_selector(node: FakeNode, selector: ContainerSelector, capacity: usize) -> Self {
+            FakeTrace {
+                node,
+                selector,
+                selection: Selection::default(),
+                map: FakeVerdictMap::with_capacity(capacity),
+            }
+        }
+
+        /// Walks the tree, as the periodic rescan does, then syncs as the
+        /// reader does on the change.
+        fn rescan_and_sync(&mut self) -> Option<String> {
+            self.node.identity.rescan().unwrap();
+            let identity = &self.node.identity;
+            self.selection.sync(&mut self.map, &self.selector, identity)
+        }
+
+        fn admit(&mut self, cgroup_id: u64, may_walk: &mut bool) -> Option<Option<Arc<Workload>>> {
+            let identity = &self.node.identity;
+            let map = &mut self.map;
+            self.selection
+                .admit(cgroup_id, map, &self.selector, identity, may_walk)
+        }
+
+        /// The verdict the kernel has for `cgroup_id`.
+        fn verdict(&self, cgroup_id: u64) -> Option<u32> {
+            self.map.entries.get(&cgroup_id).copied()
+        }
+
+        fn walks(&self) -> u64 {
+            self.node.identity.cgroups().walks()
+        }
+    }
+
+    #[test]
+    fn sync_learns_selected_containers_as_1_and_others_as_0() {
+        let node = FakeNode::new();
+        let (web, db, host) = (
+            node.start(1, "shop", "web"),
+            node.start(2, "other", "db"),
+            node.host,
+        );
+        let mut trace = FakeTrace::new(node, 64);
+
+        assert_eq!(trace.rescan_and_sync(), None);
+
+        assert_eq!(trace.verdict(web), Some(1));
+        assert_eq!(trace.verdict(db), Some(0));
+        assert_eq!(trace.verdict(host), Some(0), "host not included");
+        let learned: BTreeMap<_, _> = trace.selection.verdicts.into_iter().collect();
+        assert_eq!(trace.map.entries, learned);
+    }
+
+    #[test]
+    fn sync_forgets_a_container_that_is_gone() {
+        let node = FakeNode::new();
+        let (web, db) = (node.start(1, "shop", "web"), node.start(2, "other", "db"));
+        let mut trace = FakeTrace::new(node, 64);
+        trace.rescan_and_sync();
+
+        trace.node.stop(2);
+        trace.rescan_and_sync();
+
+        assert_eq!(trace.verdict(db), None);
+        assert!(!trace.selection.verdicts.contains_key(&db));
+        assert_eq!(trace.verdict(web), Some(1));
+    }
+
+    #[test]
+    fn sync_judges_a_container_again_when_its_pod_changes() {
+        let node = FakeNode::new();
+        let id = node.start(1, "shop", "db");
+        let selector = ContainerSelector::from_parts(vec![], "", "", "app=web", false).unwrap();
+        let mut trace = FakeTrace::with_selector(node, selector, 64);
+        trace.rescan_and_sync();
+        assert_eq!(trace.verdict(id), Some(0));
+
+        trace.node.label(1, "shop", "web");
+        trace.rescan_and_sync();
+        assert_eq!(trace.verdict(id), Some(1), "now selected");
+
+        trace.node.label(1, "shop", "db");
+        trace.rescan_and_sync();
+        assert_eq!(trace.verdict(id), Some(0), "no longer selected");
+    }
+
+    #[test]
+    fn events_of_a_new_unselected_container_never_show() {
+        // Their events were let through by the kernel before the containers
+        // had verdicts; a sync judged them before the events were read.
+        let mut trace = FakeTrace::new(FakeNode::new(), 64);
+        trace.rescan_and_sync();
+        let outsider = trace.node.start(1, "elsewhere", "web");
+        let insider = trace.node.start(2, "shop", "web");
+        trace.rescan_and_sync();
+        let walks = trace.walks();
+
+        let mut may_walk = true;
+        assert_eq!(trace.admit(outsider, &mut may_walk), None);
+        let kept = trace.admit(insider, &mut may_walk);
+        assert_eq!(kept.expect("selected").expect("a container").pod, "pod-2");
+        assert_eq!(trace.walks(), walks, "judged by their verdicts, no walk");
+    }
+
+    #[test]
+    fn admit_walks_for_unknown_cgroups_at_most_once_per_batch() {
+        let mut trace = FakeTrace::new(FakeNode::new(), 64);
+        trace.rescan_and_sync();
+        let walks = trace.walks();
+
+        // One batch: the first unknown cgroup walks the tree and is learned.
+        let mut may_walk = true;
+        let first = trace.node.start(1, "shop", "web");
+        let kept = trace.admit(first, &mut may_walk);
+        assert_eq!(kept.expect("selected").expect("a container").pod, "pod-1");
+        assert_eq!(trace.verdict(first), Some(1));
+        assert_eq!(trace.walks(), walks + 1);
+        assert!(!may_walk);
+        // The next one in the same batch does not walk: judged as the
+        // host's (not followed) and not learned.
+        let second = trace.node.start(2, "shop", "web");
+        assert_eq!(trace.admit(second, &mut may_walk), None);
+        assert_eq!(trace.verdict(second), None);
+        assert_eq!(trace.walks(), walks + 1);
+
+        // The next batch may walk again.
+        let mut may_walk = true;
+        let kept = trace.admit(second, &mut may_walk);
+        assert_eq!(kept.expect("selected").expect("a container").pod, "pod-2");
+        assert_eq!(trace.verdict(second), Some(1));
+        assert_eq!(trace.walks(), walks + 2);
+    }
+
+    #[test]
+    fn a_full_map_leaves_cgroups_to_the_node() {
+        let node = FakeNode::new();
+        let (web, db) = (node.start(1, "shop", "web"), node.start(2, "other", "db"));
+        let mut trace = FakeTrace::new(node, 0);
+
+        let warning = trace.rescan_and_sync();
+        let identity = &trace.node.identity;
+        let cgroups = identity.containers().len() + identity.host_cgroups().len();
+        assert_eq!(
+            warning.unwrap(),
+            format!(
+                "{cgroups} cgroups could not be added to the kernel filter: \
+                 their events are filtered by the node instead"
+            )
+        );
+
+        // Judged by the node, event by event, without a walk.
+        let walks = trace.walks();
+        let mut may_walk = true;
+        let kept = trace.admit(web, &mut may_walk);
+        assert_eq!(kept.expect("selected").expect("a container").pod, "pod-1");
+        assert_eq!(trace.admit(db, &mut may_walk), None);
+        assert!(trace.map.entries.is_empty());
+        assert!(trace.selection.verdicts.is_empty());
+        assert_eq!(trace.walks(), walks);
+
+        // A sync that finds room puts them in the kernel.
+        trace.map.capacity = 64;
+        assert_eq!(trace.rescan_and_sync(), None);
+        assert_eq!(trace.verdict(web), Some(1));
+        assert_eq!(trace.verdict(db), Some(0));
+    }
+}
