@@ -1,6 +1,8 @@
 //! The node service protocol of kubectl-gadget and what both of its ends share
-//! about it: the label selector syntax and the rendering of rows.
+//! about it: the label selector syntax, the Kubernetes name rules both ends
+//! check names with, and the rendering of rows.
 
+pub mod k8s_names;
 pub mod label_selector;
 pub mod render;
 
