@@ -24,8 +24,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Api, Config};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::deploy::{is_pod_ready, pod_state, target_node, RolloutStatus};
 use crate::manifests::{GRPC_PORT, NAMESPACE, NODE_AGENT, POD_SELECTOR};
+use crate::pod_status::{is_pod_ready, pod_state, target_node, RolloutStatus};
 use crate::request::{ClusterTarget, NodeAddress, NodeEndpoint, NodeTargets};
 
 /// How long to wait for a node to accept a connection and answer NodeInfo;

@@ -13,6 +13,7 @@ pub mod connect;
 pub mod deploy;
 pub mod manifests;
 pub mod merge;
+pub mod pod_status;
 pub mod request;
 pub mod trace;
 pub mod version;
