@@ -2,8 +2,8 @@
 //!
 //! Deploy is a server-side apply of the objects in [`crate::manifests`] with
 //! the field manager [`FIELD_MANAGER`]; undeploy deletes what carries the
-//! [`MANAGED_SELECTOR`] labels. Cluster errors become one line each
-//! ([`ClusterError`]).
+//! [`MANAGED_SELECTOR`] labels. Failed API calls become one line each, worded
+//! by [`crate::api_error`].
 
 use std::fmt::{Debug, Display};
 use std::io::Write;
@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::api_error::ApiError;
 use crate::manifests::{
     self, ImagePullPolicy, ManifestError, Manifests, RenderOptions, MANAGED_SELECTOR, NAMESPACE,
     NODE_AGENT, POD_SELECTOR,
@@ -179,139 +180,11 @@ struct ApiServer<'a> {
 }
 
 impl<'a> ApiServer<'a> {
-    /// Maps the kube error of doing `action` to a [`ClusterError`].
-    fn error(self, action: impl Display) -> impl FnOnce(kube::Error) -> ClusterError + 'a {
+    /// Maps the kube error of doing `action` to an [`ApiError`].
+    fn error(self, action: impl Display) -> impl FnOnce(kube::Error) -> ApiError + 'a {
         let action = action.to_string();
-        move |err| ClusterError::from_kube(err, &action, Some(self.url))
+        move |err| ApiError::from_kube(&err, &action, Some(self.url))
     }
-}
-
-/// A failed call to the API server, as one line a person can act on.
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    /// RBAC denied the call.
-    #[error("forbidden: {detail}")]
-    Forbidden {
-        /// Who cannot do what, from the API server.
-        detail: String,
-    },
-    /// The API server did not accept the credentials.
-    #[error("unauthorized: the API server{} rejected the credentials of this kubeconfig context", at(.server))]
-    Unauthorized {
-        /// The API server's URL, when known.
-        server: Option<String>,
-    },
-    /// No answer from the API server: connection refused, DNS, TLS, timeout.
-    #[error("cannot reach the API server{}: {cause}", at(.server))]
-    Unreachable {
-        /// The API server's URL, when known.
-        server: Option<String>,
-        /// The innermost cause.
-        cause: String,
-    },
-    /// The credentials could not be obtained (exec plugin, token file).
-    #[error("cannot authenticate to the API server{}: {cause}", at(.server))]
-    Authentication {
-        /// The API server's URL, when known.
-        server: Option<String>,
-        /// What failed.
-        cause: String,
-    },
-    /// Any other refusal or failure, with the API server's message.
-    #[error("cannot {action}: {message}")]
-    Api {
-        /// What was being done, like `apply daemonset gadget/gadget-node`.
-        action: String,
-        /// The API server's (or client's) explanation.
-        message: String,
-    },
-}
-
-fn at(server: &Option<String>) -> String {
-    server
-        .as_deref()
-        .map(|url| format!(" at {url}"))
-        .unwrap_or_default()
-}
-
-impl ClusterError {
-    /// Maps a kube error from doing `action` (like `apply namespace gadget`)
-    /// against the API server at `server`.
-    pub fn from_kube(err: kube::Error, action: &str, server: Option<&str>) -> Self {
-        let server = server.map(str::to_string);
-        match err {
-            kube::Error::Api(status) if status.code == 403 => {
-                // "pods is forbidden: User "bob" cannot list resource "pods"
-                // in API group "" in the namespace "gadget"": the part after
-                // "forbidden: " already says who cannot do what.
-                let detail = status
-                    .message
-                    .split_once("is forbidden: ")
-                    .map(|(_, who_cannot)| who_cannot.to_string())
-                    .unwrap_or_else(|| format!("cannot {action}: {}", status.message));
-                ClusterError::Forbidden { detail }
-            }
-            kube::Error::Api(status) if status.code == 401 => ClusterError::Unauthorized { server },
-            kube::Error::Api(status) => ClusterError::Api {
-                action: action.to_string(),
-                message: if status.message.is_empty() {
-                    format!("{} ({})", status.reason, status.code)
-                } else {
-                    status.message
-                },
-            },
-            kube::Error::Auth(err) => ClusterError::Authentication {
-                server,
-                cause: innermost_cause(&err),
-            },
-            err @ (kube::Error::HyperError(_)
-            | kube::Error::Service(_)
-            | kube::Error::RustlsTls(_)
-            | kube::Error::UpgradeConnection(_)) => ClusterError::Unreachable {
-                server,
-                cause: innermost_cause(&err),
-            },
-            other => ClusterError::Api {
-                action: action.to_string(),
-                message: innermost_cause(&other),
-            },
-        }
-    }
-
-    fn from_watch(err: watcher::Error, action: &str, server: Option<&str>) -> Self {
-        match err {
-            watcher::Error::InitialListFailed(err)
-            | watcher::Error::WatchStartFailed(err)
-            | watcher::Error::WatchFailed(err) => ClusterError::from_kube(err, action, server),
-            watcher::Error::WatchError(status) => {
-                ClusterError::from_kube(kube::Error::Api(status), action, server)
-            }
-            other @ watcher::Error::NoResourceVersion => ClusterError::Api {
-                action: action.to_string(),
-                message: other.to_string(),
-            },
-        }
-    }
-
-    /// Whether retrying cannot help: the answer was a clear no.
-    fn is_final(&self) -> bool {
-        matches!(
-            self,
-            ClusterError::Forbidden { .. }
-                | ClusterError::Unauthorized { .. }
-                | ClusterError::Authentication { .. }
-        )
-    }
-}
-
-/// The message of the deepest error in a source chain: the layers above it
-/// (kube, tower, hyper) only say that a request failed.
-fn innermost_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut innermost = err;
-    while let Some(source) = innermost.source() {
-        innermost = source;
-    }
-    innermost.to_string()
 }
 
 /// What applying one object did.
@@ -380,7 +253,7 @@ pub async fn deploy(
     Ok(())
 }
 
-async fn apply_all(cluster: ApiServer<'_>, manifests: &Manifests) -> Result<(), ClusterError> {
+async fn apply_all(cluster: ApiServer<'_>, manifests: &Manifests) -> Result<(), ApiError> {
     let client = cluster.client;
     apply(cluster, Api::all(client.clone()), &manifests.namespace).await?;
     apply(
@@ -414,7 +287,7 @@ fn object_name<K: Resource<DynamicType = ()>>(name: &str) -> String {
     }
 }
 
-async fn apply<K>(cluster: ApiServer<'_>, api: Api<K>, object: &K) -> Result<(), ClusterError>
+async fn apply<K>(cluster: ApiServer<'_>, api: Api<K>, object: &K) -> Result<(), ApiError>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
@@ -498,7 +371,7 @@ async fn wait_for_rollout(cluster: ApiServer<'_>, timeout: Duration) -> anyhow::
     .map(|event| {
         event
             .map(|_| WatchUpdate::Other)
-            .map_err(|e| ClusterError::from_watch(e, "watch daemonset gadget-node", server))
+            .map_err(|e| ApiError::from_watch(e, "watch daemonset gadget-node", server))
     });
     let pod_events = reflector(
         pod_writer,
@@ -514,7 +387,7 @@ async fn wait_for_rollout(cluster: ApiServer<'_>, timeout: Duration) -> anyhow::
                 watcher::Event::InitDone => WatchUpdate::PodsListed,
                 _ => WatchUpdate::Other,
             })
-            .map_err(|e| ClusterError::from_watch(e, "watch the gadget pods", server))
+            .map_err(|e| ApiError::from_watch(e, "watch the gadget pods", server))
     });
     let mut events = std::pin::pin!(futures::stream::select(daemon_set_events, pod_events));
     let key = ObjectRef::<DaemonSet>::new(NODE_AGENT).within(NAMESPACE);
@@ -710,7 +583,7 @@ async fn recent_events(api: &Api<Event>, field_selector: &str) -> Vec<String> {
         Err(err) => {
             return vec![format!(
                 "(cannot list events: {})",
-                ClusterError::from_kube(err, "list events", None)
+                ApiError::from_kube(&err, "list events", None)
             )]
         }
     };
@@ -805,7 +678,7 @@ async fn list_names<K>(
     cluster: ApiServer<'_>,
     api: Api<K>,
     params: &ListParams,
-) -> Result<Vec<String>, ClusterError>
+) -> Result<Vec<String>, ApiError>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
 {
@@ -814,7 +687,7 @@ where
     Ok(list.items.iter().map(ResourceExt::name_any).collect())
 }
 
-async fn delete<K>(cluster: ApiServer<'_>, api: &Api<K>, name: &str) -> Result<(), ClusterError>
+async fn delete<K>(cluster: ApiServer<'_>, api: &Api<K>, name: &str) -> Result<(), ApiError>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
 {
@@ -1251,81 +1124,6 @@ mod tests {
                 .iter()
                 .any(|l| l.starts_with("  condition Ready=False: ContainersNotReady")),
             "{report:?}"
-        );
-    }
-
-    fn status_error(code: u16, message: &str) -> kube::Error {
-        kube::Error::Api(Box::new(kube::core::Status {
-            status: Some(kube::core::response::StatusSummary::Failure),
-            code,
-            message: message.into(),
-            reason: "Forbidden".into(),
-            metadata: None,
-            details: None,
-        }))
-    }
-
-    #[test]
-    fn forbidden_is_one_line_naming_who_cannot_do_what() {
-        let err = ClusterError::from_kube(
-            status_error(
-                403,
-                "clusterroles.rbac.authorization.k8s.io \"gadget-node\" is forbidden: User \"bob\" cannot patch resource \"clusterroles\" in API group \"rbac.authorization.k8s.io\" at the cluster scope",
-            ),
-            "apply clusterrole.rbac.authorization.k8s.io/gadget-node",
-            Some("https://127.0.0.1:6443"),
-        );
-        assert_eq!(
-            err.to_string(),
-            "forbidden: User \"bob\" cannot patch resource \"clusterroles\" in API group \"rbac.authorization.k8s.io\" at the cluster scope"
-        );
-        assert!(err.is_final());
-    }
-
-    #[test]
-    fn other_api_errors_name_the_action() {
-        let err = ClusterError::from_kube(
-            status_error(
-                422,
-                "DaemonSet.apps \"gadget-node\" is invalid: spec.template: bad",
-            ),
-            "apply daemonset.apps/gadget-node",
-            None,
-        );
-        assert_eq!(
-            err.to_string(),
-            "cannot apply daemonset.apps/gadget-node: DaemonSet.apps \"gadget-node\" is invalid: spec.template: bad"
-        );
-        assert!(!err.is_final());
-        let unauthorized = ClusterError::from_kube(
-            status_error(401, "Unauthorized"),
-            "x",
-            Some("https://h:6443"),
-        );
-        assert_eq!(
-            unauthorized.to_string(),
-            "unauthorized: the API server at https://h:6443 rejected the credentials of this kubeconfig context"
-        );
-    }
-
-    #[test]
-    fn connection_errors_name_the_server_and_the_innermost_cause() {
-        let refused = std::io::Error::new(
-            std::io::ErrorKind::ConnectionRefused,
-            "Connection refused (os error 111)",
-        );
-        #[derive(Debug, thiserror::Error)]
-        #[error("client error (Connect)")]
-        struct Connect(#[source] std::io::Error);
-        let err = kube::Error::Service(Box::new(Connect(refused)));
-        let mapped = ClusterError::from_kube(
-            err,
-            "apply namespace/gadget",
-            Some("https://127.0.0.1:6443"),
-        );
-        assert_eq!(
-            mapped.to_string(),
-            "cannot reach the API server at https://127.0.0.1:6443: Connection refused (os error 111)"
         );
     }
 
