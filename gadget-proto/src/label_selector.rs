@@ -30,12 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
-/// Longest label name (the part after an optional `prefix/`) and label value
-/// the API server accepts.
-const MAX_NAME_LEN: usize = 63;
-
-/// Longest key prefix (a DNS subdomain) the API server accepts.
-const MAX_PREFIX_LEN: usize = 253;
+use crate::k8s_names::{self, NameProblem, QualifiedNameProblem};
 
 /// A parsed Kubernetes label selector: a conjunction of requirements.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -440,94 +435,49 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// Whether `name` is a Kubernetes label name or non-empty value:
-/// alphanumerics, `-`, `_` and `.`, starting and ending with an alphanumeric.
-fn is_label_word(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        }
-        _ => false,
-    }
-}
-
-/// Whether `prefix` is a DNS-1123 subdomain: dot-separated lower-case labels
-/// of alphanumerics and `-`, each starting and ending with an alphanumeric.
-fn is_dns_subdomain(prefix: &str) -> bool {
-    prefix.split('.').all(|label| {
-        let bytes = label.as_bytes();
-        match (bytes.first(), bytes.last()) {
-            (Some(first), Some(last)) => {
-                let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-                alnum(first) && alnum(last) && bytes.iter().all(|b| alnum(b) || *b == b'-')
-            }
-            _ => false,
-        }
-    })
-}
-
 const WORD_RULE: &str =
     "must start and end with a letter or digit and contain only letters, digits, '-', '_' or '.'";
 
 /// Checks a key the way the API server checks qualified names.
 fn validate_key(key: &str) -> Result<(), SelectorProblem> {
-    let invalid = |reason| SelectorProblem::InvalidKey {
+    let reason = match k8s_names::check_qualified_name(key) {
+        Ok(()) => return Ok(()),
+        Err(QualifiedNameProblem::Prefix(NameProblem::Empty)) => {
+            "prefix before '/' must not be empty"
+        }
+        Err(QualifiedNameProblem::Prefix(NameProblem::TooLong { .. })) => {
+            "prefix before '/' must be 253 characters or less"
+        }
+        Err(QualifiedNameProblem::Prefix(_)) => {
+            "prefix before '/' must be a lower-case DNS subdomain, e.g. example.com"
+        }
+        Err(QualifiedNameProblem::Slashes) => "a key may contain at most one '/'",
+        Err(QualifiedNameProblem::Name(NameProblem::Empty)) => "name part must not be empty",
+        Err(QualifiedNameProblem::Name(NameProblem::TooLong { .. })) => {
+            "name part must be 63 characters or less"
+        }
+        Err(QualifiedNameProblem::Name(_)) => {
+            "name part must start and end with a letter or digit and contain only letters, digits, '-', '_' or '.'"
+        }
+    };
+    Err(SelectorProblem::InvalidKey {
         key: key.to_string(),
         reason,
-    };
-    let (prefix, name) = match key.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    if let Some(prefix) = prefix {
-        if prefix.is_empty() {
-            return Err(invalid("prefix before '/' must not be empty"));
-        }
-        if prefix.len() > MAX_PREFIX_LEN {
-            return Err(invalid("prefix before '/' must be 253 characters or less"));
-        }
-        if !is_dns_subdomain(prefix) {
-            return Err(invalid(
-                "prefix before '/' must be a lower-case DNS subdomain, e.g. example.com",
-            ));
-        }
-        if name.contains('/') {
-            return Err(invalid("a key may contain at most one '/'"));
-        }
-    }
-    if name.is_empty() {
-        return Err(invalid("name part must not be empty"));
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(invalid("name part must be 63 characters or less"));
-    }
-    if !is_label_word(name) {
-        return Err(invalid(
-            "name part must start and end with a letter or digit and contain only letters, digits, '-', '_' or '.'",
-        ));
-    }
-    Ok(())
+    })
 }
 
 /// Checks a value the way the API server checks label values.
 fn validate_value(key: &str, value: &str) -> Result<(), SelectorProblem> {
-    let invalid = |reason| SelectorProblem::InvalidValue {
+    let reason = match k8s_names::check_label_value(value) {
+        Ok(()) => return Ok(()),
+        Err(NameProblem::TooLong { .. }) => "must be 63 characters or less",
+        Err(_) => WORD_RULE,
+    };
+    Err(SelectorProblem::InvalidValue {
         key: key.to_string(),
         value: value.to_string(),
         reason,
-    };
-    if value.len() > MAX_NAME_LEN {
-        return Err(invalid("must be 63 characters or less"));
-    }
-    if !value.is_empty() && !is_label_word(value) {
-        return Err(invalid(WORD_RULE));
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -23,16 +23,6 @@ pub fn error_chain(err: &(dyn Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// The message of the deepest error in a source chain, for errors whose
-/// upper layers (kube, tower, hyper) only say that a request failed.
-pub fn innermost_cause(err: &(dyn Error + 'static)) -> String {
-    let mut innermost = err;
-    while let Some(source) = innermost.source() {
-        innermost = source;
-    }
-    innermost.to_string()
-}
-
 /// What a failed call to a node says, in one line.
 pub fn status_message(status: &tonic::Status) -> String {
     let mut message = status.message().to_string();
@@ -66,7 +56,6 @@ mod tests {
         struct Plain(#[source] std::io::Error);
         let err = Plain(std::io::Error::other("connection refused"));
         assert_eq!(error_chain(&err), "tcp connect error: connection refused");
-        assert_eq!(innermost_cause(&err), "connection refused");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! here, before a kubeconfig is read or a node is contacted: a bad label
 //! selector, an unknown output column, a name Kubernetes would refuse.
 
+use gadget_proto::k8s_names::{self, NameProblem};
 use gadget_proto::label_selector::{LabelSelector, ParseLabelSelectorError};
 use gadget_proto::v1;
 use gadget_proto::PROTOCOL_VERSION;
@@ -157,7 +158,7 @@ pub enum TraceRequestError {
         /// The name as given.
         value: String,
         /// What is wrong with it.
-        problem: &'static str,
+        problem: NameProblem,
     },
     /// A `--prefix` that would match everything or cannot be sent.
     #[error("invalid --prefix {prefix:?}: {problem}")]
@@ -223,7 +224,7 @@ fn parse_size(text: &str) -> Result<u32, TraceRequestError> {
 
 /// Checks an RFC 1123 label, the rule for namespaces and container names.
 pub fn check_dns_label(what: &'static str, value: &str) -> Result<(), TraceRequestError> {
-    gadget_proto::k8s_names::check_dns_label(value).map_err(|problem| TraceRequestError::Name {
+    k8s_names::check_dns_label(value).map_err(|problem| TraceRequestError::Name {
         what,
         value: value.to_string(),
         problem,
@@ -232,7 +233,7 @@ pub fn check_dns_label(what: &'static str, value: &str) -> Result<(), TraceReque
 
 /// Checks an RFC 1123 subdomain, the rule for pod and node names.
 pub fn check_dns_subdomain(what: &'static str, value: &str) -> Result<(), TraceRequestError> {
-    gadget_proto::k8s_names::check_dns_subdomain(value).map_err(|problem| TraceRequestError::Name {
+    k8s_names::check_dns_subdomain(value).map_err(|problem| TraceRequestError::Name {
         what,
         value: value.to_string(),
         problem,

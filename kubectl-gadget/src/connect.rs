@@ -25,8 +25,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Api, Config};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::deploy::{is_pod_ready, pod_state, target_node, RolloutStatus};
+use crate::api_error::ApiError;
 use crate::manifests::{GRPC_PORT, NAMESPACE, NODE_AGENT, POD_SELECTOR};
+use crate::pod_status::{is_pod_ready, pod_state, target_node, RolloutStatus};
 use crate::request::{ClusterTarget, NodeAddress, NodeEndpoint, NodeTargets};
 
 /// How long to wait for a node to accept a connection and answer NodeInfo;
@@ -251,13 +252,13 @@ pub async fn discover(
     let daemon_set = daemon_sets
         .get_opt(NODE_AGENT)
         .await
-        .map_err(|err| api_error(cluster, &err))?
+        .map_err(|err| api_error(&cluster.server, "get daemonset gadget-node", &err))?
         .ok_or(ConnectError::NotDeployed)?;
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), NAMESPACE);
     let list = pods
         .list(&ListParams::default().labels(POD_SELECTOR))
         .await
-        .map_err(|err| api_error(cluster, &err))?;
+        .map_err(|err| api_error(&cluster.server, "list the gadget pods", &err))?;
     let rollout = RolloutStatus::of(&daemon_set);
     if list.items.is_empty() {
         return Err(if rollout.observed && rollout.desired == 0 {
@@ -558,29 +559,10 @@ fn kubeconfig_error(err: &KubeconfigError) -> ConnectError {
     ConnectError::Kubeconfig(message)
 }
 
-/// One line for a failed API call.
-fn api_error(cluster: &Cluster, err: &kube::Error) -> ConnectError {
-    ConnectError::Api(match err {
-        kube::Error::Api(status) if status.code == 401 => format!(
-            "the API server {} refused the kubeconfig's credentials: {}",
-            cluster.server, status.message
-        ),
-        // The API server's own message says who cannot do what, e.g.
-        // `pods is forbidden: User "x" cannot list resource "pods" ...`.
-        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
-        kube::Error::Api(status) => format!(
-            "the API server {} answered {} {}",
-            cluster.server, status.code, status.reason
-        ),
-        // kube's own wrapper ("ServiceError: ...") says nothing more.
-        other => format!(
-            "cannot reach the API server {}: {}",
-            cluster.server,
-            other
-                .source()
-                .map_or_else(|| other.to_string(), error_chain)
-        ),
-    })
+/// One line for a failed API call of `action`, worded as every command
+/// words it.
+pub(crate) fn api_error(server: &str, action: &str, err: &kube::Error) -> ConnectError {
+    ConnectError::Api(ApiError::from_kube(err, action, Some(server)).to_string())
 }
 
 /// A tonic transport error with its causes.

@@ -9,10 +9,12 @@
 
 #![warn(missing_docs)]
 
+pub mod api_error;
 pub mod cli;
 pub mod connect;
 pub mod deploy;
 pub mod manifests;
+pub mod pod_status;
 pub mod request;
 pub mod trace;
 pub mod version;

@@ -260,7 +260,7 @@ fn unreachable_api_server_is_one_line() {
     let message = stderr(&output);
     assert!(
         message.starts_with(&format!(
-            "error: cannot reach the API server http://127.0.0.1:{port}/: "
+            "error: cannot reach the API server at http://127.0.0.1:{port}/: "
         )),
         "{message}"
     );
@@ -432,7 +432,7 @@ fn daemonset_on_no_node_says_to_choose_nodes() {
 }
 
 #[test]
-fn forbidden_is_the_api_servers_message_on_one_line() {
+fn forbidden_says_who_cannot_do_what_on_one_line() {
     let message = r#"daemonsets.apps \"gadget-node\" is forbidden: User \"dev\" cannot get resource \"daemonsets\" in API group \"apps\" in the namespace \"gadget\""#;
     let api = fake_api(vec![(
         DAEMONSET_PATH,
@@ -444,8 +444,8 @@ fn forbidden_is_the_api_servers_message_on_one_line() {
     let output = run_against(&api, &["trace", "exec"]);
     assert_eq!(
         stderr(&output),
-        "error: daemonsets.apps \"gadget-node\" is forbidden: User \"dev\" cannot get resource \
-         \"daemonsets\" in API group \"apps\" in the namespace \"gadget\"\n"
+        "error: forbidden: User \"dev\" cannot get resource \"daemonsets\" in API group \"apps\" \
+         in the namespace \"gadget\"\n"
     );
     assert_eq!(output.status.code(), Some(1));
 }

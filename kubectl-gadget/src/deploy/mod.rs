@@ -1,0 +1,26 @@
+//! `kubectl gadget deploy` and `undeploy`.
+//!
+//! Deploy is a server-side apply of the objects in [`crate::manifests`] with
+//! the field manager [`FIELD_MANAGER`]; undeploy deletes what carries the
+//! [`MANAGED_SELECTOR`](crate::manifests::MANAGED_SELECTOR) labels. Failed API
+//! calls become one line each, worded by [`crate::api_error`].
+//!
+//! One concern per file: the flags ([`DeployArgs`], [`UndeployArgs`]), the
+//! apply ([`deploy()`], [`print_manifests`]), waiting for the rollout with
+//! its progress lines ([`progress_line`]), the report of what is not ready
+//! when the wait times out ([`pod_report`]), and [`undeploy()`]. How a pod's
+//! state is put into words is [`crate::pod_status`], shared with
+//! [`crate::connect`].
+
+mod api_server;
+mod apply;
+mod args;
+mod report;
+mod rollout;
+mod undeploy;
+
+pub use apply::{deploy, print_manifests, FIELD_MANAGER};
+pub use args::{parse_timeout, DeployArgs, UndeployArgs};
+pub use report::pod_report;
+pub use rollout::progress_line;
+pub use undeploy::undeploy;

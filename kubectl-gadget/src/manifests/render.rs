@@ -1,0 +1,267 @@
+//! Rendering the templates with the deploy options: plain placeholder
+//! substitution, where every value goes in as a double-quoted YAML scalar
+//! (JSON string syntax, which YAML accepts), so an option value can never add
+//! keys or documents.
+
+use std::collections::BTreeMap;
+
+use super::{check_image, ManifestError, RenderOptions};
+
+/// The templates, in the order their objects are applied: the namespace before
+/// what lives in it, the RBAC objects before the pods that use them.
+pub(super) const TEMPLATES: [(&str, &str); 3] = [
+    (
+        "namespace.yaml",
+        include_str!("../../../manifests/namespace.yaml"),
+    ),
+    ("rbac.yaml", include_str!("../../../manifests/rbac.yaml")),
+    (
+        "daemonset.yaml",
+        include_str!("../../../manifests/daemonset.yaml"),
+    ),
+];
+
+/// What replaces a placeholder.
+enum Substitution {
+    /// A double-quoted scalar.
+    Scalar(String),
+    /// A block mapping of double-quoted keys and values, one level deeper than
+    /// the key the placeholder is the value of.
+    Mapping(BTreeMap<String, String>),
+}
+
+/// Quotes `text` as a YAML double-quoted scalar. JSON string escapes are all
+/// valid YAML escapes, so serde_json does the escaping.
+fn quoted(text: &str) -> String {
+    serde_json::to_string(text).expect("strings always serialize")
+}
+
+/// Renders the manifests as one multi-document YAML text, ready for
+/// `kubectl apply -f -`.
+pub fn render(options: &RenderOptions) -> Result<String, ManifestError> {
+    let image = check_image(&options.image)?;
+    let values = BTreeMap::from([
+        ("IMAGE", Substitution::Scalar(image)),
+        (
+            "IMAGE_PULL_POLICY",
+            Substitution::Scalar(options.image_pull_policy.as_str().to_string()),
+        ),
+        (
+            "NODE_SELECTOR",
+            Substitution::Mapping(options.full_node_selector()?),
+        ),
+    ]);
+    let mut documents = Vec::with_capacity(TEMPLATES.len());
+    for (name, template) in TEMPLATES {
+        documents.push(render_template(name, template, &values)?);
+    }
+    Ok(documents.join("---\n"))
+}
+
+/// Substitutes `${NAME}` placeholders in one template. A placeholder is only
+/// recognised as the whole value of a `key: ${NAME}` line, which is the only
+/// place the templates use them.
+fn render_template(
+    template_name: &'static str,
+    template: &str,
+    values: &BTreeMap<&str, Substitution>,
+) -> Result<String, ManifestError> {
+    let mut out = String::with_capacity(template.len() + 256);
+    for line in template.lines() {
+        let Some(start) = line.find("${") else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let unknown = |name: &str| ManifestError::UnknownPlaceholder {
+            template: template_name,
+            name: name.to_string(),
+        };
+        let rest = &line[start + 2..];
+        let name = rest.strip_suffix('}').ok_or_else(|| unknown(rest))?;
+        let prefix = &line[..start];
+        if !prefix.trim_end().ends_with(':') {
+            return Err(unknown(name));
+        }
+        match values.get(name).ok_or_else(|| unknown(name))? {
+            Substitution::Scalar(value) => {
+                out.push_str(prefix);
+                out.push_str(&quoted(value));
+                out.push('\n');
+            }
+            Substitution::Mapping(entries) => {
+                let key_line = prefix.trim_end();
+                let indent = key_line.len() - key_line.trim_start().len();
+                out.push_str(key_line);
+                out.push('\n');
+                for (key, value) in entries {
+                    out.push_str(&" ".repeat(indent + 2));
+                    out.push_str(&quoted(key));
+                    out.push_str(": ");
+                    out.push_str(&quoted(value));
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifests::{build, parse, ImagePullPolicy, Manifests, OS_LABEL};
+
+    fn pod_spec(manifests: &Manifests) -> &k8s_openapi::api::core::v1::PodSpec {
+        manifests
+            .daemon_set
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+    }
+
+    fn container(manifests: &Manifests) -> &k8s_openapi::api::core::v1::Container {
+        &pod_spec(manifests).containers[0]
+    }
+
+    #[test]
+    fn templates_have_no_unrendered_placeholders_after_rendering() {
+        let yaml = render(&RenderOptions::default()).unwrap();
+        assert!(!yaml.contains("${"), "{yaml}");
+    }
+
+    #[test]
+    fn default_image_is_this_version() {
+        let manifests = build(&RenderOptions::default()).unwrap();
+        assert_eq!(
+            container(&manifests).image.as_deref(),
+            Some(concat!(
+                "ghcr.io/kubectl-gadget/gadget-node:",
+                env!("CARGO_PKG_VERSION")
+            ))
+        );
+        assert_eq!(
+            container(&manifests).image_pull_policy.as_deref(),
+            Some("IfNotPresent")
+        );
+    }
+
+    #[test]
+    fn image_option_is_rendered() {
+        let manifests = build(&RenderOptions {
+            image: "localhost:5000/gadget-node:dev".into(),
+            ..RenderOptions::default()
+        })
+        .unwrap();
+        assert_eq!(
+            container(&manifests).image.as_deref(),
+            Some("localhost:5000/gadget-node:dev")
+        );
+    }
+
+    #[test]
+    fn image_pull_policy_option_is_rendered() {
+        for policy in [
+            ImagePullPolicy::Always,
+            ImagePullPolicy::IfNotPresent,
+            ImagePullPolicy::Never,
+        ] {
+            let manifests = build(&RenderOptions {
+                image_pull_policy: policy,
+                ..RenderOptions::default()
+            })
+            .unwrap();
+            assert_eq!(
+                container(&manifests).image_pull_policy.as_deref(),
+                Some(policy.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn node_selector_option_is_merged_with_the_os_selector() {
+        let manifests = build(&RenderOptions {
+            node_selector: BTreeMap::from([
+                ("disktype".into(), "ssd".into()),
+                ("example.com/pool".into(), "tracing".into()),
+            ]),
+            ..RenderOptions::default()
+        })
+        .unwrap();
+        let selector = pod_spec(&manifests).node_selector.clone().unwrap();
+        assert_eq!(
+            selector,
+            BTreeMap::from([
+                ("disktype".to_string(), "ssd".to_string()),
+                ("example.com/pool".to_string(), "tracing".to_string()),
+                ("kubernetes.io/os".to_string(), "linux".to_string()),
+            ])
+        );
+    }
+
+    #[test]
+    fn node_selector_values_that_look_like_other_yaml_types_stay_strings() {
+        let manifests = build(&RenderOptions {
+            node_selector: BTreeMap::from([
+                ("gpu".into(), "true".into()),
+                ("zone".into(), "123".into()),
+                ("flag".into(), "null".into()),
+                ("empty".into(), String::new()),
+            ]),
+            ..RenderOptions::default()
+        })
+        .unwrap();
+        let selector = pod_spec(&manifests).node_selector.clone().unwrap();
+        assert_eq!(selector["gpu"], "true");
+        assert_eq!(selector["zone"], "123");
+        assert_eq!(selector["flag"], "null");
+        assert_eq!(selector["empty"], "");
+    }
+
+    #[test]
+    fn node_selector_for_another_os_is_refused() {
+        let err = render(&RenderOptions {
+            node_selector: BTreeMap::from([(OS_LABEL.into(), "windows".into())]),
+            ..RenderOptions::default()
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, ManifestError::ConflictingNodeSelector { .. }),
+            "{err}"
+        );
+        // Saying linux explicitly is fine.
+        build(&RenderOptions {
+            node_selector: BTreeMap::from([(OS_LABEL.into(), "linux".into())]),
+            ..RenderOptions::default()
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn hostile_image_cannot_inject_yaml() {
+        // Whitespace is refused outright...
+        assert!(check_image("x\n  hostNetwork: true").is_err());
+        // ...and whatever passes is quoted, so YAML syntax in it stays text.
+        let image = "evil:tag\"#";
+        let yaml = render(&RenderOptions {
+            image: image.into(),
+            ..RenderOptions::default()
+        })
+        .unwrap();
+        let manifests = parse(&yaml).unwrap();
+        assert_eq!(container(&manifests).image.as_deref(), Some(image));
+    }
+
+    #[test]
+    fn unknown_placeholder_is_an_error() {
+        let err = render_template("t.yaml", "image: ${NOPE}\n", &BTreeMap::new()).unwrap_err();
+        assert!(
+            matches!(err, ManifestError::UnknownPlaceholder { .. }),
+            "{err}"
+        );
+    }
+}
