@@ -16,6 +16,13 @@ pub mod v1 {
     tonic::include_proto!("gadget.v1");
 }
 
+/// The field numbers of the proto's oneofs that have one entry per gadget
+/// (its parameters, its events), read from the proto by the build script:
+/// gadget-node's tests check both ends' gadget registries against them.
+pub mod oneof_fields {
+    include!(concat!(env!("OUT_DIR"), "/oneof_fields.rs"));
+}
+
 /// The version of the node service protocol spoken by this build.
 ///
 /// Compatibility rule: client and node must speak the same version. There is
