@@ -114,8 +114,8 @@ impl Gadget {
         self.0.command_name()
     }
 
-    /// Its `trace` subcommand: the gadget's own flags (the common ones are
-    /// added by [`crate::cli`]).
+    /// Its `trace` subcommand: the flags every trace takes, then the
+    /// gadget's own.
     pub fn command(self) -> clap::Command {
         self.0.command()
     }
@@ -272,7 +272,14 @@ impl<G: GadgetFrontend> DynGadget for Frontend<G> {
     }
 
     fn command(&self) -> clap::Command {
-        <G::Flags as clap::Args>::augment_args(clap::Command::new(G::COMMAND).about(G::ABOUT))
+        use clap::Args as _;
+        // The common flags first, then the gadget's, in help as on the
+        // command line; `about` last, as the derives set it from doc
+        // comments.
+        let common = crate::cli::TraceArgs::augment_args(clap::Command::new(G::COMMAND));
+        <G::Flags as clap::Args>::augment_args(common)
+            .about(G::ABOUT)
+            .long_about(None)
     }
 
     fn kind(&self) -> &'static str {
