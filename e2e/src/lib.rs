@@ -17,8 +17,6 @@
 //! without rights, [`cluster`] is the suite's own API access, and
 //! [`process`] and [`wait`] run children and wait with deadlines.
 
-#![warn(missing_docs)]
-
 pub mod agents;
 pub mod cluster;
 pub mod events;

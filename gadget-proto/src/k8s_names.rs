@@ -26,8 +26,6 @@
 //! assert!(check_qualified_name("app.kubernetes.io/name").is_ok());
 //! ```
 
-#![deny(missing_docs)]
-
 /// Longest DNS-1123 label, qualified name part (after the prefix) and label
 /// value.
 pub const MAX_LABEL_LEN: usize = 63;

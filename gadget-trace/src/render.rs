@@ -45,8 +45,6 @@
 //! );
 //! ```
 
-#![deny(missing_docs)]
-
 mod columns;
 mod compact;
 mod errno;

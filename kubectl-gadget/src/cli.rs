@@ -83,6 +83,10 @@ pub struct TargetArgs {
 }
 
 /// The commands.
+// `Deploy` is far larger than the others (its manifest options), but the
+// value is parsed once per run and moved a couple of times: boxing it would
+// cost more reading than the bytes it saves.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Trace events on the nodes and print them as they happen.

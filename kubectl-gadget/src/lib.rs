@@ -7,8 +7,6 @@
 //! `gadget_trace`'s, shared with the node's local mode), [`version`] prints
 //! what the nodes run, and [`deploy`] installs them from [`manifests`].
 
-#![warn(missing_docs)]
-
 pub mod api_error;
 pub mod cli;
 pub mod connect;

@@ -71,6 +71,8 @@ const EXEC_CONFIGS: &[Config] = &[
     },
 ];
 
+/// Builds gadget-node (release) and prints the cost table for `--opens N`
+/// opens and `--execs N` execs per run (defaults 200 000 and 2 000).
 pub fn run(args: &[String]) -> Result<()> {
     let mut opens: u64 = 200_000;
     let mut execs: u64 = 2_000;
@@ -240,7 +242,8 @@ impl Trace {
     fn finish(mut self, workload: &str, pids: &[u32]) -> Result<TraceCounts> {
         // Lets the last batches drain before the stop.
         std::thread::sleep(Duration::from_millis(300));
-        // SAFETY: signalling our own child.
+        // SAFETY: kill(2) takes no pointers, so it cannot break memory
+        // safety; the child is not waited for yet, so its pid is still ours.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.child.try_wait()?.is_none() {

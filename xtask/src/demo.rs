@@ -29,12 +29,15 @@ struct Node(Child);
 impl Drop for Node {
     fn drop(&mut self) {
         // SIGTERM: the node detaches its programs and removes its socket.
-        // SAFETY: signalling our own child.
+        // SAFETY: kill(2) takes no pointers, so it cannot break memory
+        // safety; the child is not waited for yet, so its pid is still ours.
         unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
         let _ = self.0.wait();
     }
 }
 
+/// Builds gadget-node and kubectl-gadget, then runs the local-mode trace and
+/// the client against `gadget-node serve`. Any arguments are ignored.
 pub fn run(_args: &[String]) -> Result<()> {
     setup::ensure_build_tools()?;
     setup::require_kernel_access("the demo")?;

@@ -38,6 +38,8 @@ Runs the end-to-end suite of kubectl-gadget (see e2e/README.md).
 /// The packages the suite runs: the client, the node agent and the suite.
 const PACKAGES: [&str; 6] = ["-p", "kubectl-gadget", "-p", "gadget-node", "-p", "e2e"];
 
+/// Parses the task's flags (see `USAGE`) and runs the suite against the local
+/// control plane or, with `--existing-cluster`, the user's cluster.
 pub fn run(args: &[String]) -> Result<()> {
     let mut existing = false;
     let mut keep_cluster = false;

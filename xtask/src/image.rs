@@ -104,6 +104,8 @@ fn parse_args(args: &[String]) -> Result<Option<Options>> {
     Ok(Some(options))
 }
 
+/// Builds the static gadget-node (unless `--binary` gives one) and writes the
+/// image archive to `--output`, tagged `--tag`.
 pub fn run(args: &[String]) -> Result<()> {
     let Some(options) = parse_args(args)? else {
         println!("{USAGE}");

@@ -7,6 +7,9 @@ use crate::e2e;
 use crate::setup;
 use crate::util::{cargo, run_checked};
 
+/// The formatting check, clippy with warnings denied, then (root and BTF
+/// required, for the kernel tests) every test and the end-to-end suite on a
+/// local cluster; stops at the first failure. Any arguments are ignored.
 pub fn run(_args: &[String]) -> Result<()> {
     setup::ensure_build_tools()?;
     run_checked(cargo().args(["fmt", "--all", "--", "--check"]))?;
