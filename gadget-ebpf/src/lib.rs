@@ -1,15 +1,39 @@
-//! The kernel programs of kubectl-gadget and the records they emit.
+//! The kernel programs of kubectl-gadget, compiled, and what every gadget's
+//! records share.
 //!
-//! Each gadget is one C file in `src/bpf/` (compiled with clang by the build
-//! script) with a header for what crosses to userspace, and one module here
-//! that holds the compiled object, the `#[repr(C)]` mirror of its event and a
-//! parser that checks every record before trusting it. The mirrors are tied
-//! to the C structs by the layout test, not by comments.
+//! Nothing here is per gadget. A gadget `<name>` is, in this crate, its C
+//! program `src/bpf/<name>.bpf.c` and its header `src/bpf/<name>.h` with
+//! only what crosses to userspace: the event struct, its sizes and flags,
+//! and the list of them in `<NAME>_LAYOUT(STRUCT, FIELD, CONST)`:
+//!
+//! ```c
+//! #define TRACE_OPEN_LAYOUT(STRUCT, FIELD, CONST) \
+//!     STRUCT(open_event)                      \
+//!     FIELD(open_event, proc)                 \
+//!     FIELD(open_event, flags)                \
+//!     ...                                     \
+//!     CONST(OPEN_PATH_MAX)
+//! ```
+//!
+//! The build script compiles every `.bpf.c` (served by [`object`]) and
+//! prints the layout of everything those lists name ([`C_LAYOUT`]). The
+//! gadget's Rust side (the `#[repr(C)]` mirror of its event, the parser that
+//! checks every record before trusting it, the loader) is one module of
+//! `gadget-node` (`src/gadgets/<name>.rs`), whose unit test ties the mirror
+//! to the C struct with [`assert_layout!`], not by comments.
+//!
+//! What stays here is shared by every gadget: the process part each event
+//! starts with ([`ProcessRecord`], `src/bpf/gadget_event.h`), reading a
+//! record's fixed part ([`split_header`]), kernel strings ([`trim_nul`]) and
+//! the error for a record that cannot be right ([`MalformedRecord`]). The
+//! kernel-side helpers every program includes are `src/bpf/gadget_common.h`
+//! and the CO-RE kernel types `src/bpf/kernel_types.h`.
 
 #![deny(missing_docs)]
 
-pub mod trace_exec;
-pub mod trace_open;
+pub mod layout;
+
+pub use layout::C_LAYOUT;
 
 /// Length of a task's `comm`, with its NUL.
 pub const TASK_COMM_LEN: usize = 16;
@@ -93,6 +117,26 @@ pub fn trim_nul(bytes: &[u8]) -> &[u8] {
     &bytes[..end]
 }
 
+/// The compiled object of the program `src/bpf/<name>.bpf.c`, aligned as
+/// the ELF parser expects; `None` if there is no such program.
+///
+/// # Examples
+///
+/// What a gadget's node module hands to aya's `EbpfLoader::load`:
+///
+/// ```no_run
+/// let object: &[u8] = gadget_ebpf::object("trace_open").expect("trace_open.bpf.c is built");
+/// ```
+pub fn object(name: &str) -> Option<&'static [u8]> {
+    OBJECTS
+        .iter()
+        .find(|(object, _)| *object == name)
+        .map(|(_, bytes)| *bytes)
+}
+
+/// Every compiled program, by name (the file name without `.bpf.c`).
+static OBJECTS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/objects.rs"));
+
 /// A compiled object, aligned as the ELF parser expects.
 #[repr(C)]
 struct AlignedObject<Bytes: ?Sized> {
@@ -100,7 +144,8 @@ struct AlignedObject<Bytes: ?Sized> {
     bytes: Bytes,
 }
 
-/// Includes a compiled `*.bpf.o` from the build script's output directory.
+/// Includes a compiled `*.bpf.o` from the build script's output directory
+/// (used by the generated `objects.rs`).
 macro_rules! bpf_object {
     ($file:literal) => {{
         static OBJECT: &$crate::AlignedObject<[u8]> = &$crate::AlignedObject {
@@ -110,161 +155,35 @@ macro_rules! bpf_object {
         &OBJECT.bytes
     }};
 }
-pub(crate) use bpf_object;
+use bpf_object;
 
 #[cfg(test)]
-mod layout_tests {
-    //! The C side's layout, as printed by the host build of `layout_dump.c`,
-    //! against the Rust mirrors.
+mod tests {
+    use super::*;
 
-    use std::collections::HashMap;
-    use std::mem::{offset_of, size_of};
-
-    use crate::trace_exec::{self, ExecEventHeader};
-    use crate::trace_open::{self, OpenEventHeader};
-    use crate::ProcessRecord;
-
-    /// name → (offset, size) as the C compiler laid it out.
-    fn c_layout() -> HashMap<String, (usize, usize)> {
-        include_str!(concat!(env!("OUT_DIR"), "/c_layout.txt"))
-            .lines()
-            .map(|line| {
-                let mut parts = line.split_whitespace();
-                let name = parts.next().unwrap().to_string();
-                let offset = parts.next().unwrap().parse().unwrap();
-                let size = parts.next().unwrap().parse().unwrap();
-                (name, (offset, size))
-            })
-            .collect()
-    }
-
-    /// Compares the offset of each named field; `tail` is the number of C
-    /// fields past the Rust header (the variable part).
-    macro_rules! check_fields {
-        ($c:expr, $c_struct:literal, $rust:ty, tail = $tail:literal, [$($field:ident),* $(,)?]) => {{
-            let mut checked = 0;
-            $(
-                let key = concat!($c_struct, ".", stringify!($field));
-                let (offset, _) = $c.get(key).unwrap_or_else(|| panic!("{key} missing from the C dump"));
-                assert_eq!(*offset, offset_of!($rust, $field), "offset of {key}");
-                checked += 1;
-            )*
-            let c_fields = $c.keys().filter(|k| k.starts_with(concat!($c_struct, "."))).count();
+    #[test]
+    fn objects_are_aligned_elf_files() {
+        assert!(!OBJECTS.is_empty());
+        for (name, bytes) in OBJECTS {
+            assert_eq!(&bytes[..4], b"\x7fELF", "{name}");
             assert_eq!(
-                c_fields,
-                checked + $tail,
-                "{}: fields in the C dump that the Rust mirror does not compare",
-                $c_struct
+                bytes.as_ptr() as usize % 8,
+                0,
+                "{name} is not 8-byte aligned"
             );
-        }};
-    }
-
-    fn constant(c: &HashMap<String, (usize, usize)>, name: &str) -> usize {
-        c.get(&format!("const.{name}"))
-            .unwrap_or_else(|| panic!("{name} missing from the C dump"))
-            .0
+            assert_eq!(object(name), Some(*bytes));
+        }
     }
 
     #[test]
     fn process_record_matches_c() {
-        let c = c_layout();
-        assert_eq!(c["process_record"].1, size_of::<ProcessRecord>());
-        check_fields!(
-            c,
-            "process_record",
+        assert_layout!(
             ProcessRecord,
-            tail = 0,
+            "process_record",
             [boot_ns, cgroup_id, mntns_id, pid, tid, ppid, uid, gid, _pad, comm]
         );
-        assert_eq!(c["process_record.comm"].1, crate::TASK_COMM_LEN);
-    }
-
-    #[test]
-    fn open_event_matches_c() {
-        let c = c_layout();
-        check_fields!(
-            c,
-            "open_event",
-            OpenEventHeader,
-            tail = 1,
-            [
-                proc,
-                flags,
-                ret,
-                mode,
-                dirfd,
-                syscall,
-                path_len,
-                path_truncated
-            ]
-        );
-        // The variable part starts where the Rust header ends.
-        assert_eq!(c["open_event.path"].0, size_of::<OpenEventHeader>());
-        assert_eq!(c["open_event.path"].1, trace_open::PATH_MAX);
-        assert_eq!(constant(&c, "OPEN_PATH_MAX"), trace_open::PATH_MAX);
-        assert_eq!(constant(&c, "OPEN_PREFIXES_MAX"), trace_open::PREFIXES_MAX);
-        assert_eq!(
-            constant(&c, "OPEN_PREFIX_LEN_MAX"),
-            trace_open::PREFIX_LEN_MAX
-        );
-        assert_eq!(
-            constant(&c, "OPEN_SYSCALL_OPEN"),
-            trace_open::SYSCALL_OPEN as usize
-        );
-        assert_eq!(
-            constant(&c, "OPEN_SYSCALL_OPENAT"),
-            trace_open::SYSCALL_OPENAT as usize
-        );
-        assert_eq!(
-            constant(&c, "OPEN_SYSCALL_OPENAT2"),
-            trace_open::SYSCALL_OPENAT2 as usize
-        );
-    }
-
-    #[test]
-    fn exec_event_matches_c() {
-        let c = c_layout();
-        check_fields!(
-            c,
-            "exec_event",
-            ExecEventHeader,
-            tail = 1,
-            [
-                proc,
-                parent_comm,
-                ret,
-                exe_len,
-                args_count,
-                args_size,
-                truncated,
-                _pad
-            ]
-        );
-        assert_eq!(c["exec_event.data"].0, size_of::<ExecEventHeader>());
-        assert_eq!(constant(&c, "EXEC_EXE_MAX"), trace_exec::EXE_MAX);
-        assert_eq!(
-            constant(&c, "EXEC_ARGS_COUNT_CAP"),
-            trace_exec::ARGS_COUNT_CAP as usize
-        );
-        assert_eq!(
-            constant(&c, "EXEC_ARGS_BYTES_CAP"),
-            trace_exec::ARGS_BYTES_CAP as usize
-        );
-        assert_eq!(
-            constant(&c, "EXEC_ARGS_COUNT_DEFAULT"),
-            trace_exec::ARGS_COUNT_DEFAULT as usize
-        );
-        assert_eq!(
-            constant(&c, "EXEC_ARGS_BYTES_DEFAULT"),
-            trace_exec::ARGS_BYTES_DEFAULT as usize
-        );
-        assert_eq!(
-            constant(&c, "EXEC_ARGS_TRUNCATED"),
-            trace_exec::ARGS_TRUNCATED as usize
-        );
-        assert_eq!(
-            constant(&c, "EXEC_EXE_TRUNCATED"),
-            trace_exec::EXE_TRUNCATED as usize
-        );
+        let comm = layout::field("process_record", "comm");
+        assert_eq!(comm.map(|(_, size)| size), Some(TASK_COMM_LEN));
+        layout::assert_constants(&[("TASK_COMM_LEN", TASK_COMM_LEN as i64)]);
     }
 }

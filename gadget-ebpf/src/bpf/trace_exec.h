@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* trace_exec's event. Mirrored by gadget_ebpf::trace_exec, tied by the layout test. */
+/*
+ * trace_exec's event. Mirrored by gadget-node's gadgets::trace_exec::record,
+ * tied to it by its layout test.
+ */
 #ifndef GADGET_TRACE_EXEC_H
 #define GADGET_TRACE_EXEC_H
 
@@ -38,5 +41,25 @@ struct exec_event {
 	__u32 _pad;
 	char data[EXEC_DATA_SIZE];
 };
+
+/* What crosses to userspace, for the layout dump (see gadget_event.h). */
+#define TRACE_EXEC_LAYOUT(STRUCT, FIELD, CONST) \
+	STRUCT(exec_event)                      \
+	FIELD(exec_event, proc)                 \
+	FIELD(exec_event, parent_comm)          \
+	FIELD(exec_event, ret)                  \
+	FIELD(exec_event, exe_len)              \
+	FIELD(exec_event, args_count)           \
+	FIELD(exec_event, args_size)            \
+	FIELD(exec_event, truncated)            \
+	FIELD(exec_event, _pad)                 \
+	FIELD(exec_event, data)                 \
+	CONST(EXEC_EXE_MAX)                     \
+	CONST(EXEC_ARGS_COUNT_CAP)              \
+	CONST(EXEC_ARGS_BYTES_CAP)              \
+	CONST(EXEC_ARGS_COUNT_DEFAULT)          \
+	CONST(EXEC_ARGS_BYTES_DEFAULT)          \
+	CONST(EXEC_ARGS_TRUNCATED)              \
+	CONST(EXEC_EXE_TRUNCATED)
 
 #endif

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* trace_open's event. Mirrored by gadget_ebpf::trace_open, tied by the layout test. */
+/*
+ * trace_open's event. Mirrored by gadget-node's gadgets::trace_open::record,
+ * tied to it by its layout test.
+ */
 #ifndef GADGET_TRACE_OPEN_H
 #define GADGET_TRACE_OPEN_H
 
@@ -29,5 +32,24 @@ struct open_event {
 	__u32 path_truncated; /* the path went on beyond OPEN_PATH_MAX - 1 bytes */
 	char path[OPEN_PATH_MAX];
 };
+
+/* What crosses to userspace, for the layout dump (see gadget_event.h). */
+#define TRACE_OPEN_LAYOUT(STRUCT, FIELD, CONST) \
+	STRUCT(open_event)                      \
+	FIELD(open_event, proc)                 \
+	FIELD(open_event, flags)                \
+	FIELD(open_event, ret)                  \
+	FIELD(open_event, mode)                 \
+	FIELD(open_event, dirfd)                \
+	FIELD(open_event, syscall)              \
+	FIELD(open_event, path_len)             \
+	FIELD(open_event, path_truncated)       \
+	FIELD(open_event, path)                 \
+	CONST(OPEN_PATH_MAX)                    \
+	CONST(OPEN_PREFIXES_MAX)                \
+	CONST(OPEN_PREFIX_LEN_MAX)              \
+	CONST(OPEN_SYSCALL_OPEN)                \
+	CONST(OPEN_SYSCALL_OPENAT)              \
+	CONST(OPEN_SYSCALL_OPENAT2)
 
 #endif

@@ -1,11 +1,23 @@
 //! The gadgets this node can run, and what every gadget provides.
 //!
-//! A gadget is one C program in `gadget-ebpf/src/bpf/` and one module here:
-//! it validates its parameters, sets its own per-trace constants, names the
-//! hooks it attaches to ([`AttachPoint`]), and turns its ring-buffer records
-//! into events. The rest (loading, attaching, the common filters, the ring
-//! buffer, identity, loss accounting) is shared by the trace runtime. Adding
-//! a gadget is a module and a line in [`GADGETS`].
+//! A gadget `<name>` lives in:
+//! - `gadget-ebpf/src/bpf/<name>.bpf.c`, its kernel program, and
+//!   `gadget-ebpf/src/bpf/<name>.h`, only what crosses to userspace (the
+//!   event struct, its sizes and flags) with the list of it in
+//!   `<NAME>_LAYOUT(STRUCT, FIELD, CONST)`. gadget-ebpf compiles every program
+//!   and dumps the layout of every list without being told about either.
+//! - one module here, `src/gadgets/<name>.rs`: its `record` section mirrors
+//!   the event (`#[repr(C)]` header, constants, a `parse` that checks every
+//!   record before trusting it) and ties the mirror to the C struct in a unit
+//!   test ([`gadget_ebpf::assert_layout!`]); the rest validates the
+//!   parameters, sets the gadget's per-trace constants and loads its object
+//!   (`object`), names the hooks it attaches to ([`AttachPoint`]), and turns
+//!   its ring-buffer records into events.
+//! - a line in [`GADGETS`].
+//!
+//! The rest (loading, attaching, the common filters, the ring buffer,
+//! identity, loss accounting) is shared by the trace runtime; the process
+//! part every event starts with is [`gadget_ebpf::ProcessRecord`].
 
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use bytes::Bytes;
@@ -130,6 +142,16 @@ pub trait PreparedGadget: Send + Sync {
     fn decode(&self, record: &Bytes, event: &mut v1::Event) -> Result<(), MalformedRecord>;
 }
 
+/// The compiled program of the gadget called `name`
+/// (`gadget-ebpf/src/bpf/<name>.bpf.c`).
+///
+/// # Panics
+/// If there is no such program; `every_gadget_has_its_program` checks that
+/// each gadget in [`GADGETS`] has one.
+pub(crate) fn object(name: &str) -> &'static [u8] {
+    gadget_ebpf::object(name).unwrap_or_else(|| panic!("gadget-ebpf has no program {name}.bpf.c"))
+}
+
 /// The process part every record starts with (`struct process_record` at
 /// offset 0).
 pub(crate) fn process_from(record: &Bytes, p: &gadget_ebpf::ProcessRecord) -> v1::Process {
@@ -170,3 +192,19 @@ macro_rules! syscall_tracepoint {
     };
 }
 pub(crate) use syscall_tracepoint;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_gadget_has_its_program() {
+        for gadget in GADGETS {
+            assert!(
+                gadget_ebpf::object(gadget.name()).is_some(),
+                "no gadget-ebpf/src/bpf/{}.bpf.c",
+                gadget.name()
+            );
+        }
+    }
+}

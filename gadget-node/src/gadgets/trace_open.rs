@@ -1,14 +1,172 @@
 //! `trace_open`: every open(2), openat(2) and openat2(2) with its result.
+//!
+//! The kernel side is `gadget-ebpf/src/bpf/trace_open.bpf.c`; its event
+//! (`trace_open.h`) is mirrored by [`record`], tied to it by its layout test.
 
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use bytes::Bytes;
-use gadget_ebpf::trace_open::{self as abi, PREFIXES_MAX, PREFIX_LEN_MAX};
 use gadget_ebpf::MalformedRecord;
 use gadget_proto::v1;
 
+use self::record::{PREFIXES_MAX, PREFIX_LEN_MAX};
 use super::{
-    process_from, syscall_tracepoint, AttachPoint, InvalidParams, KernelGadget, PreparedGadget,
+    object, process_from, syscall_tracepoint, AttachPoint, InvalidParams, KernelGadget,
+    PreparedGadget,
 };
+
+/// The event as `gadget-ebpf/src/bpf/trace_open.h` lays it out, and its parser.
+pub mod record {
+    use gadget_ebpf::{split_header, MalformedRecord, PlainRecord, ProcessRecord};
+
+    /// Bytes of path the kernel side keeps (`OPEN_PATH_MAX`, PATH_MAX).
+    pub const PATH_MAX: usize = 4096;
+    /// Path prefixes one trace may filter on (`OPEN_PREFIXES_MAX`).
+    pub const PREFIXES_MAX: usize = 8;
+    /// Longest path prefix, in bytes (`OPEN_PREFIX_LEN_MAX`).
+    pub const PREFIX_LEN_MAX: usize = 256;
+    /// `OPEN_SYSCALL_OPEN`.
+    pub const SYSCALL_OPEN: u32 = 1;
+    /// `OPEN_SYSCALL_OPENAT`.
+    pub const SYSCALL_OPENAT: u32 = 2;
+    /// `OPEN_SYSCALL_OPENAT2`.
+    pub const SYSCALL_OPENAT2: u32 = 3;
+    /// `AT_FDCWD`: the dirfd of a path relative to the working directory.
+    pub const AT_FDCWD: i32 = -100;
+
+    /// The fixed part of `struct open_event`; `path_len` bytes of path follow.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct OpenEventHeader {
+        /// Who opened.
+        pub proc: ProcessRecord,
+        /// Open flags (for openat2, `open_how.flags`).
+        pub flags: u64,
+        /// The fd, or -errno.
+        pub ret: i32,
+        /// Mode for a created file.
+        pub mode: u32,
+        /// Directory fd the path is relative to; `AT_FDCWD` for the cwd.
+        pub dirfd: i32,
+        /// `SYSCALL_*`.
+        pub syscall: u32,
+        /// Bytes of path in the record.
+        pub path_len: u32,
+        /// Non-zero when the path went on beyond `PATH_MAX - 1` bytes.
+        /// (u32, not bool: a fixed width with no hidden padding.)
+        pub path_truncated: u32,
+    }
+
+    unsafe impl PlainRecord for OpenEventHeader {}
+
+    /// One open, parsed from a ring-buffer record; borrows the record.
+    #[derive(Debug, Clone, Copy)]
+    pub struct OpenRecord<'a> {
+        /// The fixed part.
+        pub header: OpenEventHeader,
+        /// The path as the process passed it.
+        pub path: &'a [u8],
+    }
+
+    /// Checks and splits one record.
+    pub fn parse(record: &[u8]) -> Result<OpenRecord<'_>, MalformedRecord> {
+        let (header, rest) = split_header::<OpenEventHeader>(record)?;
+        let path_len = header.path_len as usize;
+        if path_len > rest.len() || path_len >= PATH_MAX {
+            return Err(MalformedRecord::BadLength {
+                field: "path_len",
+                value: header.path_len.into(),
+                len: record.len(),
+            });
+        }
+        Ok(OpenRecord {
+            header,
+            path: &rest[..path_len],
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use gadget_ebpf::layout;
+
+        use super::*;
+
+        fn record(header: OpenEventHeader, path: &[u8]) -> Vec<u8> {
+            let mut bytes = vec![0u8; std::mem::size_of::<OpenEventHeader>()];
+            // SAFETY: plain struct into a buffer of exactly its size.
+            unsafe { std::ptr::write_unaligned(bytes.as_mut_ptr().cast(), header) };
+            bytes.extend_from_slice(path);
+            bytes
+        }
+
+        #[test]
+        fn parses_a_record() {
+            let header = OpenEventHeader {
+                ret: 3,
+                path_len: 11,
+                ..Default::default()
+            };
+            let bytes = record(header, b"/etc/passwd");
+            let open = parse(&bytes).unwrap();
+            assert_eq!(open.path, b"/etc/passwd");
+            assert_eq!(open.header.ret, 3);
+        }
+
+        #[test]
+        fn short_record_is_malformed() {
+            assert!(matches!(
+                parse(&[0u8; 10]),
+                Err(MalformedRecord::Short { len: 10, .. })
+            ));
+        }
+
+        #[test]
+        fn path_len_beyond_record_is_malformed() {
+            let header = OpenEventHeader {
+                path_len: 100,
+                ..Default::default()
+            };
+            let bytes = record(header, b"/short");
+            assert!(matches!(
+                parse(&bytes),
+                Err(MalformedRecord::BadLength {
+                    field: "path_len",
+                    ..
+                })
+            ));
+        }
+
+        #[test]
+        fn open_event_matches_c() {
+            gadget_ebpf::assert_layout!(
+                OpenEventHeader,
+                "open_event",
+                [
+                    proc,
+                    flags,
+                    ret,
+                    mode,
+                    dirfd,
+                    syscall,
+                    path_len,
+                    path_truncated
+                ],
+                tail = path
+            );
+            assert_eq!(
+                layout::field("open_event", "path").map(|(_, size)| size),
+                Some(PATH_MAX)
+            );
+            layout::assert_constants(&[
+                ("OPEN_PATH_MAX", PATH_MAX as i64),
+                ("OPEN_PREFIXES_MAX", PREFIXES_MAX as i64),
+                ("OPEN_PREFIX_LEN_MAX", PREFIX_LEN_MAX as i64),
+                ("OPEN_SYSCALL_OPEN", SYSCALL_OPEN.into()),
+                ("OPEN_SYSCALL_OPENAT", SYSCALL_OPENAT.into()),
+                ("OPEN_SYSCALL_OPENAT2", SYSCALL_OPENAT2.into()),
+            ]);
+        }
+    }
+}
 
 /// The `trace_open` gadget.
 pub struct TraceOpen;
@@ -93,7 +251,7 @@ impl PreparedGadget for PreparedOpen {
             .set_global("targ_prefix_count", &self.prefix_count, true)
             .set_global("targ_prefix_lens", &self.prefix_lens, true)
             .set_global("targ_prefixes", &self.prefixes, true)
-            .load(abi::object())
+            .load(object(gadget_proto::TRACE_OPEN))
     }
 
     fn attach_points(&self) -> &'static [AttachPoint] {
@@ -101,7 +259,7 @@ impl PreparedGadget for PreparedOpen {
     }
 
     fn decode(&self, record: &Bytes, event: &mut v1::Event) -> Result<(), MalformedRecord> {
-        let open = abi::parse(record)?;
+        let open = record::parse(record)?;
         let h = &open.header;
         event.timestamp_ns = h.proc.boot_ns;
         event.process = Some(process_from(record, &h.proc));
@@ -114,11 +272,11 @@ impl PreparedGadget for PreparedOpen {
             mode: h.mode,
             path: record.slice_ref(open.path),
             path_truncated: h.path_truncated != 0,
-            dirfd: (h.dirfd != abi::AT_FDCWD).then_some(h.dirfd),
+            dirfd: (h.dirfd != record::AT_FDCWD).then_some(h.dirfd),
             syscall: match h.syscall {
-                abi::SYSCALL_OPEN => v1::OpenSyscall::Open,
-                abi::SYSCALL_OPENAT => v1::OpenSyscall::Openat,
-                abi::SYSCALL_OPENAT2 => v1::OpenSyscall::Openat2,
+                record::SYSCALL_OPEN => v1::OpenSyscall::Open,
+                record::SYSCALL_OPENAT => v1::OpenSyscall::Openat,
+                record::SYSCALL_OPENAT2 => v1::OpenSyscall::Openat2,
                 _ => v1::OpenSyscall::Unspecified,
             } as i32,
         }));
