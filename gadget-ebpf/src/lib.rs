@@ -29,8 +29,6 @@
 //! kernel-side helpers every program includes are `src/bpf/gadget_common.h`
 //! and the CO-RE kernel types `src/bpf/kernel_types.h`.
 
-#![deny(missing_docs)]
-
 pub mod layout;
 
 pub use layout::C_LAYOUT;
@@ -92,6 +90,10 @@ pub enum MalformedRecord {
 /// # Safety
 /// Implement only for `#[repr(C)]` structs of integers and integer arrays.
 pub unsafe trait PlainRecord: Copy {}
+
+// SAFETY: ProcessRecord is #[repr(C)] and made only of integers and integer arrays
+
+// with explicit padding, so any bit pattern is a valid value.
 
 unsafe impl PlainRecord for ProcessRecord {}
 

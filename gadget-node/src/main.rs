@@ -40,7 +40,7 @@ enum Command {
     Health(HealthArgs),
     /// Run a gadget on this host and print its events (local mode: no
     /// cluster, no server); the flags are those of `kubectl gadget trace`.
-    Trace(LocalTraceArgs),
+    Trace(Box<LocalTraceArgs>),
 }
 
 #[derive(Args)]
@@ -97,7 +97,7 @@ async fn main() -> ExitCode {
         Command::Serve(_) | Command::Health(_) => "info",
     });
     match cli.command {
-        Command::Trace(args) => trace_locally(args).await,
+        Command::Trace(args) => trace_locally(*args).await,
         Command::Serve(args) => match serve(args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {

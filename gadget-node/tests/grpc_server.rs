@@ -322,6 +322,7 @@ async fn trace_exec_streams_exactly_the_exec_of_the_traced_child() {
         std::ptr::null(),
     ];
     let env = [std::ptr::null()];
+    // SAFETY: the closure runs in the forked child; its libc calls get C strings that outlive them.
     let mut child = fork_paused(|| unsafe {
         libc::execve(program.as_ptr(), argv.as_ptr(), env.as_ptr());
         // Only reached when the exec failed.
@@ -357,6 +358,7 @@ async fn trace_open_streams_exactly_the_opens_of_the_traced_child() {
     let node = Node::start().await;
     let missing = cstr("/nonexistent/grpc-server-test");
     let null = cstr("/dev/null");
+    // SAFETY: the closure runs in the forked child; its libc calls get C strings that outlive them.
     let mut child = fork_paused(|| unsafe {
         libc::open(missing.as_ptr(), libc::O_RDONLY);
         let fd = libc::open(null.as_ptr(), libc::O_WRONLY);
@@ -457,6 +459,7 @@ async fn concurrent_traces_each_get_their_own_events() {
     let children: Vec<_> = c_paths
         .iter()
         .map(|path| {
+            // SAFETY: the closure runs in the forked child; its libc calls get C strings that outlive them.
             fork_paused(|| unsafe {
                 libc::open(path.as_ptr(), libc::O_RDONLY);
                 0

@@ -143,6 +143,7 @@ async fn run_all(children: Vec<PausedChild>) {
 
 fn exec_true() -> impl FnOnce() -> i32 {
     let program = cstr("/bin/true");
+    // SAFETY: libc calls in the forked child, with C strings that outlive them.
     move || unsafe {
         let argv = [program.as_ptr(), std::ptr::null()];
         let env = [std::ptr::null()];
@@ -234,6 +235,7 @@ async fn filtered_out_containers_never_reach_the_ring_buffer() {
     let mut pods = TwoPods::new(0x300);
     let (web, db) = (pods.web.clone(), pods.db.clone());
     let missing = cstr("/nonexistent/filtered-out");
+    // SAFETY: the closure runs in the forked child; its libc calls get C strings that outlive them.
     let noisy = pods.child_in(&db, move || unsafe {
         for _ in 0..OPENS {
             libc::openat(libc::AT_FDCWD, missing.as_ptr(), libc::O_RDONLY);
@@ -241,6 +243,7 @@ async fn filtered_out_containers_never_reach_the_ring_buffer() {
         0
     });
     let hostname = cstr("/etc/hostname");
+    // SAFETY: the closure runs in the forked child; its libc calls get C strings that outlive them.
     let quiet = pods.child_in(&web, move || unsafe {
         libc::openat(libc::AT_FDCWD, hostname.as_ptr(), libc::O_RDONLY);
         0

@@ -28,7 +28,8 @@ struct Argv {
     pointers: Vec<*const libc::c_char>,
 }
 
-// The pointers point into _strings, which live as long as Argv.
+// SAFETY: the pointers point into _strings, which live as long as Argv and
+// are never written after it is built, so moving it to another thread is sound.
 unsafe impl Send for Argv {}
 
 impl Argv {
@@ -55,6 +56,7 @@ async fn trace_exec_of(
     let program = cstr(program);
     let argv = Argv::new(args);
     let env: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: the closure runs in the forked child; its libc calls get C strings that outlive them.
     let mut child = fork_paused(|| unsafe {
         libc::execve(program.as_ptr(), argv.pointers.as_ptr(), env.as_ptr());
         // Only reached when the exec failed.

@@ -61,6 +61,7 @@ async fn reports_fd_errno_flags_mode_and_dirfd_of_each_open_syscall() {
 
     let (got, code) = trace_child(
         None,
+        // SAFETY: libc calls in the forked child, with C strings that outlive them.
         || unsafe {
             let fd = libc::openat(
                 libc::AT_FDCWD,
@@ -186,6 +187,7 @@ async fn reports_eacces_for_a_non_root_user() {
 
     let (got, code) = trace_child(
         None,
+        // SAFETY: libc calls in the forked child, with C strings that outlive them.
         || unsafe {
             if libc::setresgid(65534, 65534, 65534) != 0
                 || libc::setresuid(65534, 65534, 65534) != 0
@@ -217,6 +219,7 @@ async fn failed_only_keeps_just_the_failures() {
     let missing = cstr("/nonexistent/failed-only");
     let (got, _) = trace_child(
         open_params(true, &[]),
+        // SAFETY: libc calls in the forked child, with C strings that outlive them.
         || unsafe {
             libc::openat(libc::AT_FDCWD, hostname.as_ptr(), libc::O_RDONLY);
             libc::openat(libc::AT_FDCWD, missing.as_ptr(), libc::O_RDONLY);
@@ -244,6 +247,7 @@ async fn prefixes_keep_only_matching_paths() {
     .map(cstr);
     let (got, _) = trace_child(
         open_params(false, &["/etc/host", "/proc/self/stat"]),
+        // SAFETY: libc calls in the forked child, with C strings that outlive them.
         || unsafe {
             for path in &paths {
                 let fd = libc::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY);
@@ -276,6 +280,7 @@ async fn long_paths_are_cut_and_marked() {
     let (exact_c, long_c) = (cstr(&exact), cstr(&long));
     let (got, _) = trace_child(
         None,
+        // SAFETY: libc calls in the forked child, with C strings that outlive them.
         || unsafe {
             libc::openat(libc::AT_FDCWD, exact_c.as_ptr(), libc::O_RDONLY);
             libc::openat(libc::AT_FDCWD, long_c.as_ptr(), libc::O_RDONLY);
@@ -297,6 +302,7 @@ async fn long_paths_are_cut_and_marked() {
 async fn uid_filter_keeps_one_user() {
     let hostname = cstr("/etc/hostname");
     let passwd = cstr("/etc/passwd");
+    // SAFETY: the closure runs in the forked child; its libc calls get C strings that outlive them.
     let mut child = fork_paused(|| unsafe {
         libc::openat(libc::AT_FDCWD, hostname.as_ptr(), libc::O_RDONLY);
         if libc::setresuid(65534, 65534, 65534) != 0 {
@@ -325,6 +331,7 @@ async fn uid_filter_keeps_one_user() {
 async fn a_full_ring_buffer_counts_every_lost_event() {
     const OPENS: usize = 20_000;
     let missing = cstr("/nonexistent/burst");
+    // SAFETY: the closure runs in the forked child; its libc calls get C strings that outlive them.
     let mut child = fork_paused(|| unsafe {
         for _ in 0..OPENS {
             libc::openat(libc::AT_FDCWD, missing.as_ptr(), libc::O_RDONLY);
@@ -382,6 +389,7 @@ async fn ending_a_trace_detaches_its_programs() {
 async fn two_traces_at_once_do_not_disturb_each_other() {
     let hostname = cstr("/etc/hostname");
     let missing = cstr("/nonexistent/two-traces");
+    // SAFETY: the closure runs in the forked child; its libc calls get C strings that outlive them.
     let mut child = fork_paused(|| unsafe {
         libc::openat(libc::AT_FDCWD, hostname.as_ptr(), libc::O_RDONLY);
         libc::openat(libc::AT_FDCWD, missing.as_ptr(), libc::O_RDONLY);

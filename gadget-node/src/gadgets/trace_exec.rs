@@ -57,6 +57,10 @@ pub mod record {
         pub _pad: u32,
     }
 
+    // SAFETY: ExecEventHeader is #[repr(C)] and made only of integers and integer arrays
+
+    // with explicit padding, so any bit pattern is a valid value.
+
     unsafe impl PlainRecord for ExecEventHeader {}
 
     /// One exec, parsed from a ring-buffer record; borrows the record.

@@ -56,6 +56,10 @@ pub mod record {
         pub path_truncated: u32,
     }
 
+    // SAFETY: OpenEventHeader is #[repr(C)] and made only of integers and integer arrays
+
+    // with explicit padding, so any bit pattern is a valid value.
+
     unsafe impl PlainRecord for OpenEventHeader {}
 
     /// One open, parsed from a ring-buffer record; borrows the record.
