@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: what a trace costs the traced workload.
 //!
 //! A workload (this binary's hidden `bench-workload` task: a tight loop of
-//! openat(2)/close(2), or of fork+execve of /bin/true) runs without a trace,
+//! openat(2)/close(2), of fork+execve of /bin/true, or of pwrite(2)/pread(2)
+//! on one file) runs without a trace,
 //! then under `gadget-node trace` (local mode, release build, rows written
 //! as JSON to a reader that keeps up) in several configurations: every
 //! event delivered, events dropped by an in-kernel filter, and the process
@@ -25,10 +26,11 @@ use crate::util::{cargo, run_checked, target_dir};
 /// what the trace itself costs.
 const RUNS: usize = 5;
 
-const USAGE: &str = "usage: cargo xtask bench [--opens N] [--execs N]
+const USAGE: &str = "usage: cargo xtask bench [--opens N] [--execs N] [--read-writes N]
 
-  --opens N  openat+close pairs per workload run [default: 200000]
-  --execs N  fork+exec of /bin/true per workload run [default: 2000]";
+  --opens N        openat+close pairs per workload run [default: 200000]
+  --execs N        fork+exec of /bin/true per workload run [default: 2000]
+  --read-writes N  pwrite+pread pairs of 64 bytes on one file per workload run [default: 200000]";
 
 /// One way of running the workload.
 struct Config {
@@ -71,11 +73,32 @@ const EXEC_CONFIGS: &[Config] = &[
     },
 ];
 
+/// The file the read/write workload reads and writes, under a directory
+/// of its own so `trace file --prefix` can follow it alone.
+const READ_WRITE_DIR: &str = "/tmp/gadget-bench-rw";
+
+const READ_WRITE_CONFIGS: &[Config] = &[
+    Config {
+        label: "no trace",
+        trace: None,
+    },
+    Config {
+        label: "trace file, file not followed",
+        trace: Some(&["file", "--host", "--prefix", "/nonexistent-bench/"]),
+    },
+    Config {
+        label: "trace file, every read/write delivered",
+        trace: Some(&["file", "--host", "--prefix", "/tmp/gadget-bench-rw/"]),
+    },
+];
+
 /// Builds gadget-node (release) and prints the cost table for `--opens N`
-/// opens and `--execs N` execs per run (defaults 200 000 and 2 000).
+/// opens, `--execs N` execs and `--read-writes N` write+read pairs per run
+/// (defaults 200 000, 2 000 and 200 000).
 pub fn run(args: &[String]) -> Result<()> {
     let mut opens: u64 = 200_000;
     let mut execs: u64 = 2_000;
+    let mut read_writes: u64 = 200_000;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut number = || -> Result<u64> {
@@ -89,6 +112,7 @@ pub fn run(args: &[String]) -> Result<()> {
         match arg.as_str() {
             "--opens" => opens = number()?,
             "--execs" => execs = number()?,
+            "--read-writes" => read_writes = number()?,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -105,8 +129,11 @@ pub fn run(args: &[String]) -> Result<()> {
         "{:<44} {:>12} {:>8} {:>16} {:>10}",
         "workload / trace", "per op", "ratio", "events (of ops)", "lost k/n"
     );
-    for (workload, count, configs) in [("open", opens, OPEN_CONFIGS), ("exec", execs, EXEC_CONFIGS)]
-    {
+    for (workload, count, configs) in [
+        ("open", opens, OPEN_CONFIGS),
+        ("exec", execs, EXEC_CONFIGS),
+        ("readwrite", read_writes, READ_WRITE_CONFIGS),
+    ] {
         println!("{workload} x {count}");
         let mut baseline = None;
         for config in configs {
@@ -133,7 +160,8 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     println!(
         "\nper op: fastest of {RUNS} runs; events: rows of the workload's processes that \
-         arrived (open: with each run's own start-up opens); lost k/n: the trace's final counts in the kernel (ring buffer full) and in the node (queue full)"
+         arrived (open: with each run's own start-up opens; readwrite: two per op, with the \
+         file's open and close); lost k/n: the trace's final counts in the kernel (ring buffer full) and in the node (queue full)"
     );
     Ok(())
 }
@@ -295,11 +323,11 @@ impl Drop for Trace {
     }
 }
 
-/// The hidden `bench-workload open|exec N` task: runs the loop and prints
+/// The hidden `bench-workload open|exec|readwrite N` task: runs the loop and prints
 /// its pid and the loop's duration in nanoseconds.
 pub fn workload(args: &[String]) -> Result<()> {
     let [kind, count] = args else {
-        bail!("usage: bench-workload open|exec N");
+        bail!("usage: bench-workload open|exec|readwrite N");
     };
     let count: u64 = count.parse()?;
     let start = Instant::now();
@@ -318,6 +346,23 @@ pub fn workload(args: &[String]) -> Result<()> {
                 if !status.success() {
                     bail!("/bin/true failed ({status})");
                 }
+            }
+        }
+        "readwrite" => {
+            use std::os::unix::fs::FileExt as _;
+            // One file, written then read back in place: the cost measured
+            // is the syscalls' and the trace's, not the page cache's.
+            std::fs::create_dir_all(READ_WRITE_DIR)?;
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(format!("{READ_WRITE_DIR}/data"))?;
+            let mut buffer = [0x2au8; 64];
+            for _ in 0..count {
+                file.write_all_at(&buffer, 0)?;
+                file.read_exact_at(&mut buffer, 0)?;
             }
         }
         other => bail!("unknown workload {other:?}"),
