@@ -23,11 +23,12 @@ use crate::gadgets;
 pub(crate) fn write_event(out: &mut Vec<u8>, row: &Row) {
     let gadget = gadgets::of_event(row.event);
     let failure = gadget.and_then(|gadget| gadget.failure(row.event));
-    let (emoji, kind) = match (gadget, failure) {
-        (None, _) => ("❓", "event"),
-        (Some(gadget), Some(_)) => ("❌", gadget.kind()),
-        (Some(gadget), None) => (gadget.emoji(), gadget.kind()),
+    let word = gadget.and_then(|gadget| gadget.compact_word(row.event));
+    let emoji = match failure {
+        Some(_) => Some("❌"),
+        None => gadget.and_then(|gadget| gadget.emoji(row.event)),
     };
+    let (emoji, kind) = (emoji.unwrap_or("❓"), word.unwrap_or("event"));
     out.extend_from_slice(emoji.as_bytes());
     out.push(b' ');
     out.extend_from_slice(kind.as_bytes());

@@ -1,7 +1,8 @@
 //! The `json` output: one JSON object per line.
 //!
-//! Every line is an object with a `type`: the gadget's kind (`"open"`, `"exec"`) for events
-//! and `"status"` for a node's trace status. An event looks like:
+//! Every line is an object with a `type`: the kind of the event (`"open"`,
+//! `"exec"`; a gadget may report several kinds) for events and `"status"`
+//! for a node's trace status. An event looks like:
 //!
 //! ```json
 //! {"type":"open","node":"node-1","timestamp":"2023-11-14T22:13:20.123Z",
@@ -39,7 +40,8 @@ pub(crate) fn write_event(out: &mut Vec<u8>, row: &Row) {
     let event = row.event;
     let gadget = gadgets::of_event(event);
     out.extend_from_slice(b"{\"type\":");
-    write_str(out, gadget.map_or("unknown", |gadget| gadget.kind()));
+    let kind = gadget.and_then(|gadget| gadget.kind(event));
+    write_str(out, kind.unwrap_or("unknown"));
     key(out, "node");
     write_str(out, row.node);
     key(out, "timestamp");
