@@ -329,7 +329,7 @@ pub(crate) mod tests {
         renderer.write_row(&mut out, &row);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "earlier rows\n📬 open host node-1 vi /etc/passwd\n📬 open host node-1 vi /etc/passwd\n"
+            "earlier rows\n📬 open    host node-1 vi /etc/passwd\n📬 open    host node-1 vi /etc/passwd\n"
         );
     }
 

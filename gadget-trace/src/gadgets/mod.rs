@@ -70,8 +70,10 @@ pub trait GadgetFrontend: Send + Sync + 'static {
     /// What this event is called in JSON's `type` (`"open"`): per event,
     /// as one gadget can report several kinds of event. One of `KINDS`.
     fn kind(event: &Self::Event) -> &'static str;
-    /// The word after the emoji of a compact line (`open`); it may differ
-    /// from the JSON `type`, which scripts depend on.
+    /// The word after the emoji of a compact line (`open`, `process`), at
+    /// most 7 characters, from the vocabulary every gadget shares (see the
+    /// compact output in [`crate::render`]); it may differ from the JSON
+    /// `type`, which scripts depend on.
     fn compact_word(event: &Self::Event) -> &'static str;
     /// The emoji a compact line starts with when the event is not a
     /// failure (a failure starts with ❌).

@@ -92,8 +92,9 @@ impl GadgetFrontend for TraceExec {
         "exec"
     }
 
+    /// `process`: the word every gadget uses for a program being executed.
     fn compact_word(_: &ExecEvent) -> &'static str {
-        "exec"
+        "process"
     }
 
     fn emoji(_: &ExecEvent) -> &'static str {
