@@ -22,11 +22,12 @@ use crate::render::Cell;
 use crate::request::TraceRequestError;
 
 pub mod trace_exec;
+pub mod trace_file;
 pub mod trace_open;
 
 /// Every gadget, in the order `trace --help` lists them. Adding a gadget is
 /// its module and a line here.
-pub static GADGETS: &[Gadget] = &[trace_open::GADGET, trace_exec::GADGET];
+pub static GADGETS: &[Gadget] = &[trace_open::GADGET, trace_exec::GADGET, trace_file::GADGET];
 
 /// The gadget called `name` on the wire (`trace_open`).
 pub fn find(name: &str) -> Option<Gadget> {
