@@ -50,6 +50,7 @@ mod compact;
 mod errno;
 mod escape;
 pub(crate) mod json;
+mod signal;
 mod status;
 mod time;
 
@@ -58,6 +59,8 @@ pub use columns::Column;
 pub use errno::errno_name;
 pub use escape::write_escaped;
 pub use json::bytes_from_json;
+pub use signal::signal_name;
+pub(crate) use signal::write_signal;
 
 use gadget_proto::v1::{Event, TraceStatus, Workload};
 
@@ -211,7 +214,10 @@ pub(crate) fn write_hex(out: &mut Vec<u8>, value: u64) {
 pub(crate) mod tests {
     use super::*;
     use bytes::Bytes;
-    use gadget_proto::v1::{event, ExecEvent, OpenEvent, OpenSyscall, Process};
+    use gadget_proto::v1::{
+        event, file_event, ExecEvent, FileAccess, FileEvent, FileOperation, OpenEvent, OpenSyscall,
+        Process, ProcessExec, ProcessExit,
+    };
 
     pub(crate) const OPEN: Gadget = crate::gadgets::trace_open::GADGET;
     pub(crate) const EXEC: Gadget = crate::gadgets::trace_exec::GADGET;
@@ -227,7 +233,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn process() -> Process {
+    pub(crate) fn process() -> Process {
         Process {
             pid: 4242,
             tid: 4243,
@@ -269,6 +275,19 @@ pub(crate) mod tests {
                 args: args.iter().map(|a| Bytes::copy_from_slice(a)).collect(),
                 args_truncated: false,
                 parent_comm: Bytes::from_static(b"bash"),
+            })),
+        }
+    }
+
+    fn file_event(what: file_event::What) -> Event {
+        Event {
+            timestamp_ns: 1_700_000_000_123_000_000,
+            process: Some(process()),
+            workload: 1,
+            kind: Some(event::Kind::File(FileEvent {
+                what: Some(what),
+                exe: Bytes::from_static(b"/bin/\x1b"),
+                exe_truncated: true,
             })),
         }
     }
@@ -329,7 +348,7 @@ pub(crate) mod tests {
         renderer.write_row(&mut out, &row);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "earlier rows\n📬 open host node-1 vi /etc/passwd\n📬 open host node-1 vi /etc/passwd\n"
+            "earlier rows\n📬 open    host node-1 vi /etc/passwd\n📬 open    host node-1 vi /etc/passwd\n"
         );
     }
 
@@ -339,6 +358,21 @@ pub(crate) mod tests {
             open_event(b"/a\nb", 3, 0),
             open_event(b"\xff", -1, 2),
             exec_event(b"/x", &[b"x", b"\n\n"], -8),
+            file_event(file_event::What::Access(FileAccess {
+                operation: FileOperation::Write.into(),
+                path: Bytes::from_static(b"/a\nb\xff"),
+                ret: -1,
+                killed: true,
+                ..FileAccess::default()
+            })),
+            file_event(file_event::What::Exec(ProcessExec {
+                args: vec![Bytes::from_static(b"x\r"), Bytes::from_static(b"\n")],
+                args_truncated: true,
+            })),
+            file_event(file_event::What::Exit(ProcessExit {
+                signal: 9,
+                ..ProcessExit::default()
+            })),
             Event::default(),
         ];
         let workload = workload();

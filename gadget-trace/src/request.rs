@@ -1,9 +1,11 @@
 //! The second phase of parsing a trace: its raw flags ([`crate::cli`])
-//! become a validated [`TraceRequest`], without any I/O.
+//! become a validated [`TraceRequest`].
 //!
 //! Whatever can be known to be wrong from the command line alone is found
 //! here, before a kubeconfig is read or a node is contacted: a bad label
-//! selector, an unknown output column, a name Kubernetes would refuse.
+//! selector, an unknown output column, a name Kubernetes would refuse. The
+//! only I/O is reading a file a flag names (trace file's `--policy`), so
+//! that its mistakes are found as early as the flags' are.
 
 use gadget_proto::k8s_names::{self, NameProblem};
 use gadget_proto::label_selector::{LabelSelector, ParseLabelSelectorError};
@@ -179,6 +181,116 @@ pub enum TraceRequestError {
     /// `--pid 0`, which no traced process has.
     #[error("invalid --pid 0: process ids start at 1")]
     ZeroPid,
+    /// A path to follow that no resolved path can match, or that cannot be
+    /// sent.
+    #[error("invalid {what} {path:?}: {problem}")]
+    FollowedPath {
+        /// Where it was given: a flag (`--prefix`) or a policy field.
+        what: &'static str,
+        /// The value as given.
+        path: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A path to follow longer than the node's kernel program keeps.
+    #[error(
+        "invalid {what} {path:?}: it is {len} bytes long, at most {max} are kept by the kernel"
+    )]
+    FollowedPathTooLong {
+        /// Where it was given: a flag (`--prefix`) or a policy field.
+        what: &'static str,
+        /// The value as given.
+        path: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The most the kernel program keeps.
+        max: usize,
+    },
+    /// More paths to follow than the node's kernel program keeps.
+    #[error("too many {what}: {count}, at most {max} in all are kept by the kernel")]
+    TooManyFollowedPaths {
+        /// What they are: flags (`--prefix and --path values`) or policy
+        /// fields.
+        what: &'static str,
+        /// How many were given.
+        count: usize,
+        /// The most the kernel program keeps.
+        max: usize,
+    },
+    /// Nothing to follow was given to a gadget that follows chosen files.
+    #[error("{missing} is required: following every file is not what trace file is for")]
+    NothingToFollow {
+        /// What is required, e.g. `a --prefix, --path or --policy`.
+        missing: &'static str,
+    },
+    /// A file operation that does not exist.
+    #[error("invalid {what} {value:?}: the operations are {valid}")]
+    FileOperation {
+        /// Where it was given: a flag (`--operations`) or a policy field.
+        what: &'static str,
+        /// The value as given.
+        value: String,
+        /// The valid operations, in words.
+        valid: &'static str,
+    },
+    /// An operation list with no operation in it.
+    #[error("no operation in {what}: list some of open, read, write and close, or leave it out for all of them")]
+    NoFileOperations {
+        /// Where it was given: a flag (`--operations`) or a policy field.
+        what: &'static str,
+    },
+    /// An operation the kernel cannot stop a process at.
+    #[error("invalid {what} {value:?}: {problem}")]
+    KillOn {
+        /// Where it was given: a flag (`--kill-on`) or a policy field.
+        what: &'static str,
+        /// The value as given.
+        value: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A kill at an operation that is not reported.
+    #[error("{what} {operation} needs {operation} among the {operations}: the kill would not be reported")]
+    KillUnreported {
+        /// Where it was given: a flag (`--kill-on`) or a policy field.
+        what: &'static str,
+        /// The operation.
+        operation: &'static str,
+        /// Where the operations were listed: a flag (`--operations`) or a
+        /// policy field.
+        operations: &'static str,
+    },
+    /// `--policy` with a flag that says the same thing.
+    #[error("--policy cannot be combined with {flag}: the policy file is the one source of what to follow")]
+    PolicyWithFlag {
+        /// The flag.
+        flag: &'static str,
+    },
+    /// A `--policy` file that cannot be read.
+    #[error("cannot read --policy {file:?}: {reason}")]
+    PolicyRead {
+        /// The file as given.
+        file: String,
+        /// Why, as the system says it.
+        reason: String,
+    },
+    /// A `--policy` file that is not a policy: YAML syntax, an unknown
+    /// field, a value of the wrong type.
+    #[error("invalid --policy {file:?}: {reason}")]
+    PolicySyntax {
+        /// The file as given.
+        file: String,
+        /// What the YAML parser says, with the line and column.
+        reason: String,
+    },
+    /// A `--policy` file whose values cannot be used.
+    #[error("invalid --policy {file:?}: {problem}")]
+    PolicyValue {
+        /// The file as given.
+        file: String,
+        /// What is wrong, naming the field.
+        problem: Box<TraceRequestError>,
+    },
     /// A limit of 0, which the protocol reads as "the node's default".
     #[error("invalid {flag} 0: it must be at least 1 (leave it out for the node's default)")]
     ZeroLimit {

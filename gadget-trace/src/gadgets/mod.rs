@@ -22,11 +22,12 @@ use crate::render::Cell;
 use crate::request::TraceRequestError;
 
 pub mod trace_exec;
+pub mod trace_file;
 pub mod trace_open;
 
 /// Every gadget, in the order `trace --help` lists them. Adding a gadget is
 /// its module and a line here.
-pub static GADGETS: &[Gadget] = &[trace_open::GADGET, trace_exec::GADGET];
+pub static GADGETS: &[Gadget] = &[trace_open::GADGET, trace_exec::GADGET, trace_file::GADGET];
 
 /// The gadget called `name` on the wire (`trace_open`).
 pub fn find(name: &str) -> Option<Gadget> {
@@ -56,11 +57,9 @@ pub trait GadgetFrontend: Send + Sync + 'static {
     const COMMAND: &'static str;
     /// What it traces, one line for `--help`.
     const ABOUT: &'static str;
-    /// What one event is called: JSON's `type` and the word after the
-    /// emoji of a compact line.
-    const KIND: &'static str;
-    /// The emoji a compact line of a successful event starts with.
-    const EMOJI: &'static str;
+    /// Every value [`GadgetFrontend::kind`] returns, for the documentation
+    /// of the JSON output and the test that no two gadgets share one.
+    const KINDS: &'static [&'static str];
     /// Its columns, after the common ones ([`crate::render::Column`]).
     const COLUMNS: &'static [GadgetColumn<Self::Event>];
     /// The columns shown when `-o columns` names none, common ones
@@ -69,6 +68,17 @@ pub trait GadgetFrontend: Send + Sync + 'static {
 
     /// The gadget's event in `kind`, if it is one.
     fn event(kind: &event::Kind) -> Option<&Self::Event>;
+    /// What this event is called in JSON's `type` (`"open"`): per event,
+    /// as one gadget can report several kinds of event. One of `KINDS`.
+    fn kind(event: &Self::Event) -> &'static str;
+    /// The word after the emoji of a compact line (`open`, `process`), at
+    /// most 7 characters, from the vocabulary every gadget shares (see the
+    /// compact output in [`crate::render`]); it may differ from the JSON
+    /// `type`, which scripts depend on.
+    fn compact_word(event: &Self::Event) -> &'static str;
+    /// The emoji a compact line starts with when the event is not a
+    /// failure (a failure starts with ❌).
+    fn emoji(event: &Self::Event) -> &'static str;
     /// Checks the gadget's flags and turns them into its parameters.
     fn params(flags: Self::Flags) -> Result<run_gadget_request::Params, TraceRequestError>;
     /// The errno of an event that reports a failed call.
@@ -120,13 +130,23 @@ impl Gadget {
         self.0.command()
     }
 
-    /// What a JSON or compact row calls its events.
-    pub fn kind(self) -> &'static str {
-        self.0.kind()
+    /// What JSON's `type` calls `event`; `None` when it is not this
+    /// gadget's.
+    pub fn kind(self, event: &Event) -> Option<&'static str> {
+        self.0.kind(event)
     }
 
-    pub(crate) fn emoji(self) -> &'static str {
-        self.0.emoji()
+    /// Every JSON `type` of the gadget's events.
+    pub fn kinds(self) -> &'static [&'static str] {
+        self.0.kinds()
+    }
+
+    pub(crate) fn compact_word(self, event: &Event) -> Option<&'static str> {
+        self.0.compact_word(event)
+    }
+
+    pub(crate) fn emoji(self, event: &Event) -> Option<&'static str> {
+        self.0.emoji(event)
     }
 
     pub(crate) fn default_columns(self) -> &'static [&'static str] {
@@ -219,9 +239,13 @@ pub trait DynGadget: Send + Sync {
     #[doc(hidden)]
     fn command(&self) -> clap::Command;
     #[doc(hidden)]
-    fn kind(&self) -> &'static str;
+    fn kind(&self, event: &Event) -> Option<&'static str>;
     #[doc(hidden)]
-    fn emoji(&self) -> &'static str;
+    fn kinds(&self) -> &'static [&'static str];
+    #[doc(hidden)]
+    fn compact_word(&self, event: &Event) -> Option<&'static str>;
+    #[doc(hidden)]
+    fn emoji(&self, event: &Event) -> Option<&'static str>;
     #[doc(hidden)]
     fn default_columns(&self) -> &'static [&'static str];
     #[doc(hidden)]
@@ -282,12 +306,20 @@ impl<G: GadgetFrontend> DynGadget for Frontend<G> {
             .long_about(None)
     }
 
-    fn kind(&self) -> &'static str {
-        G::KIND
+    fn kind(&self, event: &Event) -> Option<&'static str> {
+        Self::event_of(event).map(G::kind)
     }
 
-    fn emoji(&self) -> &'static str {
-        G::EMOJI
+    fn kinds(&self) -> &'static [&'static str] {
+        G::KINDS
+    }
+
+    fn compact_word(&self, event: &Event) -> Option<&'static str> {
+        Self::event_of(event).map(G::compact_word)
+    }
+
+    fn emoji(&self, event: &Event) -> Option<&'static str> {
+        Self::event_of(event).map(G::emoji)
     }
 
     fn default_columns(&self) -> &'static [&'static str] {
@@ -364,9 +396,15 @@ mod tests {
             for b in &GADGETS[i + 1..] {
                 assert_ne!(a.name(), b.name());
                 assert_ne!(a.command_name(), b.command_name());
-                assert_ne!(a.kind(), b.kind());
             }
         }
+        let mut kinds: Vec<&str> = GADGETS.iter().flat_map(|g| g.kinds()).copied().collect();
+        // "status" is the JSON type of a node's trace status.
+        kinds.push("status");
+        let count = kinds.len();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), count, "a JSON type is used twice");
     }
 
     #[test]

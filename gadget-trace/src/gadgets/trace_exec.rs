@@ -38,8 +38,7 @@ impl GadgetFrontend for TraceExec {
     const NAME: &'static str = gadget_proto::TRACE_EXEC;
     const COMMAND: &'static str = "exec";
     const ABOUT: &'static str = "Trace programs being executed (execve, execveat)";
-    const KIND: &'static str = "exec";
-    const EMOJI: &'static str = "🚀";
+    const KINDS: &'static [&'static str] = &["exec"];
     const COLUMNS: &'static [GadgetColumn<ExecEvent>] = &[
         GadgetColumn {
             name: "ret",
@@ -87,6 +86,19 @@ impl GadgetFrontend for TraceExec {
             event::Kind::Exec(exec) => Some(exec),
             _ => None,
         }
+    }
+
+    fn kind(_: &ExecEvent) -> &'static str {
+        "exec"
+    }
+
+    /// `process`: the word every gadget uses for a program being executed.
+    fn compact_word(_: &ExecEvent) -> &'static str {
+        "process"
+    }
+
+    fn emoji(_: &ExecEvent) -> &'static str {
+        "🚀"
     }
 
     fn params(flags: ExecFlags) -> Result<run_gadget_request::Params, TraceRequestError> {

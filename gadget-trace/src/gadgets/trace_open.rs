@@ -39,8 +39,7 @@ impl GadgetFrontend for TraceOpen {
     const NAME: &'static str = gadget_proto::TRACE_OPEN;
     const COMMAND: &'static str = "open";
     const ABOUT: &'static str = "Trace files being opened (open, openat, openat2)";
-    const KIND: &'static str = "open";
-    const EMOJI: &'static str = "📬";
+    const KINDS: &'static [&'static str] = &["open"];
     const COLUMNS: &'static [GadgetColumn<OpenEvent>] = &[
         GadgetColumn {
             name: "fd",
@@ -110,6 +109,18 @@ impl GadgetFrontend for TraceOpen {
             event::Kind::Open(open) => Some(open),
             _ => None,
         }
+    }
+
+    fn kind(_: &OpenEvent) -> &'static str {
+        "open"
+    }
+
+    fn compact_word(_: &OpenEvent) -> &'static str {
+        "open"
+    }
+
+    fn emoji(_: &OpenEvent) -> &'static str {
+        "📬"
     }
 
     fn params(flags: OpenFlags) -> Result<run_gadget_request::Params, TraceRequestError> {

@@ -2,35 +2,48 @@
 //! kind, in the spirit of `tetra getevents -o compact`:
 //!
 //! ```text
-//! 🚀 exec default/xwing spaceship /usr/bin/vi /etc/passwd
-//! 📬 open default/xwing spaceship vi /etc/passwd
-//! ❌ open default/xwing spaceship vi /etc/shadow EACCES
-//! 🚀 exec host node-1 /usr/sbin/sshd -D
+//! 🚀 process default/xwing /usr/bin/vi /etc/passwd
+//! 📬 open    default/xwing vi /etc/passwd
+//! ❌ open    default/xwing vi /etc/shadow EACCES
+//! 🚀 process host node-1 /usr/sbin/sshd -D
 //! ```
 //!
-//! After the kind comes where it ran: `namespace/pod container`, or
-//! `host <node>` for a process in no container (a host process means
-//! little without its node). An exec shows the program then its arguments
-//! after `argv[0]`; an open shows the command then the path. A failed call
-//! starts with ❌ and ends with its errno.
+//! The emoji and the word after it say what happened; the word is padded
+//! to 7 columns (`process`, the longest) so that what follows lines up.
+//! Every gadget uses the same words for the same things: `process` for a
+//! program being executed (trace exec, trace file), `open` for a file
+//! being opened (trace open, trace file).
+//!
+//! After the word comes where it ran: `namespace/pod`, or `host <node>`
+//! for a process in no container (a host process means little without its
+//! node). The container's name is left to the columns and JSON outputs.
+//! Then what the gadget shows ([`crate::gadgets::GadgetFrontend::write_compact`]):
+//! a `process` line shows the program then its arguments after `argv[0]`;
+//! trace open's `open` line the command then the path. A failed call starts
+//! with ❌ and ends with its errno's name.
 
 use super::errno::write_errno;
 use super::escape::write_escaped;
 use super::Row;
 use crate::gadgets;
 
+/// Columns the word after the emoji is padded to: `process`, the longest.
+const WORD_WIDTH: usize = 7;
+
 /// Writes `row` as one compact line and a newline.
 pub(crate) fn write_event(out: &mut Vec<u8>, row: &Row) {
     let gadget = gadgets::of_event(row.event);
     let failure = gadget.and_then(|gadget| gadget.failure(row.event));
-    let (emoji, kind) = match (gadget, failure) {
-        (None, _) => ("❓", "event"),
-        (Some(gadget), Some(_)) => ("❌", gadget.kind()),
-        (Some(gadget), None) => (gadget.emoji(), gadget.kind()),
+    let word = gadget.and_then(|gadget| gadget.compact_word(row.event));
+    let emoji = match failure {
+        Some(_) => Some("❌"),
+        None => gadget.and_then(|gadget| gadget.emoji(row.event)),
     };
+    let (emoji, word) = (emoji.unwrap_or("❓"), word.unwrap_or("event"));
     out.extend_from_slice(emoji.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(word.as_bytes());
+    out.resize(out.len() + WORD_WIDTH.saturating_sub(word.len()), b' ');
     out.push(b' ');
     write_where(out, row);
     let comm = row.event.process.as_ref().map_or(&b""[..], |p| &p.comm[..]);
@@ -54,8 +67,6 @@ fn write_where(out: &mut Vec<u8>, row: &Row) {
             write_name(out, &workload.namespace);
             out.push(b'/');
             write_name(out, &workload.pod);
-            out.push(b' ');
-            write_name(out, &workload.container);
         }
         None => {
             out.extend_from_slice(b"host ");
@@ -96,7 +107,7 @@ mod tests {
         };
         assert_eq!(
             line(&row),
-            "🚀 exec default/xwing spaceship /usr/bin/vi /etc/passwd\n"
+            "🚀 process default/xwing /usr/bin/vi /etc/passwd\n"
         );
     }
 
@@ -109,10 +120,7 @@ mod tests {
             workload: Some(&workload),
             event: &event,
         };
-        assert_eq!(
-            line(&row),
-            "📬 open default/xwing spaceship vi /etc/passwd\n"
-        );
+        assert_eq!(line(&row), "📬 open    default/xwing vi /etc/passwd\n");
     }
 
     #[test]
@@ -126,7 +134,7 @@ mod tests {
         };
         assert_eq!(
             line(&row),
-            "❌ open default/xwing spaceship vi /etc/shadow EACCES\n"
+            "❌ open    default/xwing vi /etc/shadow EACCES\n"
         );
         let event = exec_event(b"/nope", &[b"nope", b"-x"], -2);
         let row = Row {
@@ -134,10 +142,7 @@ mod tests {
             workload: Some(&workload),
             event: &event,
         };
-        assert_eq!(
-            line(&row),
-            "❌ exec default/xwing spaceship /nope -x ENOENT\n"
-        );
+        assert_eq!(line(&row), "❌ process default/xwing /nope -x ENOENT\n");
     }
 
     #[test]
@@ -148,7 +153,7 @@ mod tests {
             workload: None,
             event: &event,
         };
-        assert_eq!(line(&row), "🚀 exec host node-1 /usr/sbin/sshd -D\n");
+        assert_eq!(line(&row), "🚀 process host node-1 /usr/sbin/sshd -D\n");
     }
 
     #[test]
@@ -159,14 +164,14 @@ mod tests {
             workload: None,
             event: &event,
         };
-        assert_eq!(line(&row), "🚀 exec host n sh -c true\n");
+        assert_eq!(line(&row), "🚀 process host n sh -c true\n");
         let event = exec_event(b"", &[], 0);
         let row = Row {
             node: "n",
             workload: None,
             event: &event,
         };
-        assert_eq!(line(&row), "🚀 exec host n vi\n");
+        assert_eq!(line(&row), "🚀 process host n vi\n");
     }
 
     #[test]
@@ -184,7 +189,7 @@ mod tests {
             workload: Some(&pending),
             event: &event,
         };
-        assert_eq!(line(&row), "🚀 exec ?/? ? /bin/echo a …\n");
+        assert_eq!(line(&row), "🚀 process ?/? /bin/echo a …\n");
     }
 
     #[test]
@@ -196,7 +201,7 @@ mod tests {
             event: &event,
         };
         let line = line(&row);
-        assert_eq!(line, "🚀 exec host n /tmp/\\x1b[2J a\\nb \\xff\\x9b\n");
+        assert_eq!(line, "🚀 process host n /tmp/\\x1b[2J a\\nb \\xff\\x9b\n");
         assert!(!line.trim_end_matches('\n').chars().any(char::is_control));
     }
 }

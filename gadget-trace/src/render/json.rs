@@ -1,7 +1,16 @@
 //! The `json` output: one JSON object per line.
 //!
-//! Every line is an object with a `type`: the gadget's kind (`"open"`, `"exec"`) for events
-//! and `"status"` for a node's trace status. An event looks like:
+//! Every line is an object with a `type`: the kind of the event for events
+//! and `"status"` for a node's trace status. The kinds of events are:
+//!
+//! | `type` | gadget | what happened |
+//! |---|---|---|
+//! | `open` | trace open | a file was opened |
+//! | `exec` | trace exec | a program was executed |
+//! | `file_open`, `file_read`, `file_write`, `file_close` | trace file | an operation on a followed file (`file_access` for one this client does not know) |
+//! | `process_exec`, `process_exit` | trace file | a selected process ran a program, or ended |
+//!
+//! An event looks like:
 //!
 //! ```json
 //! {"type":"open","node":"node-1","timestamp":"2023-11-14T22:13:20.123Z",
@@ -20,7 +29,22 @@
 //! name. An exec has `ret`, `error`, `exe`, `args` (an array), `args_truncated`
 //! and `pcomm` instead of the open fields.
 //!
-//! Byte fields (`comm`, `path`, `exe`, `args`, `pcomm`) are untrusted bytes.
+//! Trace file's events all have `exe` (the executable the kernel resolved)
+//! and `exe_truncated`, then:
+//! - `file_*`: `operation` (`"open"`, ...), `path` (resolved by the kernel),
+//!   `path_truncated` (its start is missing), `path_as_passed` (the path
+//!   given to the syscall; `null` but for an open), `fd`, `ret` (the fd,
+//!   the bytes transferred, 0, or -errno), `error`, `bytes` (what a read or
+//!   write transferred; `null` otherwise) and `killed` (the kernel killed
+//!   the process at this operation);
+//! - `process_exec`: `args` and `args_truncated`;
+//! - `process_exit`: `exit_code`, `signal` (`{"number":9,"name":"SIGKILL"}`,
+//!   or `null` when no signal ended it; `name` is `null` for a signal
+//!   without one), and the `args` and `args_truncated` of the program it
+//!   ran.
+//!
+//! Byte fields (`comm`, `path`, `path_as_passed`, `exe`, `args`, `pcomm`)
+//! are untrusted bytes.
 //! A field that is valid UTF-8 is a JSON string. One that is not is an
 //! object `{"base64":"..."}` holding the exact bytes in standard base64 with
 //! padding; a string is never used for those, so the two cannot be
@@ -39,7 +63,8 @@ pub(crate) fn write_event(out: &mut Vec<u8>, row: &Row) {
     let event = row.event;
     let gadget = gadgets::of_event(event);
     out.extend_from_slice(b"{\"type\":");
-    write_str(out, gadget.map_or("unknown", |gadget| gadget.kind()));
+    let kind = gadget.and_then(|gadget| gadget.kind(event));
+    write_str(out, kind.unwrap_or("unknown"));
     key(out, "node");
     write_str(out, row.node);
     key(out, "timestamp");
