@@ -43,6 +43,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const TRACE_OPEN: &str = "trace_open";
 /// Name of the gadget that traces `execve` and `execveat`.
 pub const TRACE_EXEC: &str = "trace_exec";
+/// Name of the gadget that follows files through open, read, write and
+/// close.
+pub const TRACE_FILE: &str = "trace_file";
 
 /// A node speaks another protocol version than this client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
