@@ -83,6 +83,14 @@ pub enum MalformedRecord {
         /// Bytes in the record.
         len: usize,
     },
+    /// A field holds a value its gadget never writes (an unknown kind).
+    #[error("{field} of {value} is not a value the kernel program writes")]
+    BadValue {
+        /// The field that is wrong.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+    },
 }
 
 /// Plain structs that any bit pattern makes valid.

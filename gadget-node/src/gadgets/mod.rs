@@ -27,10 +27,15 @@ use gadget_proto::v1;
 use crate::features::Feature;
 
 pub mod trace_exec;
+pub mod trace_file;
 pub mod trace_open;
 
 /// Every gadget this node knows, by name.
-pub static GADGETS: &[&dyn KernelGadget] = &[&trace_open::TraceOpen, &trace_exec::TraceExec];
+pub static GADGETS: &[&dyn KernelGadget] = &[
+    &trace_open::TraceOpen,
+    &trace_exec::TraceExec,
+    &trace_file::TraceFile,
+];
 
 /// The gadget called `name`.
 pub fn find(name: &str) -> Option<&'static dyn KernelGadget> {
@@ -140,6 +145,23 @@ pub trait PreparedGadget: Send + Sync {
     /// event are slices of it, not copies) into `event`'s process and kind.
     /// The timestamp is left in boot-time nanoseconds for the caller.
     fn decode(&self, record: &Bytes, event: &mut v1::Event) -> Result<(), MalformedRecord>;
+    /// The gadget's own loss counters, beside the common `lost_events`
+    /// (which counts records a full ring buffer refused).
+    fn loss_counters(&self) -> &'static [LossCounter] {
+        &[]
+    }
+}
+
+/// A gadget's per-CPU counter (a `BPF_MAP_TYPE_PERCPU_ARRAY` of one `u64`)
+/// of what it could not do, such as a map insert that failed because the
+/// map was full; the trace reports its growth as a warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LossCounter {
+    /// The map's name in the object.
+    pub map: &'static str,
+    /// What it counts, for the warning (`file operations not followed: a
+    /// kernel map was full`).
+    pub what: &'static str,
 }
 
 /// The compiled program of the gadget called `name`

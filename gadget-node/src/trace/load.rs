@@ -7,12 +7,15 @@ use tokio::io::unix::AsyncFd;
 
 use super::verdicts::CgroupFilter;
 use super::{TracePlan, TraceStartError};
+use crate::gadgets::LossCounter;
 
 /// What every gadget object has in common, found after load.
 pub(super) struct CommonMaps {
     pub(super) ring: AsyncFd<RingBuf<MapData>>,
     pub(super) verdicts: BpfHashMap<MapData, u64, u32>,
     pub(super) lost: PerCpuArray<MapData, u64>,
+    /// The gadget's own loss counters, with the total last reported.
+    pub(super) gadget_losses: Vec<(LossCounter, PerCpuArray<MapData, u64>, u64)>,
 }
 
 /// Sets the per-trace constants every gadget shares (pid, uid and cgroup
@@ -49,6 +52,7 @@ pub(super) fn load(plan: &TracePlan, filter: CgroupFilter) -> Result<Ebpf, Trace
 pub(super) fn common_maps(
     ebpf: &mut Ebpf,
     gadget: &'static str,
+    loss_counters: &[LossCounter],
 ) -> Result<CommonMaps, TraceStartError> {
     fn take<T>(
         ebpf: &mut Ebpf,
@@ -76,9 +80,15 @@ pub(super) fn common_maps(
             map: "events",
             reason: format!("cannot poll the ring buffer: {err}"),
         })?;
+    let mut gadget_losses = Vec::with_capacity(loss_counters.len());
+    for counter in loss_counters {
+        let map = take(ebpf, gadget, counter.map, PerCpuArray::try_from)?;
+        gadget_losses.push((*counter, map, 0));
+    }
     Ok(CommonMaps {
         ring,
         verdicts: take(ebpf, gadget, "cgroup_verdicts", BpfHashMap::try_from)?,
         lost: take(ebpf, gadget, "lost_events", PerCpuArray::try_from)?,
+        gadget_losses,
     })
 }

@@ -86,7 +86,7 @@ pub fn start(plan: TracePlan, identity: Arc<IdentityResolver>) -> Result<Trace, 
     crate::tracefs::ensure_mounted().map_err(TraceStartError::Tracefs)?;
     let filter = CgroupFilter::for_selector(&plan.selector);
     let mut ebpf = load::load(&plan, filter)?;
-    let mut maps = load::common_maps(&mut ebpf, plan.gadget.name())?;
+    let mut maps = load::common_maps(&mut ebpf, plan.gadget.name(), plan.gadget.loss_counters())?;
 
     // Fill the allow-set before any program runs, so the first events are
     // already filtered.

@@ -129,12 +129,26 @@ impl Reader {
         }
     }
 
-    /// Reads the kernel's count of records the full ring buffer refused.
+    /// Reads the kernel's count of records the full ring buffer refused, and
+    /// the gadget's own loss counters.
     fn update_lost(&mut self) {
         if let Ok(per_cpu) = self.maps.lost.get(&0, 0) {
             let lost: u64 = per_cpu.iter().sum();
             if lost != self.status.lost_kernel {
                 self.status.lost_kernel = lost;
+                self.status_dirty = true;
+            }
+        }
+        for (counter, map, reported) in &mut self.maps.gadget_losses {
+            let Ok(per_cpu) = map.get(&0, 0) else {
+                continue;
+            };
+            let total: u64 = per_cpu.iter().sum();
+            if total != *reported {
+                *reported = total;
+                self.status
+                    .warnings
+                    .push(format!("{}: {total} so far", counter.what));
                 self.status_dirty = true;
             }
         }

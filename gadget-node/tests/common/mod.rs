@@ -60,16 +60,22 @@ impl PausedChild {
 
     /// Waits for the child and returns its exit code.
     pub fn wait(&mut self) -> i32 {
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        let rc = unsafe { libc::waitpid(self.pid as i32, &mut status, 0) };
-        assert_eq!(rc, self.pid as i32, "waitpid");
-        self.reaped = true;
+        let status = self.wait_status();
         assert!(
             libc::WIFEXITED(status),
             "child did not exit normally: {status:#x}"
         );
         libc::WEXITSTATUS(status)
+    }
+
+    /// Waits for the child and returns its wait status, however it ended.
+    pub fn wait_status(&mut self) -> i32 {
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        let rc = unsafe { libc::waitpid(self.pid as i32, &mut status, 0) };
+        assert_eq!(rc, self.pid as i32, "waitpid");
+        self.reaped = true;
+        status
     }
 }
 
