@@ -70,9 +70,13 @@ fn every_gadget_has_its_own_parameters_in_the_protocol() {
             .collect();
         assert_eq!(takers.len(), 1, "params field {number}: {takers:?}");
     }
-    // What each front end sends by default, its node gadget takes.
+    // What each front end sends for its shortest command, its node gadget
+    // takes.
     for gadget in gadget_trace::gadgets::GADGETS {
-        let cli = Cli::try_parse_from(["trace", gadget.command_name()]).unwrap();
+        let command_line = ["trace", gadget.command_name()]
+            .into_iter()
+            .chain(gadget.minimal_flags().iter().copied());
+        let cli = Cli::try_parse_from(command_line).unwrap();
         let request = TraceRequest::from_command(cli.trace, NamespaceScope::All).unwrap();
         let run = request.run_request(None);
         assert_eq!(run.gadget, gadget.name());

@@ -680,6 +680,9 @@ impl PreparedGadget for PreparedFile {
                 // As WEXITSTATUS and WTERMSIG read a wait status.
                 exit_code: (h.exit_status >> 8) & 0xff,
                 signal: h.exit_status & 0x7f,
+                // The kernel side does not keep a process's arguments until
+                // its exit: the exit row names the executable.
+                ..Default::default()
             }),
         };
         event.kind = Some(v1::event::Kind::File(v1::FileEvent {

@@ -65,6 +65,9 @@ pub trait GadgetFrontend: Send + Sync + 'static {
     /// The columns shown when `-o columns` names none, common ones
     /// included, in order.
     const DEFAULT_COLUMNS: &'static [&'static str];
+    /// The gadget's flags in the shortest valid `trace` command (empty when
+    /// none is required), for tests that run every gadget.
+    const MINIMAL_FLAGS: &'static [&'static str];
 
     /// The gadget's event in `kind`, if it is one.
     fn event(kind: &event::Kind) -> Option<&Self::Event>;
@@ -147,6 +150,11 @@ impl Gadget {
 
     pub(crate) fn emoji(self, event: &Event) -> Option<&'static str> {
         self.0.emoji(event)
+    }
+
+    /// Its flags in the shortest valid `trace` command.
+    pub fn minimal_flags(self) -> &'static [&'static str] {
+        self.0.minimal_flags()
     }
 
     pub(crate) fn default_columns(self) -> &'static [&'static str] {
@@ -249,6 +257,8 @@ pub trait DynGadget: Send + Sync {
     #[doc(hidden)]
     fn default_columns(&self) -> &'static [&'static str];
     #[doc(hidden)]
+    fn minimal_flags(&self) -> &'static [&'static str];
+    #[doc(hidden)]
     fn column_count(&self) -> usize;
     #[doc(hidden)]
     fn column_name(&self, column: usize) -> &'static str;
@@ -320,6 +330,10 @@ impl<G: GadgetFrontend> DynGadget for Frontend<G> {
 
     fn emoji(&self, event: &Event) -> Option<&'static str> {
         Self::event_of(event).map(G::emoji)
+    }
+
+    fn minimal_flags(&self) -> &'static [&'static str] {
+        G::MINIMAL_FLAGS
     }
 
     fn default_columns(&self) -> &'static [&'static str] {

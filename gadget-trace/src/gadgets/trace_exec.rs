@@ -69,6 +69,7 @@ impl GadgetFrontend for TraceExec {
             },
         },
     ];
+    const MINIMAL_FLAGS: &'static [&'static str] = &[];
     const DEFAULT_COLUMNS: &'static [&'static str] = &[
         "node",
         "namespace",

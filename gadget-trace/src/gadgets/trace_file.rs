@@ -232,6 +232,7 @@ impl GadgetFrontend for TraceFile {
             },
         },
     ];
+    const MINIMAL_FLAGS: &'static [&'static str] = &["--prefix", "/etc/"];
     const DEFAULT_COLUMNS: &'static [&'static str] = &[
         "node",
         "namespace",

@@ -92,6 +92,7 @@ impl GadgetFrontend for TraceOpen {
             },
         },
     ];
+    const MINIMAL_FLAGS: &'static [&'static str] = &[];
     const DEFAULT_COLUMNS: &'static [&'static str] = &[
         "node",
         "namespace",
