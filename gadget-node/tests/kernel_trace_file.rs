@@ -346,6 +346,9 @@ fn path_str(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Where the workload dup2()s a followed fd.
+const DUP_FD: i32 = 900;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opens_reads_writes_and_closes_match_strace_whatever_the_path_passed() {
     let dir = tempdir();
@@ -438,16 +441,42 @@ async fn opens_reads_writes_and_closes_match_strace_whatever_the_path_passed() {
         read(log_fd);
         // A dup: the same open file under another fd, closed while the
         // first fd still holds it.
-        libc::dup2(log_fd, 20);
-        libc::write(20, b"dup".as_ptr().cast(), 3);
-        libc::close(20);
+        // (An fd above what the runner's threads leave open to the child.)
+        libc::dup2(log_fd, DUP_FD);
+        libc::write(DUP_FD, b"dup".as_ptr().cast(), 3);
+        libc::close(DUP_FD);
         // A forked child writes through the inherited fd.
-        let pid = libc::fork();
+        // A raw fork: glibc's fork() takes locks that another thread of
+        // the test runner may have held when this child was forked.
+        let pid = libc::syscall(libc::SYS_fork) as libc::pid_t;
         if pid == 0 {
-            libc::write(log_fd, b"child".as_ptr().cast(), 5);
-            libc::_exit(0);
+            let n = libc::write(log_fd, b"child".as_ptr().cast(), 5);
+            libc::_exit(if n == 5 {
+                0
+            } else if n < 0 {
+                100 + common::errno() as i32
+            } else {
+                99
+            });
         }
-        libc::waitpid(pid, std::ptr::null_mut(), 0);
+        let mut status = 0;
+        let mut waited = -1;
+        // The runner's SIGCHLD handler, inherited, may interrupt the wait.
+        while pid > 0 && waited < 0 {
+            waited = libc::waitpid(pid, &mut status, 0);
+            if waited < 0 && common::errno() != i64::from(libc::EINTR) {
+                return 11;
+            }
+        }
+        if pid < 0 {
+            return 12;
+        }
+        if libc::WIFSIGNALED(status) {
+            return 20 + libc::WTERMSIG(status);
+        }
+        if libc::WEXITSTATUS(status) != 0 {
+            return 40 + libc::WEXITSTATUS(status);
+        }
         let iov = [libc::iovec {
             iov_base: b"vec".as_ptr() as *mut _,
             iov_len: 3,
@@ -501,7 +530,7 @@ async fn opens_reads_writes_and_closes_match_strace_whatever_the_path_passed() {
         .any(|r| r.op == Op::Read && r.ret == -i64::from(libc::EBADF)));
     assert!(want
         .iter()
-        .any(|r| (r.op, r.fd, r.ret) == (Op::Write, 20, 3)));
+        .any(|r| (r.op, r.fd, r.ret) == (Op::Write, DUP_FD, 3)));
 
     // Opens also carry the path as passed; every row the executable.
     let mut as_passed: Vec<String> = accesses(&got)
@@ -538,4 +567,275 @@ async fn opens_reads_writes_and_closes_match_strace_whatever_the_path_passed() {
         .iter()
         .all(|&(_, code, signal)| (code, signal) == (0, 0)));
     assert!(ended.iter().any(|&(pid, _, _)| pid == child_pid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_and_exit_rows_carry_the_kernel_resolved_executable() {
+    let dir = tempdir();
+    let link = dir.path().join("mytrue");
+    std::os::unix::fs::symlink("/bin/true", &link).unwrap();
+    let true_exe = path_str(&std::fs::canonicalize("/bin/true").unwrap());
+    let sh_exe = path_str(&std::fs::canonicalize("/bin/sh").unwrap());
+    let null = std::ptr::null::<libc::c_char>();
+
+    let mut pods = Pods::new(0xf200);
+    let (link_c, mytrue, a, empty) = (cstr(&path_str(&link)), cstr("mytrue"), cstr("a"), cstr(""));
+    let via_symlink = pods.child(true, move || unsafe {
+        let argv = [mytrue.as_ptr(), a.as_ptr(), empty.as_ptr(), null];
+        libc::execve(link_c.as_ptr(), argv.as_ptr(), [null].as_ptr());
+        1
+    });
+    let (usr_bin, dot_true) = (cstr("/usr/bin"), cstr("./true"));
+    let relative = pods.child(true, move || unsafe {
+        libc::chdir(usr_bin.as_ptr());
+        let argv = [dot_true.as_ptr(), null];
+        libc::execve(dot_true.as_ptr(), argv.as_ptr(), [null].as_ptr());
+        1
+    });
+    let (sh, sh_name, dash_c, exit_3) = (cstr("/bin/sh"), cstr("sh"), cstr("-c"), cstr("exit 3"));
+    let exits_3 = pods.child(true, move || unsafe {
+        let argv = [sh_name.as_ptr(), dash_c.as_ptr(), exit_3.as_ptr(), null];
+        libc::execve(sh.as_ptr(), argv.as_ptr(), [null].as_ptr());
+        1
+    });
+    let killed = pods.child(true, || unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+        0
+    });
+    let bin_true = cstr("/bin/true");
+    let unselected = pods.child(false, move || unsafe {
+        let argv = [bin_true.as_ptr(), null];
+        libc::execve(bin_true.as_ptr(), argv.as_ptr(), [null].as_ptr());
+        1
+    });
+    let pids = [via_symlink.pid, relative.pid, exits_3.pid, killed.pid];
+    let unselected_pid = unselected.pid;
+
+    let mut trace = pods.trace(v1::FileParams::default()).await;
+    assert_eq!(run(via_symlink).await, 0);
+    assert_eq!(run(relative).await, 0);
+    assert_eq!(run(exits_3).await, 3 << 8);
+    assert_eq!(run(killed).await, libc::SIGKILL);
+    assert_eq!(run(unselected).await, 0);
+    let got = collect_settled(&mut trace.events, |c| {
+        execs(c).len() >= 3 && exits(c).len() >= 4
+    })
+    .await;
+
+    let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        execs(&got),
+        [
+            (pids[0], args(&["mytrue", "a", ""]), true_exe.clone()),
+            (pids[1], args(&["./true"]), true_exe.clone()),
+            (pids[2], args(&["sh", "-c", "exit 3"]), sh_exe.clone()),
+        ],
+        "the executable is the file the kernel ran, not the name passed"
+    );
+    let ended: Vec<(u32, i32, i32, String)> = exits(&got)
+        .into_iter()
+        .map(|(pid, exit, exe)| (pid, exit.exit_code, exit.signal, exe))
+        .collect();
+    assert_eq!(
+        ended,
+        [
+            (pids[0], 0, 0, true_exe.clone()),
+            (pids[1], 0, 0, true_exe),
+            (pids[2], 3, 0, sh_exe),
+            (pids[3], 0, libc::SIGKILL, this_exe()),
+        ]
+    );
+    assert!(
+        file_events(&got)
+            .iter()
+            .all(|(e, _)| pid_of(e) != unselected_pid),
+        "a process of another pod is not selected"
+    );
+}
+
+/// A row's result, with a successful open's fd (which the child inherits
+/// from the test runner's many) as 0.
+fn open_ok(row: &Row) -> i64 {
+    if row.op == Op::Open && row.ret >= 0 {
+        assert_eq!(row.ret, i64::from(row.fd), "{row:?}");
+        0
+    } else {
+        row.ret
+    }
+}
+
+/// Opens `path` write-only (no truncation) and writes "INTRUDER" over its
+/// start; exits 0 if that worked.
+fn overwrite(path: &Path) -> impl FnOnce() -> i32 {
+    let path = cstr(&path_str(path));
+    move || unsafe {
+        let fd = libc::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_WRONLY);
+        if fd < 0 {
+            return 2;
+        }
+        if libc::write(fd, b"INTRUDER".as_ptr().cast(), 8) != 8 {
+            return 3;
+        }
+        libc::close(fd);
+        0
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_on_write_kills_before_the_write_lands_and_only_in_selected_pods() {
+    let dir = tempdir();
+    let guarded = dir.path().join("guarded");
+    let free = dir.path().join("free");
+    std::fs::write(&guarded, "original").unwrap();
+    std::fs::write(&free, "original").unwrap();
+    let mut pods = Pods::new(0xf300);
+    let (free_write, guarded_write) = (overwrite(&free), overwrite(&guarded));
+    let selected = pods.child(true, move || {
+        // An unfollowed file first: untouched by the enforcement.
+        match free_write() {
+            0 => guarded_write(),
+            failed => failed,
+        }
+    });
+    let unselected = pods.child(false, overwrite(&guarded));
+    let after_the_trace = pods.child(true, overwrite(&guarded));
+    let (selected_pid, unselected_pid) = (selected.pid, unselected.pid);
+
+    let guarded_str = path_str(&guarded);
+    let mut trace = pods
+        .trace(kill_on(params(&[], &[&guarded_str]), Op::Write))
+        .await;
+    let status = run(selected).await;
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        "killed by SIGKILL: {status:#x}"
+    );
+    assert_eq!(std::fs::read(&free).unwrap(), b"INTRUDER");
+    assert_eq!(
+        std::fs::read(&guarded).unwrap(),
+        b"original",
+        "the write did not land"
+    );
+    // The same write from a pod the trace does not select.
+    assert_eq!(run(unselected).await, 0);
+    assert_eq!(std::fs::read(&guarded).unwrap(), b"INTRUDER");
+
+    let got = collect_settled(&mut trace.events, |c| {
+        rows(c).len() >= 2 && !exits(c).is_empty()
+    })
+    .await;
+    let found: Vec<(Op, i64, bool)> = accesses(&got)
+        .iter()
+        .map(|(row, access, _)| {
+            assert_eq!(row.pid, selected_pid);
+            assert_eq!(row.path, guarded_str);
+            (row.op, open_ok(row), access.killed)
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (Op::Open, 0, false),
+            (Op::Write, -i64::from(libc::EINTR), true)
+        ],
+        "the write was cut by the pending SIGKILL: {:#?}",
+        got.events
+    );
+    let ended: Vec<(u32, i32)> = exits(&got)
+        .iter()
+        .map(|(pid, exit, _)| (*pid, exit.signal))
+        .collect();
+    assert_eq!(ended, [(selected_pid, libc::SIGKILL)]);
+    assert!(file_events(&got)
+        .iter()
+        .all(|(e, _)| pid_of(e) != unselected_pid));
+
+    // Enforcement lasts as long as the programs are attached.
+    drop(trace.events);
+    trace.task.await.unwrap();
+    common::wait_unloaded(&trace.program_ids).await;
+    std::fs::write(&guarded, "original").unwrap();
+    assert_eq!(run(after_the_trace).await, 0);
+    assert_eq!(std::fs::read(&guarded).unwrap(), b"INTRUDER");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_on_read_kills_before_anything_is_copied() {
+    let dir = tempdir();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "the secret").unwrap();
+    // Memory the child reads into and the test still sees after it died.
+    // SAFETY: a fresh anonymous shared mapping.
+    let shared = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(shared, libc::MAP_FAILED);
+    let shared_addr = shared as usize;
+    let secret_c = cstr(&path_str(&secret));
+    let mut pods = Pods::new(0xf400);
+    let child = pods.child(true, move || unsafe {
+        let fd = libc::openat(libc::AT_FDCWD, secret_c.as_ptr(), libc::O_RDONLY);
+        libc::read(fd, shared_addr as *mut libc::c_void, 64);
+        0
+    });
+    let pid = child.pid;
+    let secret_str = path_str(&secret);
+    let mut trace = pods
+        .trace(kill_on(params(&[&secret_str], &[]), Op::Read))
+        .await;
+    let status = run(child).await;
+    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+    // SAFETY: the mapping is ours and 4096 bytes long.
+    let seen = unsafe { std::slice::from_raw_parts(shared as *const u8, 64) };
+    assert!(seen.iter().all(|&b| b == 0), "nothing was copied: {seen:?}");
+    // SAFETY: unmapping our own mapping.
+    unsafe { libc::munmap(shared, 4096) };
+
+    let got = collect_settled(&mut trace.events, |c| {
+        rows(c).len() >= 2 && !exits(c).is_empty()
+    })
+    .await;
+    let found: Vec<(u32, Op, i64, bool)> = accesses(&got)
+        .iter()
+        .map(|(row, access, _)| (row.pid, row.op, open_ok(row), access.killed))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (pid, Op::Open, 0, false),
+            (pid, Op::Read, -i64::from(libc::EINTR), true)
+        ]
+    );
+    assert_eq!(exits(&got)[0].1.signal, libc::SIGKILL);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_on_open_kills_before_the_fd_is_used() {
+    let dir = tempdir();
+    let guarded = dir.path().join("guarded");
+    std::fs::write(&guarded, "original").unwrap();
+    let mut pods = Pods::new(0xf500);
+    let child = pods.child(true, overwrite(&guarded));
+    let pid = child.pid;
+    let dir_str = path_str(dir.path());
+    let mut trace = pods
+        .trace(kill_on(params(&[&format!("{dir_str}/")], &[]), Op::Open))
+        .await;
+    let status = run(child).await;
+    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+    assert_eq!(std::fs::read(&guarded).unwrap(), b"original");
+    let got = collect_settled(&mut trace.events, |c| !exits(c).is_empty()).await;
+    let found: Vec<(u32, Op, i64, bool)> = accesses(&got)
+        .iter()
+        .map(|(row, access, _)| (row.pid, row.op, open_ok(row), access.killed))
+        .collect();
+    assert_eq!(found, [(pid, Op::Open, 0, true)]);
+    assert_eq!(exits(&got)[0].1.signal, libc::SIGKILL);
 }
