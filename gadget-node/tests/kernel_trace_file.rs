@@ -1253,3 +1253,115 @@ async fn an_fd_kept_across_exec_is_followed_and_one_closed_by_cloexec_is_not_rep
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"from-bash\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_cross_mounts_and_are_seen_from_the_process_root() {
+    let dir = tempdir();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("mnt")).unwrap();
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    std::fs::write(root.join("data/file"), "data").unwrap();
+    let (root_c, mnt_c) = (cstr(&path_str(&root)), cstr(&path_str(&root.join("mnt"))));
+    let (slash, tmpfs) = (cstr("/"), cstr("tmpfs"));
+    let (in_mnt, in_data) = (cstr("/mnt/new"), cstr("/data/file"));
+    let null = std::ptr::null::<libc::c_char>();
+    let mut pods = Pods::new(0xfb00);
+    let child = pods.child(true, move || unsafe {
+        // A mount namespace of its own, like a container's: the tmpfs
+        // mount and the chroot go away with the child.
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return 2;
+        }
+        let private = libc::MS_REC | libc::MS_PRIVATE;
+        if libc::mount(null, slash.as_ptr(), null, private, std::ptr::null()) != 0 {
+            return 3;
+        }
+        if libc::mount(
+            tmpfs.as_ptr(),
+            mnt_c.as_ptr(),
+            tmpfs.as_ptr(),
+            0,
+            std::ptr::null(),
+        ) != 0
+        {
+            return 4;
+        }
+        if libc::chroot(root_c.as_ptr()) != 0 || libc::chdir(slash.as_ptr()) != 0 {
+            return 5;
+        }
+        let flags = libc::O_WRONLY | libc::O_CREAT;
+        let fd = libc::openat(libc::AT_FDCWD, in_mnt.as_ptr(), flags, 0o600);
+        libc::write(fd, b"x".as_ptr().cast(), 1);
+        libc::close(fd);
+        let fd = libc::openat(libc::AT_FDCWD, in_data.as_ptr(), libc::O_RDONLY);
+        let mut buf = [0u8; 8];
+        libc::read(fd, buf.as_mut_ptr().cast(), 8);
+        libc::close(fd);
+        0
+    });
+    let pid = child.pid;
+    let mut trace = pods.trace(params(&["/mnt/", "/data/"], &[])).await;
+    assert_eq!(run(child).await, 0);
+    let got = collect_settled(&mut trace.events, |c| rows(c).len() >= 6).await;
+    let seen: Vec<(Op, String, i64)> = rows(&got)
+        .into_iter()
+        .filter(|r| r.pid == pid)
+        .map(|r| (r.op, r.path.clone(), open_ok(&r)))
+        .collect();
+    let (new, file) = ("/mnt/new".to_string(), "/data/file".to_string());
+    assert_eq!(
+        seen,
+        [
+            (Op::Open, new.clone(), 0),
+            (Op::Write, new.clone(), 1),
+            (Op::Close, new, 0),
+            (Op::Open, file.clone(), 0),
+            (Op::Read, file.clone(), 4),
+            (Op::Close, file, 0),
+        ],
+        "paths from the process's root, across the tmpfs mount"
+    );
+    let host_mntns = std::fs::metadata("/proc/self/ns/mnt").unwrap();
+    for (event, file) in file_events(&got) {
+        let process = event.process.as_ref().unwrap();
+        assert_ne!(
+            process.mntns_id,
+            std::os::unix::fs::MetadataExt::ino(&host_mntns)
+        );
+        // The executable lies outside the chroot: shown from the mount
+        // namespace's root, as the walk never meets the process's root.
+        assert_eq!(text(&file.exe), this_exe());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_executable_path_keeps_its_end_and_is_marked() {
+    let dir = tempdir();
+    let mut deep = dir.path().to_path_buf();
+    for i in 0..6 {
+        deep.push(format!("{i}{}", "d".repeat(199)));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let program = deep.join("true");
+    std::fs::copy("/usr/bin/true", &program).unwrap();
+    let real = path_str(&std::fs::canonicalize(&program).unwrap());
+    assert!(real.len() > 1100);
+    let (program_c, name) = (cstr(&path_str(&program)), cstr("true"));
+    let null = std::ptr::null::<libc::c_char>();
+    let mut pods = Pods::new(0xfc00);
+    let child = pods.child(true, move || unsafe {
+        let argv = [name.as_ptr(), null];
+        libc::execve(program_c.as_ptr(), argv.as_ptr(), [null].as_ptr());
+        1
+    });
+    let mut trace = pods.trace(v1::FileParams::default()).await;
+    assert_eq!(run(child).await, 0);
+    let got = collect_settled(&mut trace.events, |c| !exits(c).is_empty()).await;
+    let files = file_events(&got);
+    assert_eq!(files.len(), 2, "exec and exit: {:#?}", got.events);
+    for (_, file) in files {
+        // The kernel side keeps the last FILE_EXE_MAX - 1 = 1023 bytes.
+        assert_eq!(text(&file.exe), real[real.len() - 1023..]);
+        assert!(file.exe_truncated);
+    }
+}
