@@ -346,6 +346,9 @@ fn path_str(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Where the workload dup2()s a followed fd.
+const DUP_FD: i32 = 900;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opens_reads_writes_and_closes_match_strace_whatever_the_path_passed() {
     let dir = tempdir();
@@ -438,16 +441,42 @@ async fn opens_reads_writes_and_closes_match_strace_whatever_the_path_passed() {
         read(log_fd);
         // A dup: the same open file under another fd, closed while the
         // first fd still holds it.
-        libc::dup2(log_fd, 20);
-        libc::write(20, b"dup".as_ptr().cast(), 3);
-        libc::close(20);
+        // (An fd above what the runner's threads leave open to the child.)
+        libc::dup2(log_fd, DUP_FD);
+        libc::write(DUP_FD, b"dup".as_ptr().cast(), 3);
+        libc::close(DUP_FD);
         // A forked child writes through the inherited fd.
-        let pid = libc::fork();
+        // A raw fork: glibc's fork() takes locks that another thread of
+        // the test runner may have held when this child was forked.
+        let pid = libc::syscall(libc::SYS_fork) as libc::pid_t;
         if pid == 0 {
-            libc::write(log_fd, b"child".as_ptr().cast(), 5);
-            libc::_exit(0);
+            let n = libc::write(log_fd, b"child".as_ptr().cast(), 5);
+            libc::_exit(if n == 5 {
+                0
+            } else if n < 0 {
+                100 + common::errno() as i32
+            } else {
+                99
+            });
         }
-        libc::waitpid(pid, std::ptr::null_mut(), 0);
+        let mut status = 0;
+        let mut waited = -1;
+        // The runner's SIGCHLD handler, inherited, may interrupt the wait.
+        while pid > 0 && waited < 0 {
+            waited = libc::waitpid(pid, &mut status, 0);
+            if waited < 0 && common::errno() != i64::from(libc::EINTR) {
+                return 11;
+            }
+        }
+        if pid < 0 {
+            return 12;
+        }
+        if libc::WIFSIGNALED(status) {
+            return 20 + libc::WTERMSIG(status);
+        }
+        if libc::WEXITSTATUS(status) != 0 {
+            return 40 + libc::WEXITSTATUS(status);
+        }
         let iov = [libc::iovec {
             iov_base: b"vec".as_ptr() as *mut _,
             iov_len: 3,
@@ -501,7 +530,7 @@ async fn opens_reads_writes_and_closes_match_strace_whatever_the_path_passed() {
         .any(|r| r.op == Op::Read && r.ret == -i64::from(libc::EBADF)));
     assert!(want
         .iter()
-        .any(|r| (r.op, r.fd, r.ret) == (Op::Write, 20, 3)));
+        .any(|r| (r.op, r.fd, r.ret) == (Op::Write, DUP_FD, 3)));
 
     // Opens also carry the path as passed; every row the executable.
     let mut as_passed: Vec<String> = accesses(&got)
@@ -538,4 +567,801 @@ async fn opens_reads_writes_and_closes_match_strace_whatever_the_path_passed() {
         .iter()
         .all(|&(_, code, signal)| (code, signal) == (0, 0)));
     assert!(ended.iter().any(|&(pid, _, _)| pid == child_pid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_and_exit_rows_carry_the_kernel_resolved_executable() {
+    let dir = tempdir();
+    let link = dir.path().join("mytrue");
+    std::os::unix::fs::symlink("/bin/true", &link).unwrap();
+    let true_exe = path_str(&std::fs::canonicalize("/bin/true").unwrap());
+    let sh_exe = path_str(&std::fs::canonicalize("/bin/sh").unwrap());
+    let null = std::ptr::null::<libc::c_char>();
+
+    let mut pods = Pods::new(0xf200);
+    let (link_c, mytrue, a, empty) = (cstr(&path_str(&link)), cstr("mytrue"), cstr("a"), cstr(""));
+    let via_symlink = pods.child(true, move || unsafe {
+        let argv = [mytrue.as_ptr(), a.as_ptr(), empty.as_ptr(), null];
+        libc::execve(link_c.as_ptr(), argv.as_ptr(), [null].as_ptr());
+        1
+    });
+    let (usr_bin, dot_true) = (cstr("/usr/bin"), cstr("./true"));
+    let relative = pods.child(true, move || unsafe {
+        libc::chdir(usr_bin.as_ptr());
+        let argv = [dot_true.as_ptr(), null];
+        libc::execve(dot_true.as_ptr(), argv.as_ptr(), [null].as_ptr());
+        1
+    });
+    let (sh, sh_name, dash_c, exit_3) = (cstr("/bin/sh"), cstr("sh"), cstr("-c"), cstr("exit 3"));
+    let exits_3 = pods.child(true, move || unsafe {
+        let argv = [sh_name.as_ptr(), dash_c.as_ptr(), exit_3.as_ptr(), null];
+        libc::execve(sh.as_ptr(), argv.as_ptr(), [null].as_ptr());
+        1
+    });
+    let killed = pods.child(true, || unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+        0
+    });
+    let bin_true = cstr("/bin/true");
+    let unselected = pods.child(false, move || unsafe {
+        let argv = [bin_true.as_ptr(), null];
+        libc::execve(bin_true.as_ptr(), argv.as_ptr(), [null].as_ptr());
+        1
+    });
+    let pids = [via_symlink.pid, relative.pid, exits_3.pid, killed.pid];
+    let unselected_pid = unselected.pid;
+
+    let mut trace = pods.trace(v1::FileParams::default()).await;
+    assert_eq!(run(via_symlink).await, 0);
+    assert_eq!(run(relative).await, 0);
+    assert_eq!(run(exits_3).await, 3 << 8);
+    assert_eq!(run(killed).await, libc::SIGKILL);
+    assert_eq!(run(unselected).await, 0);
+    let got = collect_settled(&mut trace.events, |c| {
+        execs(c).len() >= 3 && exits(c).len() >= 4
+    })
+    .await;
+
+    let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        execs(&got),
+        [
+            (pids[0], args(&["mytrue", "a", ""]), true_exe.clone()),
+            (pids[1], args(&["./true"]), true_exe.clone()),
+            (pids[2], args(&["sh", "-c", "exit 3"]), sh_exe.clone()),
+        ],
+        "the executable is the file the kernel ran, not the name passed"
+    );
+    let ended: Vec<(u32, i32, i32, String)> = exits(&got)
+        .into_iter()
+        .map(|(pid, exit, exe)| (pid, exit.exit_code, exit.signal, exe))
+        .collect();
+    assert_eq!(
+        ended,
+        [
+            (pids[0], 0, 0, true_exe.clone()),
+            (pids[1], 0, 0, true_exe),
+            (pids[2], 3, 0, sh_exe),
+            (pids[3], 0, libc::SIGKILL, this_exe()),
+        ]
+    );
+    assert!(
+        file_events(&got)
+            .iter()
+            .all(|(e, _)| pid_of(e) != unselected_pid),
+        "a process of another pod is not selected"
+    );
+}
+
+/// A row's result, with a successful open's fd (which the child inherits
+/// from the test runner's many) as 0.
+fn open_ok(row: &Row) -> i64 {
+    if row.op == Op::Open && row.ret >= 0 {
+        assert_eq!(row.ret, i64::from(row.fd), "{row:?}");
+        0
+    } else {
+        row.ret
+    }
+}
+
+/// Opens `path` write-only (no truncation) and writes "INTRUDER" over its
+/// start; exits 0 if that worked.
+fn overwrite(path: &Path) -> impl FnOnce() -> i32 {
+    let path = cstr(&path_str(path));
+    move || unsafe {
+        let fd = libc::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_WRONLY);
+        if fd < 0 {
+            return 2;
+        }
+        if libc::write(fd, b"INTRUDER".as_ptr().cast(), 8) != 8 {
+            return 3;
+        }
+        libc::close(fd);
+        0
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_on_write_kills_before_the_write_lands_and_only_in_selected_pods() {
+    let dir = tempdir();
+    let guarded = dir.path().join("guarded");
+    let free = dir.path().join("free");
+    std::fs::write(&guarded, "original").unwrap();
+    std::fs::write(&free, "original").unwrap();
+    let mut pods = Pods::new(0xf300);
+    let (free_write, guarded_write) = (overwrite(&free), overwrite(&guarded));
+    let selected = pods.child(true, move || {
+        // An unfollowed file first: untouched by the enforcement.
+        match free_write() {
+            0 => guarded_write(),
+            failed => failed,
+        }
+    });
+    let unselected = pods.child(false, overwrite(&guarded));
+    let after_the_trace = pods.child(true, overwrite(&guarded));
+    let (selected_pid, unselected_pid) = (selected.pid, unselected.pid);
+
+    let guarded_str = path_str(&guarded);
+    let mut trace = pods
+        .trace(kill_on(params(&[], &[&guarded_str]), Op::Write))
+        .await;
+    let status = run(selected).await;
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        "killed by SIGKILL: {status:#x}"
+    );
+    assert_eq!(std::fs::read(&free).unwrap(), b"INTRUDER");
+    assert_eq!(
+        std::fs::read(&guarded).unwrap(),
+        b"original",
+        "the write did not land"
+    );
+    // The same write from a pod the trace does not select.
+    assert_eq!(run(unselected).await, 0);
+    assert_eq!(std::fs::read(&guarded).unwrap(), b"INTRUDER");
+
+    let got = collect_settled(&mut trace.events, |c| {
+        rows(c).len() >= 2 && !exits(c).is_empty()
+    })
+    .await;
+    let found: Vec<(Op, i64, bool)> = accesses(&got)
+        .iter()
+        .map(|(row, access, _)| {
+            assert_eq!(row.pid, selected_pid);
+            assert_eq!(row.path, guarded_str);
+            (row.op, open_ok(row), access.killed)
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (Op::Open, 0, false),
+            (Op::Write, -i64::from(libc::EINTR), true)
+        ],
+        "the write was cut by the pending SIGKILL: {:#?}",
+        got.events
+    );
+    let ended: Vec<(u32, i32)> = exits(&got)
+        .iter()
+        .map(|(pid, exit, _)| (*pid, exit.signal))
+        .collect();
+    assert_eq!(ended, [(selected_pid, libc::SIGKILL)]);
+    assert!(file_events(&got)
+        .iter()
+        .all(|(e, _)| pid_of(e) != unselected_pid));
+
+    // Enforcement lasts as long as the programs are attached.
+    drop(trace.events);
+    trace.task.await.unwrap();
+    common::wait_unloaded(&trace.program_ids).await;
+    std::fs::write(&guarded, "original").unwrap();
+    assert_eq!(run(after_the_trace).await, 0);
+    assert_eq!(std::fs::read(&guarded).unwrap(), b"INTRUDER");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_on_read_kills_before_anything_is_copied() {
+    let dir = tempdir();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "the secret").unwrap();
+    // Memory the child reads into and the test still sees after it died.
+    // SAFETY: a fresh anonymous shared mapping.
+    let shared = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(shared, libc::MAP_FAILED);
+    let shared_addr = shared as usize;
+    let secret_c = cstr(&path_str(&secret));
+    let mut pods = Pods::new(0xf400);
+    let child = pods.child(true, move || unsafe {
+        let fd = libc::openat(libc::AT_FDCWD, secret_c.as_ptr(), libc::O_RDONLY);
+        libc::read(fd, shared_addr as *mut libc::c_void, 64);
+        0
+    });
+    let pid = child.pid;
+    let secret_str = path_str(&secret);
+    let mut trace = pods
+        .trace(kill_on(params(&[&secret_str], &[]), Op::Read))
+        .await;
+    let status = run(child).await;
+    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+    // SAFETY: the mapping is ours and 4096 bytes long.
+    let seen = unsafe { std::slice::from_raw_parts(shared as *const u8, 64) };
+    assert!(seen.iter().all(|&b| b == 0), "nothing was copied: {seen:?}");
+    // SAFETY: unmapping our own mapping.
+    unsafe { libc::munmap(shared, 4096) };
+
+    let got = collect_settled(&mut trace.events, |c| {
+        rows(c).len() >= 2 && !exits(c).is_empty()
+    })
+    .await;
+    let found: Vec<(u32, Op, i64, bool)> = accesses(&got)
+        .iter()
+        .map(|(row, access, _)| (row.pid, row.op, open_ok(row), access.killed))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (pid, Op::Open, 0, false),
+            (pid, Op::Read, -i64::from(libc::EINTR), true)
+        ]
+    );
+    assert_eq!(exits(&got)[0].1.signal, libc::SIGKILL);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_on_open_kills_before_the_fd_is_used() {
+    let dir = tempdir();
+    let guarded = dir.path().join("guarded");
+    std::fs::write(&guarded, "original").unwrap();
+    let mut pods = Pods::new(0xf500);
+    let child = pods.child(true, overwrite(&guarded));
+    let pid = child.pid;
+    let dir_str = path_str(dir.path());
+    let mut trace = pods
+        .trace(kill_on(params(&[&format!("{dir_str}/")], &[]), Op::Open))
+        .await;
+    let status = run(child).await;
+    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+    assert_eq!(std::fs::read(&guarded).unwrap(), b"original");
+    let got = collect_settled(&mut trace.events, |c| !exits(c).is_empty()).await;
+    let found: Vec<(u32, Op, i64, bool)> = accesses(&got)
+        .iter()
+        .map(|(row, access, _)| (row.pid, row.op, open_ok(row), access.killed))
+        .collect();
+    assert_eq!(found, [(pid, Op::Open, 0, true)]);
+    assert_eq!(exits(&got)[0].1.signal, libc::SIGKILL);
+}
+
+// What is not followed. Each test traces with kill_on = WRITE: a write that
+// is not seen is neither reported nor stopped, and its bytes land.
+
+/// A trace of `prefix` that reports everything and kills on write; runs
+/// `child` (which must exit 0) and returns the rows of its pid.
+async fn unseen_writes(pods: &mut Pods, prefix: &str, child: PausedChild, want: usize) -> Vec<Row> {
+    let pid = child.pid;
+    let mut trace = pods.trace(kill_on(params(&[prefix], &[]), Op::Write)).await;
+    assert_eq!(run(child).await, 0, "the process was not killed");
+    let got = collect_settled(&mut trace.events, |c| {
+        rows(c).len() >= want && !exits(c).is_empty()
+    })
+    .await;
+    rows(&got).into_iter().filter(|r| r.pid == pid).collect()
+}
+
+fn ops(rows: &[Row]) -> Vec<Op> {
+    rows.iter().map(|r| r.op).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_a_shared_mapping_are_not_seen() {
+    let dir = tempdir();
+    let file = dir.path().join("mapped");
+    std::fs::write(&file, "original").unwrap();
+    let file_c = cstr(&path_str(&file));
+    let mut pods = Pods::new(0xf600);
+    let child = pods.child(true, move || unsafe {
+        let fd = libc::openat(libc::AT_FDCWD, file_c.as_ptr(), libc::O_RDWR);
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            8,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        if map == libc::MAP_FAILED {
+            return 2;
+        }
+        // Plain stores: no syscall carries them.
+        std::ptr::copy_nonoverlapping(b"MAPPED!!".as_ptr(), map.cast(), 8);
+        libc::msync(map, 8, libc::MS_SYNC);
+        libc::munmap(map, 8);
+        libc::close(fd);
+        0
+    });
+    let rows = unseen_writes(&mut pods, &path_str(dir.path()), child, 2).await;
+    assert_eq!(ops(&rows), [Op::Open, Op::Close]);
+    assert_eq!(std::fs::read(&file).unwrap(), b"MAPPED!!");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sendfile_splice_and_copy_file_range_into_a_followed_file_are_not_seen() {
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("followed")).unwrap();
+    let source = dir.path().join("source");
+    let target = dir.path().join("followed/target");
+    std::fs::write(&source, "abcd").unwrap();
+    std::fs::write(&target, "").unwrap();
+    let (source_c, target_c) = (cstr(&path_str(&source)), cstr(&path_str(&target)));
+    let mut pods = Pods::new(0xf700);
+    let child = pods.child(true, move || unsafe {
+        let src = libc::openat(libc::AT_FDCWD, source_c.as_ptr(), libc::O_RDONLY);
+        let dst = libc::openat(libc::AT_FDCWD, target_c.as_ptr(), libc::O_WRONLY);
+        if libc::sendfile(dst, src, std::ptr::null_mut(), 2) != 2 {
+            return 2;
+        }
+        // From the source's file position (2) to the target's.
+        let copied =
+            libc::copy_file_range(src, std::ptr::null_mut(), dst, std::ptr::null_mut(), 2, 0);
+        if copied != 2 {
+            return 3;
+        }
+        let mut pipe = [0; 2];
+        libc::pipe(pipe.as_mut_ptr());
+        libc::write(pipe[1], b"xy".as_ptr().cast(), 2);
+        let spliced = libc::splice(
+            pipe[0],
+            std::ptr::null_mut(),
+            dst,
+            std::ptr::null_mut(),
+            2,
+            0,
+        );
+        if spliced != 2 {
+            return 4;
+        }
+        libc::close(dst);
+        0
+    });
+    let prefix = format!("{}/followed/", path_str(dir.path()));
+    let rows = unseen_writes(&mut pods, &prefix, child, 2).await;
+    assert_eq!(ops(&rows), [Op::Open, Op::Close]);
+    assert_eq!(std::fs::read(&target).unwrap(), b"abcdxy");
+}
+
+/// The kernel's io_uring ABI (include/uapi/linux/io_uring.h), only what one
+/// write needs.
+mod uring {
+    #[repr(C)]
+    #[derive(Default)]
+    pub struct SqOffsets {
+        pub head: u32,
+        pub tail: u32,
+        pub ring_mask: u32,
+        pub ring_entries: u32,
+        pub flags: u32,
+        pub dropped: u32,
+        pub array: u32,
+        pub resv1: u32,
+        pub user_addr: u64,
+    }
+
+    #[repr(C)]
+    #[derive(Default)]
+    pub struct CqOffsets {
+        pub head: u32,
+        pub tail: u32,
+        pub ring_mask: u32,
+        pub ring_entries: u32,
+        pub overflow: u32,
+        pub cqes: u32,
+        pub flags: u32,
+        pub resv1: u32,
+        pub user_addr: u64,
+    }
+
+    #[repr(C)]
+    #[derive(Default)]
+    pub struct Params {
+        pub sq_entries: u32,
+        pub cq_entries: u32,
+        pub flags: u32,
+        pub sq_thread_cpu: u32,
+        pub sq_thread_idle: u32,
+        pub features: u32,
+        pub wq_fd: u32,
+        pub resv: [u32; 3],
+        pub sq_off: SqOffsets,
+        pub cq_off: CqOffsets,
+    }
+
+    #[repr(C)]
+    pub struct Sqe {
+        pub opcode: u8,
+        pub flags: u8,
+        pub ioprio: u16,
+        pub fd: i32,
+        pub off: u64,
+        pub addr: u64,
+        pub len: u32,
+        pub rw_flags: u32,
+        pub user_data: u64,
+        pub pad: [u64; 3],
+    }
+
+    #[repr(C)]
+    pub struct Cqe {
+        pub user_data: u64,
+        pub res: i32,
+        pub flags: u32,
+    }
+
+    pub const OP_WRITE: u8 = 23;
+    pub const OFF_SQ_RING: i64 = 0;
+    pub const OFF_CQ_RING: i64 = 0x800_0000;
+    pub const OFF_SQES: i64 = 0x1000_0000;
+    pub const ENTER_GETEVENTS: u32 = 1;
+
+    /// Writes `data` at offset 0 of `fd` through a new ring; the write's
+    /// result, or a negative step number when the ring could not be used.
+    ///
+    /// # Safety
+    /// Raw syscalls on memory of its own; fit for a forked child.
+    pub unsafe fn write(fd: i32, data: &[u8]) -> i32 {
+        let mut params = Params::default();
+        let ring = libc::syscall(libc::SYS_io_uring_setup, 1, &mut params as *mut Params) as i32;
+        if ring < 0 {
+            return -1000 - crate::common::errno() as i32;
+        }
+        let map = |len: usize, offset: i64| {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                ring,
+                offset,
+            )
+        };
+        let sq_len = params.sq_off.array as usize + params.sq_entries as usize * 4;
+        let cq_len =
+            params.cq_off.cqes as usize + params.cq_entries as usize * std::mem::size_of::<Cqe>();
+        let sq = map(sq_len, OFF_SQ_RING);
+        let cq = map(cq_len, OFF_CQ_RING);
+        let sqes = map(
+            params.sq_entries as usize * std::mem::size_of::<Sqe>(),
+            OFF_SQES,
+        );
+        if [sq, cq, sqes].contains(&libc::MAP_FAILED) {
+            return -2;
+        }
+        let at = |base: *mut libc::c_void, offset: u32| base.cast::<u8>().add(offset as usize);
+        let sqe = sqes.cast::<Sqe>();
+        sqe.write(Sqe {
+            opcode: OP_WRITE,
+            flags: 0,
+            ioprio: 0,
+            fd,
+            off: 0,
+            addr: data.as_ptr() as u64,
+            len: data.len() as u32,
+            rw_flags: 0,
+            user_data: 7,
+            pad: [0; 3],
+        });
+        let tail = at(sq, params.sq_off.tail).cast::<std::sync::atomic::AtomicU32>();
+        let mask = *at(sq, params.sq_off.ring_mask).cast::<u32>();
+        let index = (*tail).load(std::sync::atomic::Ordering::Acquire);
+        *at(sq, params.sq_off.array)
+            .cast::<u32>()
+            .add((index & mask) as usize) = 0;
+        (*tail).store(index + 1, std::sync::atomic::Ordering::Release);
+        let entered = libc::syscall(
+            libc::SYS_io_uring_enter,
+            ring,
+            1,
+            1,
+            ENTER_GETEVENTS,
+            std::ptr::null::<libc::c_void>(),
+            0,
+        );
+        if entered < 0 {
+            return -3;
+        }
+        let cq_head = *at(cq, params.cq_off.head).cast::<u32>();
+        let cq_mask = *at(cq, params.cq_off.ring_mask).cast::<u32>();
+        let cqe = at(cq, params.cq_off.cqes)
+            .cast::<Cqe>()
+            .add((cq_head & cq_mask) as usize);
+        (*cqe).res
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn io_uring_writes_are_not_seen() {
+    // Kernels may refuse io_uring to everyone (io_uring_disabled = 2);
+    // this one allows it, which the test checks rather than assumes.
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|_| "0".into());
+    assert_eq!(disabled, "0", "io_uring is disabled on this kernel");
+    let dir = tempdir();
+    let file = dir.path().join("ring");
+    std::fs::write(&file, "original").unwrap();
+    let file_c = cstr(&path_str(&file));
+    let mut pods = Pods::new(0xf800);
+    let child = pods.child(true, move || unsafe {
+        let fd = libc::openat(libc::AT_FDCWD, file_c.as_ptr(), libc::O_WRONLY);
+        let written = uring::write(fd, b"URING!!!");
+        libc::close(fd);
+        if written == 8 {
+            0
+        } else {
+            // Report why, in an exit code the assertion shows.
+            (written.unsigned_abs() % 200) as i32 + 50
+        }
+    });
+    let rows = unseen_writes(&mut pods, &path_str(dir.path()), child, 2).await;
+    assert_eq!(ops(&rows), [Op::Open, Op::Close]);
+    assert_eq!(std::fs::read(&file).unwrap(), b"URING!!!");
+}
+
+/// A 32-bit syscall through `int 0x80`: the compat entry of a 64-bit
+/// kernel. Its arguments are 32-bit, so pointers must be below 4 GiB.
+///
+/// # Safety
+/// A raw syscall; the kernel zeroes r8-r15 on the way back.
+#[cfg(target_arch = "x86_64")]
+unsafe fn int80(nr: u32, a: u32, b: u32, c: u32) -> i32 {
+    let ret: i32;
+    // rbx is reserved by LLVM: swap the first argument in and out.
+    std::arch::asm!(
+        "xchg {a}, rbx",
+        "int 0x80",
+        "xchg {a}, rbx",
+        a = inout(reg) u64::from(a) => _,
+        inlateout("eax") nr => ret,
+        in("ecx") b,
+        in("edx") c,
+        out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+        out("r12") _, out("r13") _, out("r14") _, out("r15") _,
+    );
+    ret
+}
+
+#[cfg(target_arch = "x86_64")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compat_32_bit_syscalls_are_not_seen() {
+    // i386 syscall numbers (arch/x86/entry/syscalls/syscall_32.tbl).
+    const WRITE_32: u32 = 4;
+    const OPEN_32: u32 = 5;
+    const CLOSE_32: u32 = 6;
+    let dir = tempdir();
+    let by_64 = dir.path().join("by-64");
+    let by_32 = dir.path().join("by-32");
+    std::fs::write(&by_64, "original").unwrap();
+    std::fs::write(&by_32, "original").unwrap();
+    let (by_64_c, by_32_c) = (cstr(&path_str(&by_64)), cstr(&path_str(&by_32)));
+    let mut pods = Pods::new(0xf900);
+    let child = pods.child(true, move || unsafe {
+        // Memory a 32-bit pointer reaches: the path and the data.
+        let low = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        );
+        if low == libc::MAP_FAILED {
+            return 2;
+        }
+        let low = low.cast::<u8>();
+        let path = by_32_c.as_bytes_with_nul();
+        std::ptr::copy_nonoverlapping(path.as_ptr(), low, path.len());
+        let data = low.add(2048);
+        std::ptr::copy_nonoverlapping(b"COMPAT!!".as_ptr(), data, 8);
+        // A followed file opened by the 64-bit openat, written by the
+        // 32-bit write, closed by the 64-bit close.
+        let fd = libc::openat(libc::AT_FDCWD, by_64_c.as_ptr(), libc::O_WRONLY);
+        if int80(WRITE_32, fd as u32, data as u32, 8) != 8 {
+            return 3;
+        }
+        libc::close(fd);
+        // Open, write and close all 32-bit: nothing is seen.
+        let fd = int80(OPEN_32, low as u32, libc::O_WRONLY as u32, 0);
+        if fd < 0 {
+            return 4;
+        }
+        if int80(WRITE_32, fd as u32, data as u32, 8) != 8 {
+            return 5;
+        }
+        int80(CLOSE_32, fd as u32, 0, 0);
+        0
+    });
+    let rows = unseen_writes(&mut pods, &path_str(dir.path()), child, 2).await;
+    let by_64_str = path_str(&by_64);
+    let seen: Vec<(Op, &str)> = rows.iter().map(|r| (r.op, r.path.as_str())).collect();
+    assert_eq!(
+        seen,
+        [(Op::Open, by_64_str.as_str()), (Op::Close, &by_64_str)]
+    );
+    assert_eq!(std::fs::read(&by_64).unwrap(), b"COMPAT!!");
+    assert_eq!(std::fs::read(&by_32).unwrap(), b"COMPAT!!");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_fd_kept_across_exec_is_followed_and_one_closed_by_cloexec_is_not_reported() {
+    let dir = tempdir();
+    let file = dir.path().join("kept");
+    std::fs::write(&file, "").unwrap();
+    let file_c = cstr(&path_str(&file));
+    // bash: dash redirects single-digit fds only.
+    let (bash, bash_name, dash_c) = (cstr("/bin/bash"), cstr("bash"), cstr("-c"));
+    let script = cstr(&format!("echo from-bash >&{DUP_FD}"));
+    let null = std::ptr::null::<libc::c_char>();
+    let mut pods = Pods::new(0xfa00);
+    let child = pods.child(true, move || unsafe {
+        let kept = libc::openat(libc::AT_FDCWD, file_c.as_ptr(), libc::O_WRONLY);
+        libc::dup2(kept, DUP_FD);
+        libc::close(kept);
+        libc::openat(
+            libc::AT_FDCWD,
+            file_c.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        let argv = [bash_name.as_ptr(), dash_c.as_ptr(), script.as_ptr(), null];
+        libc::execve(bash.as_ptr(), argv.as_ptr(), [null].as_ptr());
+        1
+    });
+    let pid = child.pid;
+    let mut trace = pods.trace(params(&[&path_str(dir.path())], &[])).await;
+    assert_eq!(run(child).await, 0);
+    let got = collect_settled(&mut trace.events, |c| !exits(c).is_empty()).await;
+    let seen: Vec<(Op, i32, i64, String)> = accesses(&got)
+        .into_iter()
+        .filter(|(row, _, _)| row.pid == pid)
+        .map(|(row, _, file)| (row.op, row.fd, open_ok(&row), text(&file.exe)))
+        .collect();
+    let (test, bash_exe) = (
+        this_exe(),
+        path_str(&std::fs::canonicalize("/bin/bash").unwrap()),
+    );
+    let kept_fd = seen[0].1;
+    let cloexec_fd = seen[2].1;
+    assert_eq!(
+        seen,
+        [
+            (Op::Open, kept_fd, 0, test.clone()),
+            (Op::Close, kept_fd, 0, test.clone()),
+            (Op::Open, cloexec_fd, 0, test),
+            // bash writes through the fd it inherited, dup2()ed onto its
+            // stdout: the same open file, followed under any fd. Exec
+            // closed the O_CLOEXEC one without a close(2): no row.
+            (Op::Write, 1, 10, bash_exe),
+        ],
+        "{:#?}",
+        got.events
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"from-bash\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_cross_mounts_and_are_seen_from_the_process_root() {
+    let dir = tempdir();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("mnt")).unwrap();
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    std::fs::write(root.join("data/file"), "data").unwrap();
+    let (root_c, mnt_c) = (cstr(&path_str(&root)), cstr(&path_str(&root.join("mnt"))));
+    let (slash, tmpfs) = (cstr("/"), cstr("tmpfs"));
+    let (in_mnt, in_data) = (cstr("/mnt/new"), cstr("/data/file"));
+    let null = std::ptr::null::<libc::c_char>();
+    let mut pods = Pods::new(0xfb00);
+    let child = pods.child(true, move || unsafe {
+        // A mount namespace of its own, like a container's: the tmpfs
+        // mount and the chroot go away with the child.
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return 2;
+        }
+        let private = libc::MS_REC | libc::MS_PRIVATE;
+        if libc::mount(null, slash.as_ptr(), null, private, std::ptr::null()) != 0 {
+            return 3;
+        }
+        if libc::mount(
+            tmpfs.as_ptr(),
+            mnt_c.as_ptr(),
+            tmpfs.as_ptr(),
+            0,
+            std::ptr::null(),
+        ) != 0
+        {
+            return 4;
+        }
+        if libc::chroot(root_c.as_ptr()) != 0 || libc::chdir(slash.as_ptr()) != 0 {
+            return 5;
+        }
+        let flags = libc::O_WRONLY | libc::O_CREAT;
+        let fd = libc::openat(libc::AT_FDCWD, in_mnt.as_ptr(), flags, 0o600);
+        libc::write(fd, b"x".as_ptr().cast(), 1);
+        libc::close(fd);
+        let fd = libc::openat(libc::AT_FDCWD, in_data.as_ptr(), libc::O_RDONLY);
+        let mut buf = [0u8; 8];
+        libc::read(fd, buf.as_mut_ptr().cast(), 8);
+        libc::close(fd);
+        0
+    });
+    let pid = child.pid;
+    let mut trace = pods.trace(params(&["/mnt/", "/data/"], &[])).await;
+    assert_eq!(run(child).await, 0);
+    let got = collect_settled(&mut trace.events, |c| rows(c).len() >= 6).await;
+    let seen: Vec<(Op, String, i64)> = rows(&got)
+        .into_iter()
+        .filter(|r| r.pid == pid)
+        .map(|r| (r.op, r.path.clone(), open_ok(&r)))
+        .collect();
+    let (new, file) = ("/mnt/new".to_string(), "/data/file".to_string());
+    assert_eq!(
+        seen,
+        [
+            (Op::Open, new.clone(), 0),
+            (Op::Write, new.clone(), 1),
+            (Op::Close, new, 0),
+            (Op::Open, file.clone(), 0),
+            (Op::Read, file.clone(), 4),
+            (Op::Close, file, 0),
+        ],
+        "paths from the process's root, across the tmpfs mount"
+    );
+    let host_mntns = std::fs::metadata("/proc/self/ns/mnt").unwrap();
+    for (event, file) in file_events(&got) {
+        let process = event.process.as_ref().unwrap();
+        assert_ne!(
+            process.mntns_id,
+            std::os::unix::fs::MetadataExt::ino(&host_mntns)
+        );
+        // The executable lies outside the chroot: shown from the mount
+        // namespace's root, as the walk never meets the process's root.
+        assert_eq!(text(&file.exe), this_exe());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_executable_path_keeps_its_end_and_is_marked() {
+    let dir = tempdir();
+    let mut deep = dir.path().to_path_buf();
+    for i in 0..6 {
+        deep.push(format!("{i}{}", "d".repeat(199)));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let program = deep.join("true");
+    std::fs::copy("/usr/bin/true", &program).unwrap();
+    let real = path_str(&std::fs::canonicalize(&program).unwrap());
+    assert!(real.len() > 1100);
+    let (program_c, name) = (cstr(&path_str(&program)), cstr("true"));
+    let null = std::ptr::null::<libc::c_char>();
+    let mut pods = Pods::new(0xfc00);
+    let child = pods.child(true, move || unsafe {
+        let argv = [name.as_ptr(), null];
+        libc::execve(program_c.as_ptr(), argv.as_ptr(), [null].as_ptr());
+        1
+    });
+    let mut trace = pods.trace(v1::FileParams::default()).await;
+    assert_eq!(run(child).await, 0);
+    let got = collect_settled(&mut trace.events, |c| !exits(c).is_empty()).await;
+    let files = file_events(&got);
+    assert_eq!(files.len(), 2, "exec and exit: {:#?}", got.events);
+    for (_, file) in files {
+        // The kernel side keeps the last FILE_EXE_MAX - 1 = 1023 bytes.
+        assert_eq!(text(&file.exe), real[real.len() - 1023..]);
+        assert!(file.exe_truncated);
+    }
 }

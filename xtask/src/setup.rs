@@ -43,6 +43,12 @@ const NEEDS: &[Need] = &[
         package: "build-essential",
     },
     Need {
+        present: || on_path("strace"),
+        what:
+            "strace (the kernel tests compare trace_file's rows with strace's of the same workload)",
+        package: "strace",
+    },
+    Need {
         present: || on_path("openssl"),
         what: "openssl (the end-to-end suite signs a certificate for a user without rights)",
         package: "openssl",

@@ -10,7 +10,10 @@
  * the kernel's, walked from the open file (struct file's f_path) through its
  * dentries and mounts: symlinks, "..", "//", "/./", dirfds, the working
  * directory and /proc/self/root are already resolved, so what the process
- * passed does not matter.
+ * passed does not matter. The walk is bounded by FILE_PATH_DEPTH_MAX steps
+ * (a name or a mount crossing each) and FILE_PATH_MAX - 1 bytes; a path it
+ * cuts never matches, its start being unknown. A file outside the process's
+ * root (after chroot) is shown from the mount namespace's root.
  *
  * What is followed is the open file (struct file), not the descriptor: the
  * followed_files map is keyed by the struct file pointer that the fd table
@@ -29,11 +32,13 @@
  * sees the transfer: writes through a shared mmap of the file (plain memory
  * stores), io_uring requests (run by the ring, not by read/write),
  * sendfile(2), splice(2), tee(2), copy_file_range(2) and vmsplice(2) (other
- * syscalls, which this gadget does not hook), close_range(2) and the closes
- * done by exec (O_CLOEXEC) and exit, and 32-bit compat syscalls on a 64-bit
+ * syscalls, which this gadget does not hook), close_range(2), a dup2(2) or
+ * dup3(2) onto a followed fd, and the closes done by exec (O_CLOEXEC) and
+ * exit (none is a close(2)), and 32-bit compat syscalls on a 64-bit
  * kernel (x86 does not emit syscall tracepoints for them at all, so their
  * opens are not seen either). Failed opens are not reported: there is no
- * file whose path the kernel resolved.
+ * file whose path the kernel resolved. gadget-node's
+ * tests/kernel_trace_file.rs shows each of these.
  *
  * An entry is deleted when a close drops the file's last reference. Files
  * whose last reference goes another way (exit, exec, close_range, munmap of
