@@ -49,9 +49,9 @@ pub async fn trace(agent: &Agent, request: &TraceRequest) -> std::io::Result<Tra
     let name = agent.service.describe().node_name;
     let answer = agent
         .service
-        .run_gadget(tonic::Request::new(run))
+        .run_gadget(tonic::Request::new(run.clone()))
         .await
         .map(tonic::Response::into_inner);
     let events = print::gadget_events(NodeEvent::Named(name.clone()), answer);
-    print::print_trace(request, vec![(name, events.boxed())]).await
+    print::print_trace(request, &run, vec![(name, events.boxed())]).await
 }

@@ -123,14 +123,23 @@ impl TraceSummary {
     }
 }
 
-/// Prints the merged events of `nodes` to stdout until every node has
-/// ended, the request's timeout has long passed, or Ctrl-C. The plugin
-/// gives it the nodes' gRPC streams; `gadget-node trace` (local mode) an
-/// in-process node's.
+/// Says on stderr what the trace enforces, if anything (`run` is the
+/// request as the nodes got it), then prints the merged events of `nodes`
+/// to stdout until every node has ended, the request's timeout has long
+/// passed, or Ctrl-C. The plugin gives it the nodes' gRPC streams;
+/// `gadget-node trace` (local mode) an in-process node's.
 pub async fn print_trace(
     request: &TraceRequest,
+    run: &v1::RunGadgetRequest,
     nodes: Vec<(String, NodeEvents)>,
 ) -> io::Result<TraceSummary> {
+    if let Some(notice) = request.enforcement_notice(run) {
+        // Before any row: who can be killed, for as long as the trace runs.
+        let mut line = Vec::new();
+        crate::render::write_escaped(&mut line, notice.as_bytes());
+        line.push(b'\n');
+        let _ = io::stderr().write_all(&line);
+    }
     let timeout = request.timeout_seconds();
     let stop = async move {
         let overran = async {

@@ -109,6 +109,46 @@ impl TraceRequest {
         run
     }
 
+    /// What the kernel enforces during this trace, and on whom, as one
+    /// line for stderr; `None` when the trace only observes. `run` is the
+    /// request as sent (namespaces resolved).
+    pub fn enforcement_notice(&self, run: &v1::RunGadgetRequest) -> Option<String> {
+        let what = run
+            .params
+            .as_ref()
+            .and_then(|params| self.gadget.enforcement(params))?;
+        let selector = run.selector.clone().unwrap_or_default();
+        let mut scope = match selector.namespaces.as_slice() {
+            [] => "processes of pods in every namespace".to_string(),
+            [one] => format!("processes of pods in namespace {one}"),
+            many => format!("processes of pods in namespaces {}", many.join(", ")),
+        };
+        for (name, value) in [
+            ("pod", &selector.pod_name),
+            ("container", &selector.container_name),
+            ("labels", &selector.label_selector),
+        ] {
+            if !value.is_empty() {
+                scope.push_str(&format!(", {name} {value}"));
+            }
+        }
+        let filter = run.filter.unwrap_or_default();
+        if let Some(pid) = filter.pid {
+            scope.push_str(&format!(", pid {pid}"));
+        }
+        if let Some(uid) = filter.uid {
+            scope.push_str(&format!(", uid {uid}"));
+        }
+        scope.push_str(if selector.include_host {
+            ", and the host's processes"
+        } else {
+            "; not the host's processes"
+        });
+        Some(format!(
+            "enforcing while this trace runs: {what}, to {scope}"
+        ))
+    }
+
     /// The trace's timeout in seconds; 0 for none.
     pub fn timeout_seconds(&self) -> u32 {
         self.run.timeout_seconds

@@ -38,7 +38,7 @@ pub async fn run(nodes: &NodeTargets, request: &TraceRequest) -> Result<TraceSum
             (label, run_on_node(target, run_request.clone()))
         })
         .collect();
-    Ok(print_trace(request, nodes).await?)
+    Ok(print_trace(request, &run_request, nodes).await?)
 }
 
 /// The events of a trace on one node: connect and check the node, start

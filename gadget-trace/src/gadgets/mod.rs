@@ -86,6 +86,13 @@ pub trait GadgetFrontend: Send + Sync + 'static {
     fn params(flags: Self::Flags) -> Result<run_gadget_request::Params, TraceRequestError>;
     /// The errno of an event that reports a failed call.
     fn failure(event: &Self::Event) -> Option<i32>;
+    /// What the kernel will enforce with these parameters, as the start of
+    /// a sentence (`SIGKILL at write on files under /etc/`), or `None` for
+    /// a trace that only observes. The trace says it on stderr, with its
+    /// scope, when it starts.
+    fn enforcement(_params: &run_gadget_request::Params) -> Option<String> {
+        None
+    }
     /// Writes the gadget's JSON fields, each as `,"key":value`.
     fn write_json_fields(out: &mut Vec<u8>, event: &Self::Event);
     /// Writes what a compact line shows after where the process ran, each
@@ -203,6 +210,10 @@ impl Gadget {
         self.0.failure(event)
     }
 
+    pub(crate) fn enforcement(self, params: &run_gadget_request::Params) -> Option<String> {
+        self.0.enforcement(params)
+    }
+
     pub(crate) fn write_json_fields(self, out: &mut Vec<u8>, event: &Event) {
         self.0.write_json_fields(out, event)
     }
@@ -277,6 +288,8 @@ pub trait DynGadget: Send + Sync {
     fn owns(&self, event: &Event) -> bool;
     #[doc(hidden)]
     fn failure(&self, event: &Event) -> Option<i32>;
+    #[doc(hidden)]
+    fn enforcement(&self, params: &run_gadget_request::Params) -> Option<String>;
     #[doc(hidden)]
     fn write_json_fields(&self, out: &mut Vec<u8>, event: &Event);
     #[doc(hidden)]
@@ -385,6 +398,10 @@ impl<G: GadgetFrontend> DynGadget for Frontend<G> {
 
     fn failure(&self, event: &Event) -> Option<i32> {
         Self::event_of(event).and_then(G::failure)
+    }
+
+    fn enforcement(&self, params: &run_gadget_request::Params) -> Option<String> {
+        G::enforcement(params)
     }
 
     fn write_json_fields(&self, out: &mut Vec<u8>, event: &Event) {

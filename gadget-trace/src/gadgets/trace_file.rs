@@ -310,6 +310,35 @@ impl GadgetFrontend for TraceFile {
         })
     }
 
+    fn enforcement(params: &run_gadget_request::Params) -> Option<String> {
+        let run_gadget_request::Params::File(file) = params else {
+            return None;
+        };
+        let operation = file.kill_on();
+        if operation == FileOperation::Unspecified {
+            return None;
+        }
+        let list = |paths: &[bytes::Bytes]| {
+            paths
+                .iter()
+                .map(|path| String::from_utf8_lossy(path).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut files = Vec::new();
+        if !file.path_prefixes.is_empty() {
+            files.push(format!("under {}", list(&file.path_prefixes)));
+        }
+        if !file.paths.is_empty() {
+            files.push(format!("at {}", list(&file.paths)));
+        }
+        Some(format!(
+            "SIGKILL at {} of files {}",
+            operation_name(operation),
+            files.join(" or ")
+        ))
+    }
+
     fn write_json_fields(out: &mut Vec<u8>, file: &FileEvent) {
         key(out, "exe");
         write_bytes(out, &file.exe);
@@ -830,6 +859,62 @@ mod tests {
         let message = params(args).expect_err("refused").to_string();
         assert!(!message.contains('\n'), "{message:?}");
         message
+    }
+
+    /// The notice a trace of `args` (after `trace file`) prints before its
+    /// rows, with its namespaces resolved as in a cluster whose context
+    /// namespace is `default`.
+    fn notice(args: &[&str]) -> Option<String> {
+        use crate::cli::{TraceCommand, TraceHelp};
+        use crate::request::{NamespaceScope, TraceRequest};
+        use clap::Parser;
+
+        enum NoHelp {}
+        impl TraceHelp for NoHelp {
+            const AFTER_LONG_HELP: &'static str = "";
+        }
+        #[derive(Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            trace: TraceCommand<NoHelp>,
+        }
+        let line = ["trace", "file"].into_iter().chain(args.iter().copied());
+        let cli = Cli::try_parse_from(line).unwrap();
+        let request =
+            TraceRequest::from_command(cli.trace, NamespaceScope::ContextDefault).unwrap();
+        request.enforcement_notice(&request.run_request(Some("default")))
+    }
+
+    #[test]
+    fn a_kill_on_trace_states_what_it_enforces_and_on_whom() {
+        assert_eq!(notice(&["--prefix", "/etc/"]), None);
+        assert_eq!(
+            notice(&["--prefix", "/etc/", "--kill-on", "write"]).as_deref(),
+            Some(
+                "enforcing while this trace runs: SIGKILL at write of files under /etc/, \
+                 to processes of pods in namespace default; not the host's processes"
+            )
+        );
+        assert_eq!(
+            notice(&[
+                "--path",
+                "/etc/shadow",
+                "--prefix",
+                "/root/",
+                "--kill-on",
+                "open",
+                "-A",
+                "-l",
+                "app=web",
+                "--host",
+            ])
+            .as_deref(),
+            Some(
+                "enforcing while this trace runs: SIGKILL at open of files under /root/ or at \
+                 /etc/shadow, to processes of pods in every namespace, labels app=web, and the \
+                 host's processes"
+            )
+        );
     }
 
     fn bit(operation: FileOperation) -> u32 {
