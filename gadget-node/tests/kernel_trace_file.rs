@@ -380,6 +380,7 @@ async fn opens_reads_writes_and_closes_match_strace_whatever_the_path_passed() {
     let other = cstr(&format!("{base}/unfollowed/other"));
 
     let mut pods = Pods::new(0xf100);
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     let child = pods.child(true, move || unsafe {
         // No allocation in the child: fixed arrays only.
         let mut buf = [0u8; 64];
@@ -582,12 +583,14 @@ async fn exec_and_exit_rows_carry_the_kernel_resolved_executable() {
 
     let mut pods = Pods::new(0xf200);
     let (link_c, mytrue, a, empty) = (cstr(&path_str(&link)), cstr("mytrue"), cstr("a"), cstr(""));
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     let via_symlink = pods.child(true, move || unsafe {
         let argv = [mytrue.as_ptr(), a.as_ptr(), empty.as_ptr(), null];
         libc::execve(link_c.as_ptr(), argv.as_ptr(), [null].as_ptr());
         1
     });
     let (usr_bin, dot_true) = (cstr("/usr/bin"), cstr("./true"));
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     let relative = pods.child(true, move || unsafe {
         libc::chdir(usr_bin.as_ptr());
         let argv = [dot_true.as_ptr(), null];
@@ -595,16 +598,19 @@ async fn exec_and_exit_rows_carry_the_kernel_resolved_executable() {
         1
     });
     let (sh, sh_name, dash_c, exit_3) = (cstr("/bin/sh"), cstr("sh"), cstr("-c"), cstr("exit 3"));
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     let exits_3 = pods.child(true, move || unsafe {
         let argv = [sh_name.as_ptr(), dash_c.as_ptr(), exit_3.as_ptr(), null];
         libc::execve(sh.as_ptr(), argv.as_ptr(), [null].as_ptr());
         1
     });
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     let killed = pods.child(true, || unsafe {
         libc::kill(libc::getpid(), libc::SIGKILL);
         0
     });
     let bin_true = cstr("/bin/true");
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     let unselected = pods.child(false, move || unsafe {
         let argv = [bin_true.as_ptr(), null];
         libc::execve(bin_true.as_ptr(), argv.as_ptr(), [null].as_ptr());
@@ -670,6 +676,7 @@ fn open_ok(row: &Row) -> i64 {
 /// start; exits 0 if that worked.
 fn overwrite(path: &Path) -> impl FnOnce() -> i32 {
     let path = cstr(&path_str(path));
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     move || unsafe {
         let fd = libc::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_WRONLY);
         if fd < 0 {
@@ -782,6 +789,7 @@ async fn kill_on_read_kills_before_anything_is_copied() {
     let shared_addr = shared as usize;
     let secret_c = cstr(&path_str(&secret));
     let mut pods = Pods::new(0xf400);
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     let child = pods.child(true, move || unsafe {
         let fd = libc::openat(libc::AT_FDCWD, secret_c.as_ptr(), libc::O_RDONLY);
         libc::read(fd, shared_addr as *mut libc::c_void, 64);
@@ -869,6 +877,7 @@ async fn writes_through_a_shared_mapping_are_not_seen() {
     std::fs::write(&file, "original").unwrap();
     let file_c = cstr(&path_str(&file));
     let mut pods = Pods::new(0xf600);
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     let child = pods.child(true, move || unsafe {
         let fd = libc::openat(libc::AT_FDCWD, file_c.as_ptr(), libc::O_RDWR);
         let map = libc::mmap(
@@ -904,6 +913,7 @@ async fn sendfile_splice_and_copy_file_range_into_a_followed_file_are_not_seen()
     std::fs::write(&target, "").unwrap();
     let (source_c, target_c) = (cstr(&path_str(&source)), cstr(&path_str(&target)));
     let mut pods = Pods::new(0xf700);
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     let child = pods.child(true, move || unsafe {
         let src = libc::openat(libc::AT_FDCWD, source_c.as_ptr(), libc::O_RDONLY);
         let dst = libc::openat(libc::AT_FDCWD, target_c.as_ptr(), libc::O_WRONLY);
@@ -1100,6 +1110,7 @@ async fn io_uring_writes_are_not_seen() {
     std::fs::write(&file, "original").unwrap();
     let file_c = cstr(&path_str(&file));
     let mut pods = Pods::new(0xf800);
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     let child = pods.child(true, move || unsafe {
         let fd = libc::openat(libc::AT_FDCWD, file_c.as_ptr(), libc::O_WRONLY);
         let written = uring::write(fd, b"URING!!!");
@@ -1153,6 +1164,7 @@ async fn compat_32_bit_syscalls_are_not_seen() {
     std::fs::write(&by_32, "original").unwrap();
     let (by_64_c, by_32_c) = (cstr(&path_str(&by_64)), cstr(&path_str(&by_32)));
     let mut pods = Pods::new(0xf900);
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     let child = pods.child(true, move || unsafe {
         // Memory a 32-bit pointer reaches: the path and the data.
         let low = libc::mmap(
@@ -1211,6 +1223,7 @@ async fn an_fd_kept_across_exec_is_followed_and_one_closed_by_cloexec_is_not_rep
     let script = cstr(&format!("echo from-bash >&{DUP_FD}"));
     let null = std::ptr::null::<libc::c_char>();
     let mut pods = Pods::new(0xfa00);
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     let child = pods.child(true, move || unsafe {
         let kept = libc::openat(libc::AT_FDCWD, file_c.as_ptr(), libc::O_WRONLY);
         libc::dup2(kept, DUP_FD);
@@ -1268,6 +1281,7 @@ async fn paths_cross_mounts_and_are_seen_from_the_process_root() {
     let (in_mnt, in_data) = (cstr("/mnt/new"), cstr("/data/file"));
     let null = std::ptr::null::<libc::c_char>();
     let mut pods = Pods::new(0xfb00);
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     let child = pods.child(true, move || unsafe {
         // A mount namespace of its own, like a container's: the tmpfs
         // mount and the chroot go away with the child.
@@ -1351,6 +1365,7 @@ async fn a_long_executable_path_keeps_its_end_and_is_marked() {
     let (program_c, name) = (cstr(&path_str(&program)), cstr("true"));
     let null = std::ptr::null::<libc::c_char>();
     let mut pods = Pods::new(0xfc00);
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     let child = pods.child(true, move || unsafe {
         let argv = [name.as_ptr(), null];
         libc::execve(program_c.as_ptr(), argv.as_ptr(), [null].as_ptr());
