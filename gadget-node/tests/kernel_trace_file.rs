@@ -1382,3 +1382,127 @@ async fn a_long_executable_path_keeps_its_end_and_is_marked() {
         assert!(file.exe_truncated);
     }
 }
+
+/// Sends `fd` over the unix socket `socket` as SCM_RIGHTS.
+///
+/// # Safety
+/// `socket` and `fd` must be open descriptors of the calling process.
+unsafe fn send_fd(socket: i32, fd: i32) -> isize {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u8; 64];
+    // SAFETY: a zeroed msghdr is valid; every pointer set below points into
+    // this frame's buffers, which outlive the call.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    message.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as usize;
+    // SAFETY: msg_control points at a buffer of at least CMSG_SPACE(4)
+    // bytes, so the first header and its 4 data bytes fit in it.
+    unsafe {
+        let header = libc::CMSG_FIRSTHDR(&message);
+        (*header).cmsg_level = libc::SOL_SOCKET;
+        (*header).cmsg_type = libc::SCM_RIGHTS;
+        (*header).cmsg_len = libc::CMSG_LEN(4) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<i32>(), fd);
+        libc::sendmsg(socket, &message, 0)
+    }
+}
+
+/// Receives a descriptor sent by [`send_fd`]; -1 on failure.
+///
+/// # Safety
+/// `socket` must be an open unix socket of the calling process.
+unsafe fn receive_fd(socket: i32) -> i32 {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u8; 64];
+    // SAFETY: as in send_fd.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    message.msg_controllen = control.len();
+    // SAFETY: the buffers outlive the call; the header is read only when
+    // recvmsg filled one in.
+    unsafe {
+        if libc::recvmsg(socket, &mut message, 0) != 1 {
+            return -1;
+        }
+        let header = libc::CMSG_FIRSTHDR(&message);
+        if header.is_null() || (*header).cmsg_type != libc::SCM_RIGHTS {
+            return -1;
+        }
+        std::ptr::read_unaligned(libc::CMSG_DATA(header).cast::<i32>())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_descriptor_passed_over_a_unix_socket_is_still_followed() {
+    let dir = tempdir();
+    let file = dir.path().join("passed");
+    std::fs::write(&file, "").unwrap();
+    let file_c = cstr(&path_str(&file));
+    let mut pods = Pods::new(0xfb00);
+    // The sender opens the file after the fork, so the receiver gets the
+    // open file only through the socket, under a descriptor of its own.
+    // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
+    let child = pods.child(true, move || unsafe {
+        let mut pair = [0; 2];
+        if libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) != 0 {
+            return 2;
+        }
+        let receiver = libc::fork();
+        if receiver == 0 {
+            let fd = receive_fd(pair[1]);
+            let written = libc::write(fd, b"passed".as_ptr().cast(), 6);
+            libc::_exit(if written == 6 { 0 } else { 3 });
+        }
+        let fd = libc::openat(libc::AT_FDCWD, file_c.as_ptr(), libc::O_WRONLY);
+        if send_fd(pair[0], fd) != 1 {
+            return 4;
+        }
+        libc::close(fd);
+        let mut status = 0;
+        libc::waitpid(receiver, &mut status, 0);
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            0
+        } else {
+            5
+        }
+    });
+    let sender = child.pid;
+    let mut trace = pods.trace(params(&[&path_str(dir.path())], &[])).await;
+    assert_eq!(run(child).await, 0);
+    let got = collect_settled(&mut trace.events, |c| {
+        exits(c).iter().any(|(pid, _, _)| *pid == sender)
+    })
+    .await;
+    let path = path_str(&file);
+    // The sender's close and the receiver's write race: compare in a
+    // fixed order.
+    let mut seen: Vec<(bool, i32, i64, String)> = rows(&got)
+        .into_iter()
+        .map(|row| (row.pid == sender, row.op as i32, open_ok(&row), row.path))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (false, Op::Write as i32, 6, path.clone()),
+            (true, Op::Open as i32, 0, path.clone()),
+            (true, Op::Close as i32, 0, path),
+        ],
+        "{:#?}",
+        got.events
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"passed");
+}
