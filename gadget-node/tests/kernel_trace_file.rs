@@ -768,6 +768,45 @@ async fn kill_on_write_kills_before_the_write_lands_and_only_in_selected_pods() 
     assert_eq!(std::fs::read(&guarded).unwrap(), b"INTRUDER");
 }
 
+/// Regression: a cgroup without a verdict yet (created since the node last
+/// looked) passes the kernel filter so that the node can judge its events,
+/// and the kernel used to kill there too, before the node could say the
+/// container was not selected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_started_during_the_trace_is_not_killed_before_it_is_judged() {
+    let dir = tempdir();
+    let guarded = dir.path().join("guarded");
+    std::fs::write(&guarded, "original").unwrap();
+    let guarded_str = path_str(&guarded);
+    let mut pods = Pods::new(0xf380);
+    let mut trace = pods
+        .trace(kill_on(params(&[], &[&guarded_str]), Op::Write))
+        .await;
+    // A container of a pod nobody selected, started after the trace: its
+    // cgroup has no verdict when it writes.
+    let late = format!(
+        "/kubepods.slice/kubepods-pod{}.slice/cri-containerd-{}.scope",
+        pod_uid(0xf3f0, '_'),
+        container_id(0xf3f0)
+    );
+    let child = fork_paused(overwrite(&guarded));
+    let late_pid = child.pid;
+    pods.tree.move_into(&late, child.pid);
+    assert_eq!(
+        run(child).await,
+        0,
+        "a process outside the selection survives"
+    );
+    assert_eq!(std::fs::read(&guarded).unwrap(), b"INTRUDER");
+    // And the node drops its events once it has judged the cgroup.
+    let got = common::collect(&mut trace.events, Duration::from_millis(500), |_| false).await;
+    assert!(
+        file_events(&got).iter().all(|(e, _)| pid_of(e) != late_pid),
+        "{:#?}",
+        got.events
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_on_read_kills_before_anything_is_copied() {
     let dir = tempdir();

@@ -79,6 +79,26 @@ static __always_inline int should_trace(__u64 cgroup_id, __u32 pid, __u32 uid)
 	return 1;
 }
 
+/*
+ * Whether the kernel may act against the current task (enforcement), not
+ * just report it: only when its cgroup has a verdict userspace gave and it
+ * says "selected" (or the trace selects every cgroup). A cgroup without a
+ * verdict yet passes should_trace() so that userspace can judge its events,
+ * but it may belong to a pod the trace does not select: acting on it would
+ * touch a process outside the selection. Call after should_trace_current().
+ */
+static __always_inline int may_enforce_current(void)
+{
+	__u64 cgroup_id;
+	__u32 *verdict;
+
+	if (!targ_filter_cgroup)
+		return 1;
+	cgroup_id = bpf_get_current_cgroup_id();
+	verdict = bpf_map_lookup_elem(&cgroup_verdicts, &cgroup_id);
+	return verdict && *verdict;
+}
+
 static __always_inline int should_trace_current(void)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();

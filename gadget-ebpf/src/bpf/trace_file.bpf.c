@@ -54,8 +54,10 @@
  * file types are not covered). For an open, at its exit, once the file
  * matched: the fd exists but the process never returns to use it (O_CREAT
  * and O_TRUNC have taken effect). Only processes that pass
- * should_trace_current() are ever killed, and only while the programs are
- * attached.
+ * should_trace_current() and whose cgroup userspace has judged selected
+ * (may_enforce_current()) are ever killed, and only while the programs are
+ * attached: a cgroup created since userspace last looked is reported (and
+ * judged by the node) but not acted on until it has a verdict.
  */
 #include "gadget_common.h"
 #include "trace_file.h"
@@ -642,7 +644,7 @@ static __always_inline int exit_open(struct syscall_exit_ctx *ctx)
 	if (!pb || !path_matches(pb, &r))
 		goto cleanup;
 
-	if (targ_kill_on == FILE_OP_OPEN)
+	if (targ_kill_on == FILE_OP_OPEN && may_enforce_current())
 		killed = bpf_send_signal(SIGKILL) == 0;
 	else if (follows())
 		follow(file);
@@ -711,7 +713,7 @@ static __always_inline int enter_rw(struct syscall_enter_ctx *ctx, __u32 op)
 	if (!file || !is_followed(file))
 		return 0;
 	/* Before the syscall runs: a pending SIGKILL stops the copy. */
-	if (targ_kill_on == op)
+	if (targ_kill_on == op && may_enforce_current())
 		c.killed = bpf_send_signal(SIGKILL) == 0;
 	if (!reports(op) && !c.killed)
 		return 0;

@@ -301,7 +301,9 @@ impl GadgetFrontend for TraceFile {
 
     fn failure(file: &FileEvent) -> Option<i32> {
         let access = access(file)?;
-        (access.ret < 0).then(|| {
+        // A killed read or write ends with EINTR because of the kill: the
+        // row says `killed`, not that the call failed.
+        (access.ret < 0 && !access.killed).then(|| {
             access
                 .ret
                 .checked_neg()
@@ -1751,7 +1753,9 @@ mod tests {
 
     #[test]
     fn compact_killed_and_failed_operations() {
-        let mut write = access_event(FileOperation::Write, b"/etc/passwd", 3, 0);
+        // As the kernel reports it: the pending SIGKILL cut the write with
+        // EINTR before a byte was copied. Killed, not failed.
+        let mut write = access_event(FileOperation::Write, b"/etc/passwd", 3, -4);
         access_mut(&mut write).killed = true;
         assert_eq!(
             compact(&write),
