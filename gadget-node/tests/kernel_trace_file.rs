@@ -176,7 +176,9 @@ fn exits(got: &Collected) -> Vec<(u32, v1::ProcessExit, String)> {
     file_events(got)
         .into_iter()
         .filter_map(|(e, file)| match &file.what {
-            Some(v1::file_event::What::Exit(exit)) => Some((pid_of(e), exit.clone(), text(&file.exe))),
+            Some(v1::file_event::What::Exit(exit)) => {
+                Some((pid_of(e), exit.clone(), text(&file.exe)))
+            }
             _ => None,
         })
         .collect()
