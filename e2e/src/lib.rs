@@ -12,14 +12,16 @@
 //!
 //! One module per job: [`suite`] is the scenario and its checks, [`kubectl`]
 //! runs the client as a user, [`traces`] runs traces and checks their
-//! output with [`events`], [`agents`] turns gadget pods into local node
-//! agents, [`workloads`] runs the traced pods, [`users`] makes a user
-//! without rights, [`cluster`] is the suite's own API access, and
-//! [`process`] and [`wait`] run children and wait with deadlines.
+//! output with [`events`], [`file_trace`] runs and checks `trace file`,
+//! [`agents`] turns gadget pods into local node agents, [`workloads`] runs
+//! the traced pods, [`users`] makes a user without rights, [`cluster`] is
+//! the suite's own API access, and [`process`] and [`wait`] run children
+//! and wait with deadlines.
 
 pub mod agents;
 pub mod cluster;
 pub mod events;
+pub mod file_trace;
 pub mod kubectl;
 pub mod process;
 pub mod suite;

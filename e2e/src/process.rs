@@ -4,21 +4,89 @@
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use crate::wait::{poll, Poll};
 
-/// A running child whose stdout lines and stderr are read by threads, so
-/// that it never blocks on a full pipe. Killed and reaped when dropped.
+/// How long an error message waits for the last output of a child that
+/// has exited.
+const ERROR_OUTPUT_WAIT: Duration = Duration::from_secs(2);
+
+/// A running child whose stdout and stderr are read line by line by
+/// threads, so that it never blocks on a full pipe. Killed and reaped when dropped.
 pub struct Running {
     command: String,
     child: Child,
+    stdout: Lines,
+    stderr: Lines,
+}
+
+/// The lines of one of a child's pipes, read by a thread as they come.
+struct Lines {
     new_lines: Receiver<String>,
-    stdout: Vec<String>,
-    stderr: Option<JoinHandle<String>>,
+    /// The lines so far, without their newlines.
+    lines: Vec<String>,
+    /// The bytes so far, as written (lossily UTF-8).
+    text: String,
+}
+
+impl Lines {
+    fn read(pipe: impl Read + Send + 'static) -> Lines {
+        let (send, new_lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut buffer = Vec::new();
+            while matches!(reader.read_until(b'\n', &mut buffer), Ok(n) if n > 0) {
+                if send
+                    .send(String::from_utf8_lossy(&buffer).into_owned())
+                    .is_err()
+                {
+                    break;
+                }
+                buffer.clear();
+            }
+        });
+        Lines {
+            new_lines,
+            lines: Vec::new(),
+            text: String::new(),
+        }
+    }
+
+    fn take(&mut self, line: String) {
+        self.lines.push(line.trim_end_matches('\n').to_string());
+        self.text.push_str(&line);
+    }
+
+    /// The lines read so far.
+    fn so_far(&mut self) -> &[String] {
+        while let Ok(line) = self.new_lines.try_recv() {
+            self.take(line);
+        }
+        &self.lines
+    }
+
+    /// Reads to the end of the pipe: once the child and whatever inherited
+    /// the pipe from it have exited.
+    fn read_to_end(&mut self) {
+        while let Ok(line) = self.new_lines.recv() {
+            self.take(line);
+        }
+    }
+
+    /// Reads to the end of the pipe, or for `limit` at most: for error
+    /// messages, which must not hang on a grandchild holding the pipe.
+    fn read_to_end_within(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while let Ok(line) = self
+            .new_lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.take(line);
+        }
+    }
 }
 
 /// A child that has exited, with everything it wrote.
@@ -45,37 +113,23 @@ impl Running {
             .spawn()
             .with_context(|| format!("cannot start {line}"))?;
         let stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
-        let (send, new_lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut buffer = Vec::new();
-            while matches!(reader.read_until(b'\n', &mut buffer), Ok(n) if n > 0) {
-                let text = String::from_utf8_lossy(&buffer);
-                if send.send(text.trim_end_matches('\n').to_string()).is_err() {
-                    break;
-                }
-                buffer.clear();
-            }
-        });
-        let stderr = std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = stderr.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
-        });
+        let stderr = child.stderr.take().expect("stderr is piped");
         Ok(Running {
             command: line,
             child,
-            new_lines,
-            stdout: Vec::new(),
-            stderr: Some(stderr),
+            stdout: Lines::read(stdout),
+            stderr: Lines::read(stderr),
         })
     }
 
     /// The lines it has written to stdout so far.
     pub fn stdout_lines(&mut self) -> &[String] {
-        self.stdout.extend(self.new_lines.try_iter());
-        &self.stdout
+        self.stdout.so_far()
+    }
+
+    /// The lines it has written to stderr so far.
+    pub fn stderr_lines(&mut self) -> &[String] {
+        self.stderr.so_far()
     }
 
     /// Waits until `check` finds what it looks for in the stdout lines so
@@ -84,24 +138,55 @@ impl Running {
         &mut self,
         what: &str,
         timeout: Duration,
+        check: impl FnMut(&[String]) -> Poll<T>,
+    ) -> Result<T> {
+        self.wait_for(Pipe::Stdout, what, timeout, check)
+    }
+
+    /// Waits until `check` finds what it looks for in the stderr lines so
+    /// far (where `-o compact` and `-o columns` put the nodes' statuses);
+    /// fails when the process exits first or `timeout` passes.
+    pub fn wait_for_stderr<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        check: impl FnMut(&[String]) -> Poll<T>,
+    ) -> Result<T> {
+        self.wait_for(Pipe::Stderr, what, timeout, check)
+    }
+
+    fn wait_for<T>(
+        &mut self,
+        pipe: Pipe,
+        what: &str,
+        timeout: Duration,
         mut check: impl FnMut(&[String]) -> Poll<T>,
     ) -> Result<T> {
         poll(what, timeout, || {
             let exited = self.child.try_wait()?;
-            let seen = check(self.stdout_lines());
-            match (seen, exited) {
+            let lines = match pipe {
+                Pipe::Stdout => self.stdout.so_far(),
+                Pipe::Stderr => self.stderr.so_far(),
+            };
+            match (check(lines), exited) {
                 (Poll::Ready(value), _) => Ok(Poll::Ready(value)),
-                (Poll::Pending(seen), Some(status)) => {
-                    // The pipe may still hold its last lines.
-                    std::thread::sleep(Duration::from_millis(100));
-                    if let Poll::Ready(value) = check(self.stdout_lines()) {
-                        return Ok(Poll::Ready(value));
-                    }
-                    let stderr = self.take_stderr();
+                (Poll::Pending(_), Some(status)) => {
+                    // The pipes may still hold its last lines.
+                    self.stdout.read_to_end_within(ERROR_OUTPUT_WAIT);
+                    self.stderr.read_to_end_within(ERROR_OUTPUT_WAIT);
+                    let lines = match pipe {
+                        Pipe::Stdout => &self.stdout.lines,
+                        Pipe::Stderr => &self.stderr.lines,
+                    };
+                    let seen = match check(lines) {
+                        Poll::Ready(value) => return Ok(Poll::Ready(value)),
+                        Poll::Pending(seen) => seen,
+                    };
                     bail!(
-                        "{} exited ({status}) before {what}; {seen}\nstderr:\n{}",
+                        "{} exited ({status}) before {what}; {seen}\nstdout:\n{}\nstderr:\n{}",
                         self.command,
-                        indent(&stderr)
+                        indent(&self.stdout.lines.join("\n")),
+                        indent(&self.stderr.text)
                     )
                 }
                 (Poll::Pending(seen), None) => Ok(Poll::Pending(seen)),
@@ -133,39 +218,32 @@ impl Running {
             Err(err) => {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                let stdout = self.stdout_lines().join("\n");
+                self.stdout.read_to_end_within(ERROR_OUTPUT_WAIT);
+                self.stderr.read_to_end_within(ERROR_OUTPUT_WAIT);
                 bail!(
                     "{err}\nstdout:\n{}\nstderr:\n{}",
-                    indent(&stdout),
-                    indent(&self.take_stderr())
+                    indent(&self.stdout.lines.join("\n")),
+                    indent(&self.stderr.text)
                 );
             }
         };
-        // The reader thread ends at EOF, after the last line.
-        let stderr = self.take_stderr();
-        self.stdout.extend(self.new_lines.iter());
+        // The reader threads end at EOF, after the last line.
+        self.stdout.read_to_end();
+        self.stderr.read_to_end();
         Ok(Finished {
             command: self.command.clone(),
             status,
-            stdout: self.stdout.join("\n"),
-            stderr,
+            stdout: self.stdout.lines.join("\n"),
+            stderr: std::mem::take(&mut self.stderr.text),
         })
     }
+}
 
-    fn take_stderr(&mut self) -> String {
-        match self.stderr.take() {
-            Some(reader)
-                if reader.is_finished() || self.child.try_wait().ok().flatten().is_some() =>
-            {
-                reader.join().unwrap_or_default()
-            }
-            Some(reader) => {
-                self.stderr = Some(reader);
-                "(still running)".to_string()
-            }
-            None => String::new(),
-        }
-    }
+/// Which of a child's output pipes.
+#[derive(Clone, Copy)]
+enum Pipe {
+    Stdout,
+    Stderr,
 }
 
 impl Drop for Running {
@@ -281,6 +359,29 @@ mod tests {
         running.interrupt().unwrap();
         let finished = running.finish(Duration::from_secs(10)).unwrap();
         assert_eq!(finished.code(), None, "SIGINT ends sleep");
+    }
+
+    #[test]
+    fn waiting_for_a_line_on_stderr() {
+        let mut running = Running::spawn(Command::new("sh").args([
+            "-c",
+            "echo out; echo node-1: trace started >&2; exec sleep 30",
+        ]))
+        .unwrap();
+        running
+            .wait_for_stderr("node-1 to start", Duration::from_secs(10), |lines| {
+                if lines.iter().any(|line| line == "node-1: trace started") {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(lines.join(" | "))
+                }
+            })
+            .unwrap();
+        assert_eq!(running.stderr_lines(), ["node-1: trace started"]);
+        running.interrupt().unwrap();
+        let finished = running.finish(Duration::from_secs(10)).unwrap();
+        assert_eq!(finished.stdout, "out");
+        assert_eq!(finished.stderr, "node-1: trace started\n");
     }
 
     #[test]

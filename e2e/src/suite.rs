@@ -12,10 +12,13 @@
 //! 7. `trace exec` and `trace open` with `-n`, `-A`, `-p`, `-c`, `-l` and
 //!    `--node`: each expected event once, from the right node and container,
 //!    nothing else.
-//! 8. (local harness) A node agent killed mid-trace: the error names the
+//! 8. `trace file` follows a pod's files and nothing of a namespace it
+//!    does not select; with `--kill-on write` it kills a selected process
+//!    before its bytes land, and no other.
+//! 9. (local harness) A node agent killed mid-trace: the error names the
 //!    node, the other nodes go on.
-//! 9. `undeploy --wait` leaves nothing of deploy's behind, and a trace says
-//!    again to run deploy.
+//! 10. `undeploy --wait` leaves nothing of deploy's behind, and a trace says
+//!     again to run deploy.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -32,6 +35,7 @@ use crate::agents::{agent_command, free_port, CgroupView, NodeAgent};
 use crate::cgroups::CgroupTree;
 use crate::cluster::Cluster;
 use crate::events::{self, Line, Unmarked};
+use crate::file_trace::FileTraceRun;
 use crate::kubectl::Kubectl;
 use crate::process::{run, Running};
 use crate::traces::{self, join, RunningTrace, TraceCase};
@@ -74,7 +78,7 @@ pub enum Mode {
     Existing {
         /// `deploy --image`; the client's default when `None`.
         image: Option<String>,
-        /// The image of the workload pods (needs `sleep` and `cat`).
+        /// The image of the workload pods (needs `sleep`, `cat` and `sh`).
         workload_image: String,
     },
 }
@@ -195,6 +199,14 @@ pub fn run_suite(options: Options) -> Result<Vec<StepReport>> {
     suite.step(
         "trace exec and open select by -n, -A, -p, -c, -l and --node",
         Suite::selection,
+    )?;
+    suite.step(
+        "trace file follows a pod's files",
+        Suite::file_follows_a_pods_files,
+    )?;
+    suite.step(
+        "trace file --kill-on write stops a selected pod's write and nothing else",
+        Suite::file_kill_on_write,
     )?;
     if local {
         suite.step(
@@ -686,6 +698,28 @@ impl Suite {
                 },
             ),
         ]
+    }
+
+    /// What the trace file steps need.
+    fn file_trace_run(&mut self) -> Result<FileTraceRun<'_>> {
+        let seconds = self.trace_seconds();
+        let only_ours = self.is_local();
+        Ok(FileTraceRun {
+            kubectl: &self.kubectl,
+            workloads: self.workloads.as_mut().context("no workloads yet")?,
+            nodes: &self.nodes,
+            namespaces: &self.namespaces,
+            seconds,
+            only_ours,
+        })
+    }
+
+    fn file_follows_a_pods_files(&mut self) -> Result<()> {
+        self.file_trace_run()?.follows_a_pods_files()
+    }
+
+    fn file_kill_on_write(&mut self) -> Result<()> {
+        self.file_trace_run()?.kill_on_write()
     }
 
     /// A trace with `-A` on every node; the agent of the node of `deathstar`

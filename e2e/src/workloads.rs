@@ -14,6 +14,7 @@
 //! kubelet runs them and a round is `kubectl exec`.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -121,6 +122,26 @@ impl WorkloadContainer {
     }
 }
 
+/// How a command run in a container ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It exited with this code.
+    Exited(i32),
+    /// This signal ended it.
+    Signaled(i32),
+}
+
+/// A shell run in a container, once it ended.
+#[derive(Debug)]
+pub struct ShellRun {
+    /// How it ended.
+    pub ended: Ended,
+    /// What it wrote to stdout.
+    pub stdout: String,
+    /// What it (or `kubectl exec`) wrote to stderr.
+    pub stderr: String,
+}
+
 /// How commands get into the containers.
 enum Runner {
     /// This host: the containers are cgroups of a tree the suite owns.
@@ -129,6 +150,7 @@ enum Runner {
         /// The cgroup of each container, below the tree's top.
         cgroups: Vec<String>,
         cat: PathBuf,
+        sh: PathBuf,
     },
     /// A real cluster: `kubectl exec`.
     Cluster(Kubectl),
@@ -182,12 +204,13 @@ impl Workloads {
                 tree,
                 cgroups,
                 cat: find_program("cat")?,
+                sh: find_program("sh")?,
             },
         })
     }
 
     /// Creates the pods in a real cluster, running `image` (which needs
-    /// `sleep` and `cat`), and waits until they run.
+    /// `sleep`, `cat` and `sh`), and waits until they run.
     pub fn start_in_cluster(
         cluster: &Cluster,
         kubectl: &Kubectl,
@@ -259,7 +282,9 @@ impl Workloads {
             let marker = self.marker(round, container);
             let who = &container.identity;
             match &mut self.runner {
-                Runner::Local { tree, cgroups, cat } => {
+                Runner::Local {
+                    tree, cgroups, cat, ..
+                } => {
                     let path = Path::new(&marker);
                     std::fs::create_dir_all(path.parent().expect("a marker has a directory"))?;
                     std::fs::write(path, round)
@@ -310,6 +335,141 @@ impl Workloads {
         }
         Ok(expected)
     }
+}
+
+impl Workloads {
+    /// The index in [`Workloads::containers`] of `pod`'s `container`.
+    pub fn index_of(&self, pod: &str, container: &str) -> Result<usize> {
+        self.containers
+            .iter()
+            .position(|c| c.identity.pod == pod && c.identity.container == container)
+            .with_context(|| format!("no workload container {pod}/{container}"))
+    }
+
+    /// Runs `sh -c <script>` in the container at `index` and waits for it
+    /// to end, however it ends. Locally the shell joins the container's
+    /// cgroup between fork and exec; in a cluster it is `kubectl exec`,
+    /// which reports a command a signal ended as exit code 128 + the
+    /// signal, as container runtimes do.
+    pub fn run_shell(&mut self, index: usize, script: &str) -> Result<ShellRun> {
+        let container = &self.containers[index];
+        let who = &container.identity;
+        match &mut self.runner {
+            Runner::Local {
+                tree, cgroups, sh, ..
+            } => {
+                let output = tree
+                    .run_in(&cgroups[index], Command::new(&*sh).args(["-c", script]))
+                    .with_context(|| {
+                        format!(
+                            "cannot run sh in the cgroup of {}/{}/{}",
+                            who.namespace, who.pod, who.container
+                        )
+                    })?;
+                let ended = match (output.status.code(), output.status.signal()) {
+                    (Some(code), _) => Ended::Exited(code),
+                    (None, Some(signal)) => Ended::Signaled(signal),
+                    (None, None) => bail!("sh -c {script:?} ended neither by exit nor by signal"),
+                };
+                Ok(ShellRun {
+                    ended,
+                    stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                })
+            }
+            Runner::Cluster(kubectl) => {
+                let finished = run(
+                    &mut kubectl.command([
+                        "exec",
+                        "-n",
+                        &who.namespace,
+                        who.pod.as_str(),
+                        "-c",
+                        &who.container,
+                        "--",
+                        "sh",
+                        "-c",
+                        script,
+                    ]),
+                    Duration::from_secs(60),
+                )?;
+                let ended = match finished.code() {
+                    Some(code) if (129..=128 + 64).contains(&code) => Ended::Signaled(code - 128),
+                    Some(code) => Ended::Exited(code),
+                    None => bail!("{}", finished.report("kubectl exec was killed")),
+                };
+                Ok(ShellRun {
+                    ended,
+                    stdout: finished.stdout,
+                    stderr: finished.stderr,
+                })
+            }
+        }
+    }
+
+    /// Creates the directory `dir` and its missing parents, as the
+    /// container at `index` sees it: locally on this host (the containers
+    /// share its file system), in a cluster with `kubectl exec`.
+    pub fn make_dir(&mut self, index: usize, dir: &str) -> Result<()> {
+        match &self.runner {
+            Runner::Local { .. } => {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))
+            }
+            Runner::Cluster(_) => {
+                self.run_to_success(index, &format!("mkdir -p {}", shell_quote(dir)))
+            }
+        }
+    }
+
+    /// Makes the file `path` hold `content`, as the container at `index`
+    /// sees it (see [`Workloads::make_dir`]); its directory must exist.
+    pub fn write_file(&mut self, index: usize, path: &str, content: &str) -> Result<()> {
+        match &self.runner {
+            Runner::Local { .. } => {
+                std::fs::write(path, content).with_context(|| format!("cannot write {path}"))
+            }
+            Runner::Cluster(_) => {
+                let script = format!("printf %s {} > {}", shell_quote(content), shell_quote(path));
+                self.run_to_success(index, &script)
+            }
+        }
+    }
+
+    fn run_to_success(&mut self, index: usize, script: &str) -> Result<()> {
+        match self.run_shell(index, script)? {
+            ShellRun {
+                ended: Ended::Exited(0),
+                ..
+            } => Ok(()),
+            other => bail!("sh -c {script:?} failed in the container: {other:?}"),
+        }
+    }
+
+    /// What `path` holds, as the container at `index` sees it: locally read
+    /// on this host, in a cluster with `kubectl exec ... cat`.
+    pub fn read_file(&mut self, index: usize, path: &str) -> Result<String> {
+        match &self.runner {
+            Runner::Local { .. } => {
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))
+            }
+            Runner::Cluster(_) => {
+                let script = format!("cat {}", shell_quote(path));
+                match self.run_shell(index, &script)? {
+                    ShellRun {
+                        ended: Ended::Exited(0),
+                        stdout,
+                        ..
+                    } => Ok(stdout),
+                    other => bail!("sh -c {script:?} failed in the container: {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+/// `text` as one word of a POSIX shell.
+pub fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// The spec of a workload pod: with `image`, one that runs (`sleep`); without,
@@ -501,6 +661,17 @@ mod tests {
             .unwrap_or_else(|| panic!("layout {index} is not the kubelet's"));
             assert_eq!(parsed.pod_uid, uid);
         }
+    }
+
+    #[test]
+    fn shell_quoting_survives_quotes() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        let quoted = shell_quote("it's $HOME");
+        let echoed = Command::new("sh")
+            .args(["-c", &format!("printf %s {quoted}")])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(echoed.stdout).unwrap(), "it's $HOME");
     }
 
     #[test]
