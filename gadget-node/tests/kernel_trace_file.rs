@@ -640,17 +640,22 @@ async fn exec_and_exit_rows_carry_the_kernel_resolved_executable() {
         ],
         "the executable is the file the kernel ran, not the name passed"
     );
-    let ended: Vec<(u32, i32, i32, String)> = exits(&got)
+    let ended: Vec<(u32, i32, i32, String, Vec<String>)> = exits(&got)
         .into_iter()
-        .map(|(pid, exit, exe)| (pid, exit.exit_code, exit.signal, exe))
+        .map(|(pid, exit, exe)| {
+            let exit_args = exit.args.iter().map(|a| text(a)).collect();
+            (pid, exit.exit_code, exit.signal, exe, exit_args)
+        })
         .collect();
     assert_eq!(
         ended,
         [
-            (pids[0], 0, 0, true_exe.clone()),
-            (pids[1], 0, 0, true_exe),
-            (pids[2], 3, 0, sh_exe),
-            (pids[3], 0, libc::SIGKILL, this_exe()),
+            // The exit row names the arguments its exec row had; a process
+            // that exec'd before the trace (the forked test) has none.
+            (pids[0], 0, 0, true_exe.clone(), args(&["mytrue", "a", ""])),
+            (pids[1], 0, 0, true_exe, args(&["./true"])),
+            (pids[2], 3, 0, sh_exe, args(&["sh", "-c", "exit 3"])),
+            (pids[3], 0, libc::SIGKILL, this_exe(), args(&[])),
         ]
     );
     assert!(

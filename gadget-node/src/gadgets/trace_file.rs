@@ -11,6 +11,9 @@
 //! `gadget-ebpf/src/bpf/trace_file.bpf.c`; its event (`trace_file.h`) is
 //! mirrored by [`record`], tied to it by its layout test.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use bytes::Bytes;
 use gadget_ebpf::MalformedRecord;
@@ -461,6 +464,39 @@ struct PreparedFile {
     patterns: [[u8; PATTERN_LEN_MAX]; PATTERNS_MAX],
     operations: u32,
     kill_on: u32,
+    /// The arguments of the processes this trace saw exec, for their exit
+    /// rows (the kernel side keeps none until the exit).
+    exec_args: Mutex<ExecArgs>,
+}
+
+/// The arguments of each running process whose exec the trace reported,
+/// by pid: its exit row names them as the exec row did. Processes that
+/// exec'd before the trace started have none. Bounded: beyond
+/// [`ExecArgs::MAX_PROCESSES`] running processes, newer ones are not
+/// remembered (their exit rows name the executable only).
+#[derive(Default)]
+struct ExecArgs {
+    by_pid: HashMap<u32, (Vec<Bytes>, bool)>,
+}
+
+impl ExecArgs {
+    const MAX_PROCESSES: usize = 16384;
+
+    /// Remembers `args` (copied: the record's bytes are a slice of a whole
+    /// batch, which this must not keep alive) for `pid`'s exit.
+    fn exec(&mut self, pid: u32, args: &[Bytes], truncated: bool) {
+        if self.by_pid.len() >= Self::MAX_PROCESSES && !self.by_pid.contains_key(&pid) {
+            return;
+        }
+        let owned = args.iter().map(|arg| Bytes::copy_from_slice(arg)).collect();
+        self.by_pid.insert(pid, (owned, truncated));
+    }
+
+    /// The arguments of `pid`, which ended; forgotten, as its pid may be
+    /// reused.
+    fn exit(&mut self, pid: u32) -> (Vec<Bytes>, bool) {
+        self.by_pid.remove(&pid).unwrap_or_default()
+    }
 }
 
 impl PreparedFile {
@@ -512,6 +548,7 @@ impl PreparedFile {
             patterns: [[0; PATTERN_LEN_MAX]; PATTERNS_MAX],
             operations,
             kill_on,
+            exec_args: Mutex::default(),
         };
         let patterns = params
             .path_prefixes
@@ -670,20 +707,33 @@ impl PreparedGadget for PreparedFile {
                 ret: h.ret,
                 killed: h.killed != 0,
             }),
-            record::FileRecordKind::Exec { args } => What::Exec(v1::ProcessExec {
-                args: record::split_args(args)
-                    .map(|arg| record.slice_ref(arg))
-                    .collect(),
-                args_truncated: h.truncated & record::ARGS_TRUNCATED != 0,
-            }),
-            record::FileRecordKind::Exit => What::Exit(v1::ProcessExit {
-                // As WEXITSTATUS and WTERMSIG read a wait status.
-                exit_code: (h.exit_status >> 8) & 0xff,
-                signal: h.exit_status & 0x7f,
-                // The kernel side does not keep a process's arguments until
-                // its exit: the exit row names the executable.
-                ..Default::default()
-            }),
+            record::FileRecordKind::Exec { args } => {
+                let exec = v1::ProcessExec {
+                    args: record::split_args(args)
+                        .map(|arg| record.slice_ref(arg))
+                        .collect(),
+                    args_truncated: h.truncated & record::ARGS_TRUNCATED != 0,
+                };
+                self.exec_args
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .exec(h.proc.pid, &exec.args, exec.args_truncated);
+                What::Exec(exec)
+            }
+            record::FileRecordKind::Exit => {
+                let (args, args_truncated) = self
+                    .exec_args
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .exit(h.proc.pid);
+                What::Exit(v1::ProcessExit {
+                    // As WEXITSTATUS and WTERMSIG read a wait status.
+                    exit_code: (h.exit_status >> 8) & 0xff,
+                    signal: h.exit_status & 0x7f,
+                    args,
+                    args_truncated,
+                })
+            }
         };
         event.kind = Some(v1::event::Kind::File(v1::FileEvent {
             what: Some(what),
@@ -697,6 +747,30 @@ impl PreparedGadget for PreparedFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exit_rows_get_the_arguments_of_the_exec_and_forget_them() {
+        let mut running = ExecArgs::default();
+        let args = [
+            Bytes::from_static(b"vi"),
+            Bytes::from_static(b"/etc/passwd"),
+        ];
+        running.exec(42, &args, false);
+        assert_eq!(running.exit(42), (args.to_vec(), false));
+        // Forgotten at the exit: a reused pid does not inherit them.
+        assert_eq!(running.exit(42), (Vec::new(), false));
+        // Never exec'd in the trace: nothing.
+        assert_eq!(running.exit(7), (Vec::new(), false));
+    }
+
+    #[test]
+    fn the_arguments_kept_are_bounded() {
+        let mut running = ExecArgs::default();
+        for pid in 0..ExecArgs::MAX_PROCESSES as u32 + 10 {
+            running.exec(pid, &[Bytes::from_static(b"x")], false);
+        }
+        assert_eq!(running.by_pid.len(), ExecArgs::MAX_PROCESSES);
+    }
 
     fn params(prefixes: &[&str], paths: &[&str]) -> v1::FileParams {
         let bytes = |list: &[&str]| {
