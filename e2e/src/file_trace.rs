@@ -241,7 +241,8 @@ impl FileTraceRun<'_> {
         problems
     }
 
-    /// `trace file -n <alliance> --prefix <dir>/ --kill-on write -o json`:
+    /// `trace file -n <alliance> --prefix <dir>/ --kill-on write -o json`
+    /// (which first says on stderr what it enforces, on whom):
     /// `xwing`'s shell appending to its file is SIGKILLed before a byte
     /// lands, and says so (`file_write` with `killed`, `process_exit` with
     /// SIGKILL); `deathstar`'s shell, appending to a followed path but not
@@ -345,11 +346,27 @@ impl FileTraceRun<'_> {
         if finished.code() != Some(0) {
             problems.push(format!("exited with {}", finished.status));
         }
+        // The client says what it enforces and on whom before any row.
+        let notice = format!(
+            "enforcing while this trace runs: SIGKILL at write of files under {}, \
+             to processes of pods in namespace {}; not the host's processes",
+            pair.dir, self.namespaces.alliance
+        );
+        let mut noticed = 0;
         for line in finished
             .stderr_lines()
             .filter(|line| !line.starts_with("warning: "))
         {
-            problems.push(format!("stderr: {line}"));
+            if line == notice {
+                noticed += 1;
+            } else {
+                problems.push(format!("stderr: {line}"));
+            }
+        }
+        if noticed != 1 {
+            problems.push(format!(
+                "stderr should say once, before the rows: {notice}; it said it {noticed} times"
+            ));
         }
         let rows: Vec<JsonRow> = match finished
             .stdout_lines()
