@@ -83,6 +83,10 @@ const READ_WRITE_CONFIGS: &[Config] = &[
         trace: None,
     },
     Config {
+        label: "trace file, process not selected",
+        trace: Some(&["file", "--prefix", "/tmp/gadget-bench-rw/"]),
+    },
+    Config {
         label: "trace file, file not followed",
         trace: Some(&["file", "--host", "--prefix", "/nonexistent-bench/"]),
     },
