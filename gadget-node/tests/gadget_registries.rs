@@ -105,3 +105,22 @@ fn every_event_of_the_protocol_is_rendered_by_one_front_end_gadget() {
         );
     }
 }
+
+#[test]
+fn trace_files_limits_are_the_kernels_on_both_sides() {
+    use gadget_node::gadgets::trace_file::record::{PATTERNS_MAX, PATTERN_LEN_MAX};
+    use gadget_trace::gadgets::trace_file::{MAX_FOLLOWED_PATHS, MAX_FOLLOWED_PATH_BYTES};
+
+    // The kernel's limits (tied to trace_file.h by the node's layout test)
+    // are the ones the front end checks flags and policies against, so a
+    // request the front end lets through is one the node takes.
+    assert_eq!(MAX_FOLLOWED_PATHS, PATTERNS_MAX);
+    assert_eq!(MAX_FOLLOWED_PATH_BYTES, PATTERN_LEN_MAX);
+    let longest = format!("/{}", "a".repeat(MAX_FOLLOWED_PATH_BYTES - 1));
+    let params = v1::run_gadget_request::Params::File(v1::FileParams {
+        paths: vec![longest.into(); MAX_FOLLOWED_PATHS],
+        ..Default::default()
+    });
+    let node = gadget_node::gadgets::find(gadget_proto::TRACE_FILE).unwrap();
+    assert!(node.prepare(Some(&params)).is_ok());
+}
