@@ -3,21 +3,27 @@
 //!
 //! 1. Before deploy, a trace says to run deploy.
 //! 2. A user without rights cannot deploy, and is told so in one line.
-//! 3. `deploy --wait` returns once the real controller-manager and scheduler
+//! 3. Deploy refuses a namespace of its name that it did not create,
+//!    changing nothing, and undeploy leaves that namespace alone.
+//! 4. `deploy --wait` returns once the real controller-manager and scheduler
 //!    have put a ready gadget pod on every node.
-//! 4. (local harness) A gadget-node per gadget pod, from the pod's own
+//! 5. (local harness) A gadget-node per gadget pod, from the pod's own
 //!    command line, reached through a KWOK port-forward.
-//! 5. `version` reaches every node.
-//! 6. Workload pods in two namespaces on different nodes, with processes.
-//! 7. `trace exec` and `trace open` with `-n`, `-A`, `-p`, `-c`, `-l` and
+//! 6. `version` reaches every node.
+//! 7. A newer deployed version is not downgraded without `--force`.
+//! 8. A user who may find the gadget pods but not port-forward to them is
+//!    told so in one line; with the shipped trace users' role bound in the
+//!    gadget namespace, the same user reaches every node.
+//! 9. Workload pods in two namespaces on different nodes, with processes.
+//! 10. `trace exec` and `trace open` with `-n`, `-A`, `-p`, `-c`, `-l` and
 //!    `--node`: each expected event once, from the right node and container,
 //!    nothing else.
-//! 8. `trace file` follows a pod's files and nothing of a namespace it
+//! 11. `trace file` follows a pod's files and nothing of a namespace it
 //!    does not select; with `--kill-on write` it kills a selected process
 //!    before its bytes land, and no other.
-//! 9. (local harness) A node agent killed mid-trace: the error names the
+//! 12. (local harness) A node agent killed mid-trace: the error names the
 //!    node, the other nodes go on.
-//! 10. `undeploy --wait` leaves nothing of deploy's behind, and a trace says
+//! 13. `undeploy --wait` leaves nothing of deploy's behind, and a trace says
 //!     again to run deploy.
 
 use std::collections::BTreeSet;
@@ -25,10 +31,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef,
+};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kubectl_gadget::manifests::{
-    self, RenderOptions, MANAGED_SELECTOR, NAMESPACE, NODE_AGENT, POD_SELECTOR,
+    self, RenderOptions, MANAGED_SELECTOR, NAMESPACE, NODE_AGENT, POD_SELECTOR, TRACE_USER_ROLE,
+    VERSION_LABEL,
 };
 
 use crate::agents::{agent_command, free_port, CgroupView, NodeAgent};
@@ -63,6 +74,13 @@ const DEAD_NODE_NOTICED: Duration = Duration::from_secs(25);
 
 /// The user without rights.
 const NOBODY: &str = "gadget-e2e-nobody";
+
+/// A version newer than any this client will have, faked on the deployed
+/// DaemonSet.
+const NEWER_VERSION: &str = "99.0.0";
+
+/// How long an RBAC change may take to reach the API server's authorizer.
+const RBAC_PROPAGATION: Duration = Duration::from_secs(15);
 
 /// Where the suite runs.
 pub enum Mode {
@@ -122,6 +140,8 @@ struct Suite {
     workloads: Option<Workloads>,
     /// Whether deploy ran and undeploy has not.
     deployed: bool,
+    /// The user without rights, once made.
+    nobody: Option<Unprivileged>,
     steps: Vec<StepReport>,
 }
 
@@ -156,6 +176,7 @@ pub fn run_suite(options: Options) -> Result<Vec<StepReport>> {
         cgroups: None,
         workloads: None,
         deployed: false,
+        nobody: None,
         steps: Vec::new(),
     };
     let local = suite.is_local();
@@ -173,6 +194,10 @@ pub fn run_suite(options: Options) -> Result<Vec<StepReport>> {
         Suite::forbidden_deploy,
     )?;
     suite.step(
+        "deploy refuses a namespace it did not create, and undeploy leaves it",
+        Suite::foreign_namespace,
+    )?;
+    suite.step(
         "deploy --wait: a ready gadget pod on every node",
         Suite::deploy,
     )?;
@@ -188,6 +213,14 @@ pub fn run_suite(options: Options) -> Result<Vec<StepReport>> {
         );
     }
     suite.step("version reaches every node", Suite::version)?;
+    suite.step(
+        "deploy does not downgrade a newer deployment without --force",
+        Suite::version_skew,
+    )?;
+    suite.step(
+        "a user without pods/portforward is told in one line; the trace users' role lets them in",
+        Suite::trace_user_access,
+    )?;
     suite.step(
         "workload pods in two namespaces, with processes",
         Suite::start_workloads,
@@ -317,7 +350,7 @@ impl Suite {
     fn forbidden_deploy(&mut self) -> Result<()> {
         let dir = self.options.work_dir.join("users");
         std::fs::create_dir_all(&dir)?;
-        let Unprivileged { kubeconfig, user } = match &self.options.mode {
+        let nobody = match &self.options.mode {
             Mode::Local { pki, .. } => {
                 users::certificate_user(&self.options.kubeconfig, pki, NOBODY, &dir)?
             }
@@ -325,10 +358,12 @@ impl Suite {
                 users::service_account_user(&self.cluster, &self.namespaces.alliance, NOBODY, &dir)?
             }
         };
+        let user = nobody.user.clone();
         let finished = self
             .kubectl
-            .with_kubeconfig(&kubeconfig)
+            .with_kubeconfig(&nobody.kubeconfig)
             .run_gadget(&["deploy"])?;
+        self.nobody = Some(nobody);
         let stderr: Vec<&str> = finished.stderr_lines().collect();
         let start = format!("error: forbidden: User \"{user}\" cannot ");
         let one_clear_line = stderr.len() == 1
@@ -355,15 +390,104 @@ impl Suite {
         Ok(())
     }
 
-    fn deploy(&mut self) -> Result<()> {
-        let mut args = vec!["deploy", "--wait", "--timeout", ROLLOUT_TIMEOUT];
+    /// `deploy` with the image under test and `extra` flags.
+    fn deploy_args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["deploy"];
         if let Mode::Existing {
             image: Some(image), ..
         } = &self.options.mode
         {
             args.extend(["--image", image.as_str()]);
         }
+        args.extend(extra);
+        args
+    }
+
+    /// A namespace of deploy's name that someone else made: deploy refuses
+    /// it in one line naming it and changes nothing; undeploy says it leaves
+    /// it, and does.
+    fn foreign_namespace(&mut self) -> Result<()> {
+        let namespaces = self.cluster.cluster_wide::<Namespace>();
+        self.cluster.create_namespace(NAMESPACE)?;
+        self.created_namespaces.push(NAMESPACE.to_string());
+        let labels_before = self
+            .cluster
+            .get(&namespaces, NAMESPACE)?
+            .context("the namespace just made is not there")?
+            .metadata
+            .labels;
+
+        let finished = self.kubectl.run_gadget(&self.deploy_args(&[]))?;
+        let expected = format!(
+            "error: namespace/{NAMESPACE} exists but was not created by kubectl gadget deploy \
+             (it lacks the label app.kubernetes.io/managed-by=kubectl-gadget); deploy does not \
+             take over what it did not create: remove it if it is unused, then deploy again"
+        );
+        if finished.code() != Some(1)
+            || !finished.stdout.is_empty()
+            || finished.stderr.trim_end() != expected
+        {
+            bail!(
+                "{}",
+                finished.report(&format!(
+                    "expected exit code 1, no output and only {expected:?} on stderr"
+                ))
+            );
+        }
+        let namespace = self.cluster.get(&namespaces, NAMESPACE)?;
+        if namespace.as_ref().map(|ns| &ns.metadata.labels) != Some(&labels_before) {
+            bail!("the refused deploy changed namespace {NAMESPACE}: {namespace:?}");
+        }
+        let role = self
+            .cluster
+            .get(&self.cluster.cluster_wide::<ClusterRole>(), NODE_AGENT)?;
+        let daemon_set = self
+            .cluster
+            .get(&self.cluster.namespaced::<DaemonSet>(NAMESPACE), NODE_AGENT)?;
+        if role.is_some() || daemon_set.is_some() {
+            bail!("the refused deploy created objects (ClusterRole or DaemonSet {NODE_AGENT})");
+        }
+        eprintln!("e2e:   {}", finished.stderr.trim_end());
+
+        let finished = self.kubectl.run_gadget(&["undeploy"])?.success()?;
+        let left_alone = format!(
+            "namespace/{NAMESPACE} was not created by kubectl gadget deploy: left as it is"
+        );
+        let lines: Vec<&str> = finished.stdout_lines().collect();
+        if lines != [left_alone.as_str(), "nothing to undeploy"] {
+            bail!(
+                "{}",
+                finished.report(&format!(
+                    "expected {left_alone:?} and \"nothing to undeploy\" on stdout"
+                ))
+            );
+        }
+        let namespace = self.cluster.get(&namespaces, NAMESPACE)?;
+        if namespace
+            .as_ref()
+            .is_none_or(|ns| ns.metadata.deletion_timestamp.is_some())
+        {
+            bail!("undeploy deleted namespace {NAMESPACE}, which deploy did not create");
+        }
+
+        self.cluster.delete(&namespaces, NAMESPACE)?;
+        poll(
+            &format!("namespace {NAMESPACE} to be gone"),
+            Duration::from_secs(60),
+            || {
+                Ok(match self.cluster.get(&namespaces, NAMESPACE)? {
+                    None => Poll::Ready(()),
+                    Some(_) => Poll::Pending("still there".into()),
+                })
+            },
+        )?;
+        self.created_namespaces.retain(|name| name != NAMESPACE);
+        Ok(())
+    }
+
+    fn deploy(&mut self) -> Result<()> {
         self.deployed = true;
+        let args = self.deploy_args(&["--wait", "--timeout", ROLLOUT_TIMEOUT]);
         let finished = run(&mut self.kubectl.gadget(&args), ROLLOUT_DEADLINE)?.success()?;
         let pods = self
             .cluster
@@ -464,6 +588,233 @@ impl Suite {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// The deployed DaemonSet's version label.
+    fn deployed_version(&self) -> Result<Option<String>> {
+        let daemon_set = self
+            .cluster
+            .get(&self.cluster.namespaced::<DaemonSet>(NAMESPACE), NODE_AGENT)?
+            .context("the DaemonSet is not there")?;
+        Ok(daemon_set
+            .metadata
+            .labels
+            .and_then(|labels| labels.get(VERSION_LABEL).cloned()))
+    }
+
+    /// With a newer version faked on the DaemonSet, deploy refuses in one
+    /// line and changes nothing; `--force` replaces it and says so; then
+    /// deploy again is a no-op that says the same version is deployed.
+    fn version_skew(&mut self) -> Result<()> {
+        if self.deployed_version()?.as_deref() != Some(VERSION) {
+            bail!("deploy did not label the DaemonSet {VERSION_LABEL}={VERSION}");
+        }
+        let daemon_sets = self.cluster.namespaced::<DaemonSet>(NAMESPACE);
+        let newer = serde_json::json!({"metadata": {"labels": {VERSION_LABEL: NEWER_VERSION}}});
+        self.cluster
+            .block_on(daemon_sets.patch(NODE_AGENT, &PatchParams::default(), &Patch::Merge(&newer)))
+            .context("cannot fake a newer version on the DaemonSet")?;
+
+        let finished = self.kubectl.run_gadget(&self.deploy_args(&[]))?;
+        let expected = format!(
+            "error: gadget-node {NEWER_VERSION} is deployed, newer than this client ({VERSION}); \
+             deploying would downgrade it: use kubectl-gadget {NEWER_VERSION} or later, or pass \
+             --force to downgrade"
+        );
+        if finished.code() != Some(1)
+            || !finished.stdout.is_empty()
+            || finished.stderr.trim_end() != expected
+        {
+            bail!(
+                "{}",
+                finished.report(&format!(
+                    "expected exit code 1, no output and only {expected:?} on stderr"
+                ))
+            );
+        }
+        if self.deployed_version()?.as_deref() != Some(NEWER_VERSION) {
+            bail!("the refused deploy changed the DaemonSet's version label");
+        }
+        eprintln!("e2e:   {}", finished.stderr.trim_end());
+
+        let finished = self
+            .kubectl
+            .run_gadget(&self.deploy_args(&["--force"]))?
+            .success()?;
+        let downgrading =
+            format!("deploying gadget-node {VERSION}: downgrading from {NEWER_VERSION} (--force)");
+        if finished.stdout_lines().next() != Some(downgrading.as_str()) {
+            bail!(
+                "{}",
+                finished.report(&format!("expected {downgrading:?} first on stdout"))
+            );
+        }
+        if self.deployed_version()?.as_deref() != Some(VERSION) {
+            bail!("deploy --force did not put back {VERSION_LABEL}={VERSION}");
+        }
+        eprintln!("e2e:   {downgrading}");
+
+        let finished = self.kubectl.run_gadget(&self.deploy_args(&[]))?.success()?;
+        let same = format!("deploying gadget-node {VERSION}: the same version is deployed");
+        let unchanged = format!("daemonset.apps/{NODE_AGENT} in namespace {NAMESPACE} unchanged");
+        let lines: Vec<&str> = finished.stdout_lines().collect();
+        if lines.first() != Some(&same.as_str()) || !lines.contains(&unchanged.as_str()) {
+            bail!(
+                "{}",
+                finished.report(&format!("expected {same:?} and {unchanged:?} on stdout"))
+            );
+        }
+        Ok(())
+    }
+
+    /// The user without rights: told in one line that they may not find
+    /// the gadget pods; allowed to find them but not to port-forward, told
+    /// that in one line (not once per node); with the shipped trace users'
+    /// role bound in the gadget namespace, reaches every node.
+    fn trace_user_access(&mut self) -> Result<()> {
+        let nobody = self
+            .nobody
+            .as_ref()
+            .context("the user without rights was not made")?;
+        let as_nobody = self.kubectl.with_kubeconfig(&nobody.kubeconfig);
+        let grant_hint = "an admin can grant what tracing needs with \"kubectl create rolebinding \
+                          NAME --namespace kubectl-gadget --clusterrole kubectl-gadget-tracer \
+                          --user USER\"";
+        let trace = ["trace", "exec", "-A", "-t", "1"];
+
+        let finished = as_nobody.run_gadget(&trace)?;
+        let start = format!(
+            "error: forbidden: User \"{}\" cannot get resource \"daemonsets\"",
+            nobody.user
+        );
+        let stderr: Vec<&str> = finished.stderr_lines().collect();
+        if finished.code() != Some(1)
+            || stderr.len() != 1
+            || !stderr[0].starts_with(&start)
+            || !stderr[0].ends_with(grant_hint)
+        {
+            bail!(
+                "{}",
+                finished.report(&format!(
+                    "expected exit code 1 and one line {start}...{grant_hint}"
+                ))
+            );
+        }
+        eprintln!("e2e:   {}", stderr[0]);
+
+        // Finding the gadget pods, and nothing more.
+        let find_pods = Role {
+            metadata: ObjectMeta {
+                name: Some("gadget-e2e-find-pods".into()),
+                ..Default::default()
+            },
+            rules: Some(vec![
+                PolicyRule {
+                    api_groups: Some(vec!["apps".into()]),
+                    resources: Some(vec!["daemonsets".into()]),
+                    verbs: vec!["get".into()],
+                    ..Default::default()
+                },
+                PolicyRule {
+                    api_groups: Some(vec!["".into()]),
+                    resources: Some(vec!["pods".into()]),
+                    verbs: vec!["list".into()],
+                    ..Default::default()
+                },
+            ]),
+        };
+        let roles = self.cluster.namespaced::<Role>(NAMESPACE);
+        self.cluster
+            .block_on(roles.create(&PostParams::default(), &find_pods))
+            .context("cannot create the role that finds the gadget pods")?;
+        self.bind(&nobody.subject, "Role", "gadget-e2e-find-pods")?;
+        let expected = format!(
+            "error: forbidden: this kubeconfig's user may not create pods/portforward in \
+             namespace {NAMESPACE}, which reaching gadget-node needs; {grant_hint}"
+        );
+        let finished = poll("the role to take effect", RBAC_PROPAGATION, || {
+            let finished = as_nobody.run_gadget(&trace)?;
+            Ok(if finished.stderr.contains("cannot get resource") {
+                Poll::Pending(finished.stderr)
+            } else {
+                Poll::Ready(finished)
+            })
+        })?;
+        if finished.code() != Some(1)
+            || !finished.stdout.is_empty()
+            || finished.stderr.trim_end() != expected
+        {
+            bail!(
+                "{}",
+                finished.report(&format!(
+                    "expected exit code 1, no output and only {expected:?} on stderr"
+                ))
+            );
+        }
+        eprintln!("e2e:   {expected}");
+
+        // The role deploy ships for people who trace.
+        self.bind(&nobody.subject, "ClusterRole", TRACE_USER_ROLE)?;
+        let finished = poll(
+            "the trace users' role to take effect",
+            RBAC_PROPAGATION,
+            || {
+                let finished = as_nobody.run_gadget(&["version"])?;
+                Ok(if finished.code() == Some(0) {
+                    Poll::Ready(finished)
+                } else {
+                    Poll::Pending(format!("{}{}", finished.stdout, finished.stderr))
+                })
+            },
+        )?;
+        for node in &self.nodes {
+            let ok = finished.stdout_lines().any(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                words.first() == Some(&node.as_str()) && words.last() == Some(&"ok")
+            });
+            if !ok {
+                bail!(
+                    "{}",
+                    finished.report(&format!("as {}: no line says {node} is ok", nobody.user))
+                );
+            }
+        }
+        eprintln!(
+            "e2e:   with {TRACE_USER_ROLE} bound in {NAMESPACE}, {} reaches {} nodes",
+            nobody.user,
+            self.nodes.len()
+        );
+        Ok(())
+    }
+
+    /// Binds `subject` to the role `kind`/`name` in the gadget namespace
+    /// (which undeploy deletes, and the binding with it).
+    fn bind(
+        &self,
+        subject: &k8s_openapi::api::rbac::v1::Subject,
+        kind: &str,
+        name: &str,
+    ) -> Result<()> {
+        let binding = RoleBinding {
+            metadata: ObjectMeta {
+                name: Some(format!("gadget-e2e-{name}")),
+                ..Default::default()
+            },
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: kind.into(),
+                name: name.into(),
+            },
+            subjects: Some(vec![subject.clone()]),
+        };
+        self.cluster
+            .block_on(
+                self.cluster
+                    .namespaced::<RoleBinding>(NAMESPACE)
+                    .create(&PostParams::default(), &binding),
+            )
+            .with_context(|| format!("cannot bind {kind} {name}"))?;
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::Subject;
 use kube::api::{ObjectMeta, PostParams};
 use kube::config::{AuthInfo, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext};
 
@@ -21,6 +22,8 @@ pub struct Unprivileged {
     pub kubeconfig: PathBuf,
     /// The user name in the API server's messages.
     pub user: String,
+    /// The user as an RBAC binding names it, to grant it something.
+    pub subject: Subject,
 }
 
 /// A user with a client certificate signed by the cluster's CA (`ca.crt`
@@ -86,6 +89,12 @@ pub fn certificate_user(admin: &Path, pki: &Path, name: &str, dir: &Path) -> Res
     Ok(Unprivileged {
         kubeconfig,
         user: name.to_string(),
+        subject: Subject {
+            kind: "User".into(),
+            name: name.to_string(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            namespace: None,
+        },
     })
 }
 
@@ -134,6 +143,12 @@ pub fn service_account_user(
     Ok(Unprivileged {
         kubeconfig,
         user: format!("system:serviceaccount:{namespace}:{name}"),
+        subject: Subject {
+            kind: "ServiceAccount".into(),
+            name: name.to_string(),
+            api_group: None,
+            namespace: Some(namespace.to_string()),
+        },
     })
 }
 

@@ -58,14 +58,14 @@ fn at(server: &Option<String>) -> String {
 }
 
 impl ApiError {
-    /// Maps the kube error of doing `action` (like `apply namespace/gadget`)
+    /// Maps the kube error of doing `action` (like `apply namespace/kubectl-gadget`)
     /// against the API server at `server`.
     pub fn from_kube(err: &kube::Error, action: &str, server: Option<&str>) -> Self {
         let server = server.map(str::to_string);
         match err {
             kube::Error::Api(status) if status.code == 403 => {
                 // "pods is forbidden: User "bob" cannot list resource "pods"
-                // in API group "" in the namespace "gadget"": the part after
+                // in API group "" in the namespace "kubectl-gadget"": the part after
                 // "forbidden: " already says who cannot do what.
                 let detail = status
                     .message
@@ -204,7 +204,7 @@ mod tests {
         let err = kube::Error::Service(Box::new(Connect(refused)));
         let mapped = ApiError::from_kube(
             &err,
-            "apply namespace/gadget",
+            "apply namespace/kubectl-gadget",
             Some("https://127.0.0.1:6443"),
         );
         assert_eq!(
@@ -221,8 +221,8 @@ mod tests {
         let server = "https://h:6443";
         let err = status_error(401, "Unauthorized");
         let from_connect =
-            crate::connect::api_error(server, "get daemonset gadget-node", &err).to_string();
-        let from_deploy = ApiError::from_kube(&err, "apply namespace/gadget", Some(server));
+            crate::connect::discovery_error(server, "get daemonset gadget-node", &err).to_string();
+        let from_deploy = ApiError::from_kube(&err, "apply namespace/kubectl-gadget", Some(server));
         assert_eq!(
             from_connect,
             "unauthorized: the API server at https://h:6443 rejected the credentials of this kubeconfig context"

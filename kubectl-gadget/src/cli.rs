@@ -13,9 +13,9 @@ use gadget_trace::cli::{TraceCommand, TraceHelp};
 const TARGETS_HELP: &str = "\
 Reaching the nodes:
   By default the client uses the cluster of the kubeconfig (--kubeconfig,
-  --context): it finds the gadget-node pods (namespace gadget, DaemonSet
-  gadget-node, one per node) and reaches each through the API server's pod
-  port-forward. Install them with \"kubectl gadget deploy\".
+  --context): it finds the gadget-node pods (namespace kubectl-gadget,
+  DaemonSet gadget-node, one per node) and reaches each through the API
+  server's pod port-forward. Install them with \"kubectl gadget deploy\".
 
   With --node-address the client talks to gadget-node processes directly
   (a node outside any cluster, or one reached through a tunnel): the

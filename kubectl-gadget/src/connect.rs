@@ -19,8 +19,12 @@ use gadget_proto::ProtocolMismatch;
 use gadget_trace::error_line::{error_chain, status_message};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    SubjectAccessReviewStatus,
+};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
+use kube::api::{ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Api, Config};
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -87,6 +91,13 @@ pub enum ConnectError {
         /// The nodes that have one.
         known: Vec<String>,
     },
+    /// RBAC does not let this user open a port-forward to the gadget pods,
+    /// which is how every node is reached.
+    #[error(
+        "forbidden: this kubeconfig's user may not create pods/portforward in namespace {NAMESPACE}, \
+         which reaching gadget-node needs; {GRANT_HINT}"
+    )]
+    PortForwardForbidden,
     /// There are gadget-node pods, but none is ready: `node: state` of each.
     #[error("gadget-node is not ready on any node ({}); run {DEPLOY_WAIT} to see why", .0.join(", "))]
     NoneReady(Vec<String>),
@@ -236,6 +247,12 @@ pub async fn cluster_client(target: &ClusterTarget) -> Result<Cluster, ConnectEr
 /// What to run to see why gadget pods are not ready.
 const DEPLOY_WAIT: &str = "\"kubectl gadget deploy --wait\"";
 
+/// How a user gets what tracing needs, for the forbidden errors.
+const GRANT_HINT: &str = concat!(
+    "an admin can grant what tracing needs with \"kubectl create rolebinding NAME ",
+    "--namespace kubectl-gadget --clusterrole kubectl-gadget-tracer --user USER\""
+);
+
 /// The check every command that talks to the nodes makes first: is
 /// gadget-node deployed, and ready on the nodes asked for? Finds the
 /// gadget-node pod of every node (or of the `nodes` named), and fails with
@@ -252,13 +269,13 @@ pub async fn discover(
     let daemon_set = daemon_sets
         .get_opt(NODE_AGENT)
         .await
-        .map_err(|err| api_error(&cluster.server, "get daemonset gadget-node", &err))?
+        .map_err(|err| discovery_error(&cluster.server, "get daemonset gadget-node", &err))?
         .ok_or(ConnectError::NotDeployed)?;
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), NAMESPACE);
     let list = pods
         .list(&ListParams::default().labels(POD_SELECTOR))
         .await
-        .map_err(|err| api_error(&cluster.server, "list the gadget pods", &err))?;
+        .map_err(|err| discovery_error(&cluster.server, "list the gadget pods", &err))?;
     let rollout = RolloutStatus::of(&daemon_set);
     if list.items.is_empty() {
         return Err(if rollout.observed && rollout.desired == 0 {
@@ -268,7 +285,9 @@ pub async fn discover(
         });
     }
     let found = pods_by_node(&list.items);
-    Ok(select_nodes(&found, nodes)?
+    let selected = select_nodes(&found, nodes)?;
+    check_port_forward_allowed(cluster).await?;
+    Ok(selected
         .into_iter()
         .map(|pod| NodeTarget {
             label: pod.node.clone(),
@@ -282,6 +301,43 @@ pub async fn discover(
             },
         })
         .collect())
+}
+
+/// Asks the API server whether this user may open the port-forwards every
+/// node is reached by, so that a user without the right gets one line
+/// saying so instead of one failure per node. When the question itself
+/// cannot be asked (an API server without the authorization API), the
+/// port-forwards will tell.
+async fn check_port_forward_allowed(cluster: &Cluster) -> Result<(), ConnectError> {
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(NAMESPACE.to_string()),
+                verb: Some("create".to_string()),
+                resource: Some("pods".to_string()),
+                subresource: Some("portforward".to_string()),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(cluster.client.clone());
+    match reviews.create(&PostParams::default(), &review).await {
+        Ok(answer) => port_forward_verdict(answer.status.as_ref()),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The answer of the access review of `create pods/portforward`: only a
+/// clear no refuses.
+fn port_forward_verdict(status: Option<&SubjectAccessReviewStatus>) -> Result<(), ConnectError> {
+    match status {
+        Some(status) if !status.allowed && status.denied != Some(false) => {
+            Err(ConnectError::PortForwardForbidden)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The pods of the `nodes` asked for (all when none is named); fails when a
@@ -516,7 +572,23 @@ fn port_forward_connector(
         let pod = pod.clone();
         let port_error = port_error.clone();
         async move {
-            let mut forwarder = pods.portforward(&pod, &[GRPC_PORT]).await?;
+            let mut forwarder = match pods.portforward(&pod, &[GRPC_PORT]).await {
+                Ok(forwarder) => forwarder,
+                Err(err) => {
+                    if is_forbidden_upgrade(&err) {
+                        // The upgrade's answer has no body worth showing:
+                        // say what is missing instead of "403 Forbidden"
+                        // under two layers of transport errors.
+                        if let Ok(mut slot) = port_error.lock() {
+                            *slot = Some(format!(
+                                "forbidden: this kubeconfig's user may not open a port-forward \
+                                 to pod {NAMESPACE}/{pod} (get and create on pods/portforward); {GRANT_HINT}"
+                            ));
+                        }
+                    }
+                    return Err(err.into());
+                }
+            };
             let stream = forwarder
                 .take_stream(GRPC_PORT)
                 .ok_or("the port-forward has no stream for the port")?;
@@ -534,6 +606,15 @@ fn port_forward_connector(
             Ok::<_, BoxError>(TokioIo::new(stream))
         }
     })
+}
+
+/// Whether the API server refused a port-forward's upgrade as forbidden.
+fn is_forbidden_upgrade(err: &kube::Error) -> bool {
+    matches!(
+        err,
+        kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::ProtocolSwitch(code))
+            if code.as_u16() == 403
+    )
 }
 
 /// One line for a kubeconfig that cannot be used.
@@ -559,10 +640,15 @@ fn kubeconfig_error(err: &KubeconfigError) -> ConnectError {
     ConnectError::Kubeconfig(message)
 }
 
-/// One line for a failed API call of `action`, worded as every command
-/// words it.
-pub(crate) fn api_error(server: &str, action: &str, err: &kube::Error) -> ConnectError {
-    ConnectError::Api(ApiError::from_kube(err, action, Some(server)).to_string())
+/// One line for a failed API call of `action` made to find the gadget pods,
+/// worded as every command words it; a refusal also says how to get what
+/// the trace users' role grants.
+pub(crate) fn discovery_error(server: &str, action: &str, err: &kube::Error) -> ConnectError {
+    let api = ApiError::from_kube(err, action, Some(server));
+    match api {
+        ApiError::Forbidden { .. } => ConnectError::Api(format!("{api}; {GRANT_HINT}")),
+        _ => ConnectError::Api(api.to_string()),
+    }
 }
 
 /// A tonic transport error with its causes.
@@ -669,7 +755,7 @@ mod tests {
         assert!(!chosen[0].scheduled);
         assert_eq!(
             chosen[0].not_ready_error().unwrap().to_string(),
-            "gadget-node pod gadget/gn-x is not ready (not scheduled); \
+            "gadget-node pod kubectl-gadget/gn-x is not ready (not scheduled); \
              run \"kubectl gadget deploy --wait\" to see why"
         );
     }
@@ -685,7 +771,7 @@ mod tests {
         assert!(all[0].not_ready_error().is_none());
         assert_eq!(
             all[1].not_ready_error().unwrap().to_string(),
-            "gadget-node pod gadget/gn-b is not ready (CrashLoopBackOff); \
+            "gadget-node pod kubectl-gadget/gn-b is not ready (CrashLoopBackOff); \
              run \"kubectl gadget deploy --wait\" to see why"
         );
         let err = select_nodes(&found, &["node-b".to_string()]).unwrap_err();
@@ -760,5 +846,68 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("No such file or directory"), "{message}");
+    }
+
+    /// Regression: a user without `pods/portforward` got, per node, a
+    /// transport error chain ending in "403 Forbidden", and then a summary.
+    #[test]
+    fn denied_port_forward_is_one_line_naming_the_permission() {
+        let denied = SubjectAccessReviewStatus {
+            allowed: false,
+            ..SubjectAccessReviewStatus::default()
+        };
+        let err = port_forward_verdict(Some(&denied)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "forbidden: this kubeconfig's user may not create pods/portforward in namespace \
+             kubectl-gadget, which reaching gadget-node needs; an admin can grant what tracing \
+             needs with \"kubectl create rolebinding NAME --namespace kubectl-gadget \
+             --clusterrole kubectl-gadget-tracer --user USER\""
+        );
+        assert_eq!(err.to_string().lines().count(), 1);
+        let allowed = SubjectAccessReviewStatus {
+            allowed: true,
+            ..SubjectAccessReviewStatus::default()
+        };
+        port_forward_verdict(Some(&allowed)).unwrap();
+        // No answer is no refusal: the port-forward itself will say.
+        port_forward_verdict(None).unwrap();
+    }
+
+    #[test]
+    fn forbidden_upgrade_is_recognised() {
+        use kube::client::UpgradeConnectionError;
+        let forbidden = kube::Error::UpgradeConnection(UpgradeConnectionError::ProtocolSwitch(
+            tonic::codegen::http::StatusCode::FORBIDDEN,
+        ));
+        assert!(is_forbidden_upgrade(&forbidden));
+        let not_found = kube::Error::UpgradeConnection(UpgradeConnectionError::ProtocolSwitch(
+            tonic::codegen::http::StatusCode::NOT_FOUND,
+        ));
+        assert!(!is_forbidden_upgrade(&not_found));
+    }
+
+    #[test]
+    fn forbidden_discovery_says_how_to_get_access() {
+        let status = kube::core::Status {
+            status: Some(kube::core::response::StatusSummary::Failure),
+            code: 403,
+            message: "pods is forbidden: User \"bob\" cannot list resource \"pods\" in API group \"\" in the namespace \"kubectl-gadget\"".into(),
+            reason: "Forbidden".into(),
+            metadata: None,
+            details: None,
+        };
+        let err = discovery_error(
+            "https://h:6443",
+            "list the gadget pods",
+            &kube::Error::Api(Box::new(status)),
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "forbidden: User \"bob\" cannot list resource \"pods\" in API group \"\" in the \
+                 namespace \"kubectl-gadget\"; {GRANT_HINT}"
+            )
+        );
     }
 }

@@ -6,6 +6,8 @@
 //! (what a trace's flags mean, and merging and printing its events, is
 //! `gadget_trace`'s, shared with the node's local mode), [`version`] prints
 //! what the nodes run, and [`deploy`] installs them from [`manifests`].
+//! Whatever a node or the API server says goes through [`terminal`] on its
+//! way to the terminal.
 
 pub mod api_error;
 pub mod cli;
@@ -14,5 +16,6 @@ pub mod deploy;
 pub mod manifests;
 pub mod pod_status;
 pub mod request;
+pub mod terminal;
 pub mod trace;
 pub mod version;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use kubectl_gadget::cli::Cli;
 use kubectl_gadget::request::Request;
+use kubectl_gadget::terminal::error_line;
 use kubectl_gadget::{connect, deploy, trace, version};
 
 /// Exit code of a bad command line, as clap uses.
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(request)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("{}", error_line(&err));
             ExitCode::FAILURE
         }
     }
@@ -47,7 +48,8 @@ async fn run(request: Request) -> anyhow::Result<ExitCode> {
             match summary.failure() {
                 None => Ok(ExitCode::SUCCESS),
                 Some(failure) => {
-                    eprintln!("error: {failure}");
+                    // Names the failed nodes, which a node chooses.
+                    eprintln!("{}", error_line(&anyhow::anyhow!(failure)));
                     Ok(ExitCode::FAILURE)
                 }
             }

@@ -6,10 +6,10 @@ use std::io::{self, Write};
 use futures::future::join_all;
 use gadget_proto::v1::NodeInfoResponse;
 use gadget_proto::{check_protocol, PROTOCOL_VERSION};
-use gadget_trace::render::write_escaped;
 
 use crate::connect::{self, ConnectError, NodeError};
 use crate::request::VersionRequest;
+use crate::terminal::escaped;
 
 /// The version of this client.
 pub const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -132,14 +132,6 @@ fn align<const N: usize>(rows: Vec<[String; N]>) -> String {
     text
 }
 
-/// Text from a node, with control characters escaped so that a node cannot
-/// drive the terminal.
-fn escaped(text: &str) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    write_escaped(&mut out, text.as_bytes());
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// `version` could not ask the nodes.
 #[derive(Debug, thiserror::Error)]
 pub enum VersionError {
@@ -192,7 +184,7 @@ mod tests {
             NodeVersion {
                 name: "node-3\x1b[2J".into(),
                 info: Err(NodeError::NotReady(
-                    "gadget-node pod gadget/x is not ready (Pending)".into(),
+                    "gadget-node pod kubectl-gadget/x is not ready (Pending)".into(),
                 )),
             },
         ];
@@ -216,7 +208,7 @@ mod tests {
         );
         assert!(lines[3].contains("node-3\\x1b[2J"), "{text}");
         assert!(!text.contains('\x1b'));
-        assert!(lines[3].contains("error: gadget-node pod gadget/x is not ready (Pending)"));
+        assert!(lines[3].contains("error: gadget-node pod kubectl-gadget/x is not ready (Pending)"));
         assert!(nodes[0].is_usable());
         assert!(!nodes[1].is_usable());
         assert!(!nodes[2].is_usable());

@@ -301,7 +301,8 @@ fn answer(stream: TcpStream, routes: &[(&'static str, u16, String)], seen: &Mute
         if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
             return;
         }
-        // Skip the headers; the client sends no body with a GET.
+        // Skip the headers, and the body of a POST.
+        let mut body_len = 0;
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).unwrap_or(0) == 0 {
@@ -310,6 +311,15 @@ fn answer(stream: TcpStream, routes: &[(&'static str, u16, String)], seen: &Mute
             if header == "\r\n" {
                 break;
             }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    body_len = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; body_len];
+        if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+            return;
         }
         let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
         seen.lock().unwrap().push(path.clone());
@@ -333,14 +343,14 @@ fn answer(stream: TcpStream, routes: &[(&'static str, u16, String)], seen: &Mute
     }
 }
 
-const DAEMONSET_PATH: &str = "/apis/apps/v1/namespaces/gadget/daemonsets/gadget-node";
-const PODS_PATH: &str = "/api/v1/namespaces/gadget/pods";
+const DAEMONSET_PATH: &str = "/apis/apps/v1/namespaces/kubectl-gadget/daemonsets/gadget-node";
+const PODS_PATH: &str = "/api/v1/namespaces/kubectl-gadget/pods";
 
 fn daemonset() -> (&'static str, u16, String) {
     (
         DAEMONSET_PATH,
         200,
-        r#"{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"gadget-node","namespace":"gadget"}}"#
+        r#"{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"gadget-node","namespace":"kubectl-gadget"}}"#
             .to_string(),
     )
 }
@@ -358,7 +368,7 @@ fn pods(items: &[String]) -> (&'static str, u16, String) {
 
 fn pending_pod(name: &str, node: &str, reason: &str) -> String {
     format!(
-        r#"{{"metadata":{{"name":"{name}","namespace":"gadget"}},
+        r#"{{"metadata":{{"name":"{name}","namespace":"kubectl-gadget"}},
             "spec":{{"nodeName":"{node}","containers":[]}},
             "status":{{"phase":"Pending",
                 "conditions":[{{"type":"Ready","status":"False"}}],
@@ -415,7 +425,7 @@ fn daemonset_without_pods_says_what_to_run() {
 #[test]
 fn daemonset_on_no_node_says_to_choose_nodes() {
     let daemonset = r#"{"apiVersion":"apps/v1","kind":"DaemonSet",
-        "metadata":{"name":"gadget-node","namespace":"gadget","generation":1},
+        "metadata":{"name":"gadget-node","namespace":"kubectl-gadget","generation":1},
         "status":{"observedGeneration":1,"desiredNumberScheduled":0,"currentNumberScheduled":0,
             "numberMisscheduled":0,"numberReady":0}}"#;
     let api = fake_api(vec![
@@ -433,7 +443,7 @@ fn daemonset_on_no_node_says_to_choose_nodes() {
 
 #[test]
 fn forbidden_says_who_cannot_do_what_on_one_line() {
-    let message = r#"daemonsets.apps \"gadget-node\" is forbidden: User \"dev\" cannot get resource \"daemonsets\" in API group \"apps\" in the namespace \"gadget\""#;
+    let message = r#"daemonsets.apps \"gadget-node\" is forbidden: User \"dev\" cannot get resource \"daemonsets\" in API group \"apps\" in the namespace \"kubectl-gadget\""#;
     let api = fake_api(vec![(
         DAEMONSET_PATH,
         403,
@@ -445,9 +455,53 @@ fn forbidden_says_who_cannot_do_what_on_one_line() {
     assert_eq!(
         stderr(&output),
         "error: forbidden: User \"dev\" cannot get resource \"daemonsets\" in API group \"apps\" \
-         in the namespace \"gadget\"\n"
+         in the namespace \"kubectl-gadget\"; an admin can grant what tracing needs with \
+         \"kubectl create rolebinding NAME --namespace kubectl-gadget --clusterrole \
+         kubectl-gadget-tracer --user USER\"\n"
     );
     assert_eq!(output.status.code(), Some(1));
+}
+
+/// Regression: a user allowed to find the gadget pods but not to open a
+/// port-forward to them got a transport error per node ("403 Forbidden"
+/// under two layers of wrapping), then a summary.
+#[test]
+fn forbidden_port_forward_is_one_line_naming_the_permission() {
+    let ready_pod = r#"{"metadata":{"name":"gn-1","namespace":"kubectl-gadget"},
+        "spec":{"nodeName":"node-1","containers":[]},
+        "status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#;
+    let review = r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview",
+        "spec":{"resourceAttributes":{"namespace":"kubectl-gadget","verb":"create",
+            "resource":"pods","subresource":"portforward"}},
+        "status":{"allowed":false}}"#;
+    let api = fake_api(vec![
+        daemonset(),
+        pods(&[ready_pod.to_string()]),
+        (
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            201,
+            review.to_string(),
+        ),
+    ]);
+    for command in [&["trace", "exec"][..], &["version"]] {
+        let output = run_against(&api, command);
+        assert_eq!(
+            stderr(&output),
+            "error: forbidden: this kubeconfig's user may not create pods/portforward in \
+             namespace kubectl-gadget, which reaching gadget-node needs; an admin can grant \
+             what tracing needs with \"kubectl create rolebinding NAME --namespace \
+             kubectl-gadget --clusterrole kubectl-gadget-tracer --user USER\"\n",
+            "{command:?}"
+        );
+        assert_eq!(output.status.code(), Some(1), "{command:?}");
+    }
+    // No port-forward was tried.
+    assert!(!api
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|path| path.contains("portforward")));
 }
 
 #[test]

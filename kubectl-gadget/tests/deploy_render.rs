@@ -10,7 +10,8 @@ use k8s_openapi::api::core::v1::{Container, Namespace, PodSpec, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kubectl_gadget::deploy::{print_manifests, DeployArgs};
 use kubectl_gadget::manifests::{
-    self, COMMON_LABELS, GRPC_PORT, NAMESPACE, NODE_AGENT, POD_SELECTOR,
+    self, COMMON_LABELS, GRPC_PORT, NAMESPACE, NODE_AGENT, POD_SELECTOR, TRACE_USER_ROLE,
+    VERSION_LABEL,
 };
 use serde::Deserialize;
 
@@ -63,7 +64,7 @@ fn node_container(daemon_set: &DaemonSet) -> &Container {
 }
 
 #[test]
-fn print_only_output_is_the_five_expected_objects_in_apply_order() {
+fn print_only_output_is_the_six_expected_objects_in_apply_order() {
     let yaml = print_only(&[]);
     let docs = documents(&yaml);
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
@@ -74,7 +75,8 @@ fn print_only_output_is_the_five_expected_objects_in_apply_order() {
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
-            "DaemonSet"
+            "DaemonSet",
+            "ClusterRole"
         ]
     );
 
@@ -131,10 +133,25 @@ fn print_only_output_is_the_five_expected_objects_in_apply_order() {
             .labels,
     );
 
+    assert_eq!(
+        daemon_set.metadata.labels.as_ref().unwrap()[VERSION_LABEL],
+        env!("CARGO_PKG_VERSION")
+    );
+
+    // For people who trace, bound to no one (the only binding is the
+    // node's, checked above).
+    let trace_user_role: ClusterRole = typed(&docs[5]);
+    assert_eq!(
+        trace_user_role.metadata.name.as_deref(),
+        Some(TRACE_USER_ROLE)
+    );
+    labels_ok(&trace_user_role.metadata.labels);
+
     // The library's parser and checks agree with the plain parse above.
     let parsed = manifests::parse(&yaml).unwrap();
     parsed.check().unwrap();
     assert_eq!(parsed.daemon_set, daemon_set);
+    assert_eq!(parsed.trace_user_role, trace_user_role);
 }
 
 #[test]
@@ -162,6 +179,19 @@ fn daemon_set_is_least_privilege() {
         ["BPF", "PERFMON", "SYS_RESOURCE"]
     );
     assert_eq!(security.seccomp_profile.unwrap().type_, "Unconfined");
+    // SELinux and AppArmor nodes confine a default container more than
+    // bpf(2), perf_event_open(2) and tracefs allow (daemonset.yaml says why).
+    let selinux = security.se_linux_options.unwrap();
+    assert_eq!(
+        (
+            selinux.type_.as_deref(),
+            selinux.user,
+            selinux.role,
+            selinux.level
+        ),
+        (Some("spc_t"), None, None, None)
+    );
+    assert_eq!(security.app_armor_profile.unwrap().type_, "Unconfined");
 
     // Read-only host mounts of exactly cgroup2, BTF and tracefs, each at the
     // path the node looks for it.

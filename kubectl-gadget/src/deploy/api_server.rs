@@ -23,7 +23,7 @@ impl<'a> ApiServer<'a> {
     }
 }
 
-/// `namespace/gadget`, `daemonset.apps/gadget-node`: kubectl's way of naming
+/// `namespace/kubectl-gadget`, `daemonset.apps/gadget-node`: kubectl's way of naming
 /// objects in its output.
 pub(super) fn object_name<K: Resource<DynamicType = ()>>(name: &str) -> String {
     let kind = K::kind(&()).to_lowercase();
@@ -42,7 +42,10 @@ mod tests {
 
     #[test]
     fn object_names_are_kubectls() {
-        assert_eq!(object_name::<Namespace>("gadget"), "namespace/gadget");
+        assert_eq!(
+            object_name::<Namespace>("kubectl-gadget"),
+            "namespace/kubectl-gadget"
+        );
         assert_eq!(
             object_name::<DaemonSet>("gadget-node"),
             "daemonset.apps/gadget-node"

@@ -10,10 +10,10 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::api_server::{object_name, ApiServer};
+use super::api_server::ApiServer;
 use super::args::DeployArgs;
+use super::ownership::{check_cluster, check_made_by_deploy, display_name, version_line};
 use super::rollout::wait_for_rollout;
-use crate::api_error::ApiError;
 use crate::manifests::{self, Manifests, NAMESPACE};
 
 /// The field manager of every server-side apply: Kubernetes records which
@@ -64,6 +64,12 @@ impl ApplyOutcome {
 /// ready (progress on stderr), or fails with a report of the pods that are
 /// not and why.
 ///
+/// Before the first apply, every object is read: when one exists without
+/// deploy's managed-by label (someone else's namespace or ClusterRole of the
+/// same name), or the deployed gadget-node is newer than this client and
+/// `--force` is not given, deploy refuses and changes nothing. It prints the
+/// version it deploys and what it replaces.
+///
 /// Applies are forced: kubectl-gadget is the only intended owner of these
 /// objects, so when another manager (a `kubectl edit`, an older client-side
 /// apply) holds one of its fields, deploy takes it back instead of stopping
@@ -88,6 +94,8 @@ pub async fn deploy(
         url: server_url,
     };
     let manifests = manifests::build(&args.render_options()?)?;
+    let change = check_cluster(cluster, &manifests, args.force).await?;
+    println!("{}", version_line(&change));
     apply_all(cluster, &manifests).await?;
     if args.wait {
         wait_for_rollout(cluster, args.timeout).await?;
@@ -99,7 +107,7 @@ pub async fn deploy(
     Ok(())
 }
 
-async fn apply_all(cluster: ApiServer<'_>, manifests: &Manifests) -> Result<(), ApiError> {
+async fn apply_all(cluster: ApiServer<'_>, manifests: &Manifests) -> anyhow::Result<()> {
     let client = cluster.client;
     apply(cluster, Api::all(client.clone()), &manifests.namespace).await?;
     apply(
@@ -120,17 +128,26 @@ async fn apply_all(cluster: ApiServer<'_>, manifests: &Manifests) -> Result<(), 
         Api::namespaced(client.clone(), NAMESPACE),
         &manifests.daemon_set,
     )
+    .await?;
+    apply(
+        cluster,
+        Api::all(client.clone()),
+        &manifests.trace_user_role,
+    )
     .await
 }
 
-async fn apply<K>(cluster: ApiServer<'_>, api: Api<K>, object: &K) -> Result<(), ApiError>
+async fn apply<K>(cluster: ApiServer<'_>, api: Api<K>, object: &K) -> anyhow::Result<()>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
     let name = object.name_any();
-    let display = object_name::<K>(&name);
+    let display = display_name(object);
     let action = format!("apply {display}");
     let before = api.get_opt(&name).await.map_err(cluster.error(&action))?;
+    // Checked again right before the apply: the forced apply would take over
+    // an object made since the check of every object.
+    check_made_by_deploy(&display, before.as_ref().map(|b| b.labels()))?;
     // Strict field validation: the API server refuses fields it does not
     // know instead of dropping them (the templates are also checked locally).
     let params = PatchParams::apply(FIELD_MANAGER)

@@ -34,6 +34,11 @@ pub struct DeployArgs {
     /// change nothing. Needs no cluster.
     #[arg(long, conflicts_with = "wait")]
     pub print_only: bool,
+
+    /// Replace the deployed gadget-node even when it is newer than this
+    /// client (a downgrade) or its version is unknown.
+    #[arg(long, conflicts_with = "print_only")]
+    pub force: bool,
 }
 
 impl DeployArgs {
@@ -182,6 +187,7 @@ mod tests {
         assert!(args.node_selector.is_empty());
         assert!(!args.wait);
         assert!(!args.print_only);
+        assert!(!args.force);
         assert_eq!(args.timeout, Duration::from_secs(120));
         assert_eq!(args.render_options().unwrap(), RenderOptions::default());
     }
@@ -276,6 +282,13 @@ mod tests {
         );
         assert!(deploy_args(&["--timeout", "120"]).is_err());
         assert!(deploy_args(&["--timeout", "0s"]).is_err());
+    }
+
+    #[test]
+    fn force_flag() {
+        assert!(deploy_args(&["--force"]).unwrap().force);
+        // Printing replaces nothing, so there is nothing to force.
+        assert!(deploy_args(&["--print-only", "--force"]).is_err());
     }
 
     #[test]

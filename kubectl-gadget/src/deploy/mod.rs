@@ -1,9 +1,11 @@
 //! `kubectl gadget deploy` and `undeploy`.
 //!
 //! Deploy is a server-side apply of the objects in [`crate::manifests`] with
-//! the field manager [`FIELD_MANAGER`]; undeploy deletes what carries the
-//! [`MANAGED_SELECTOR`](crate::manifests::MANAGED_SELECTOR) labels. Failed API
-//! calls become one line each, worded by [`crate::api_error`].
+//! the field manager [`FIELD_MANAGER`], after checking that it takes over
+//! nothing it did not make and downgrades nothing unasked ([`Refusal`]);
+//! undeploy deletes those objects when they carry deploy's
+//! [`MANAGED_BY`](crate::manifests::MANAGED_BY) label. Failed API calls
+//! become one line each, worded by [`crate::api_error`].
 //!
 //! One concern per file: the flags ([`DeployArgs`], [`UndeployArgs`]), the
 //! apply ([`deploy()`], [`print_manifests`]), waiting for the rollout with
@@ -15,12 +17,16 @@
 mod api_server;
 mod apply;
 mod args;
+mod ownership;
 mod report;
 mod rollout;
 mod undeploy;
+mod version_skew;
 
 pub use apply::{deploy, print_manifests, FIELD_MANAGER};
 pub use args::{parse_timeout, DeployArgs, UndeployArgs};
+pub use ownership::Refusal;
 pub use report::pod_report;
 pub use rollout::progress_line;
 pub use undeploy::undeploy;
+pub use version_skew::VersionChange;

@@ -1,6 +1,8 @@
 //! What deploy and undeploy print when their wait times out: why each gadget
 //! pod is not ready (or not gone), with recent events, and why a namespace
-//! is still there.
+//! is still there. Every line is for the terminal, so what the API server
+//! says in it (names, reasons, messages, events) is escaped
+//! ([`crate::terminal`]).
 
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use kube::api::{Api, ListParams};
@@ -10,6 +12,7 @@ use super::api_server::ApiServer;
 use crate::api_error::ApiError;
 use crate::manifests::{NAMESPACE, NODE_AGENT};
 use crate::pod_status::{is_pod_ready, pod_node, pod_state};
+use crate::terminal::escaped;
 
 /// How many not-ready pods progress lines and reports name before summing up.
 pub(super) const MAX_PODS_LISTED: usize = 8;
@@ -62,15 +65,15 @@ pub(super) async fn report_not_ready(cluster: ApiServer<'_>, pods: &[std::sync::
 pub(super) fn pod_line(pod: &Pod) -> String {
     format!(
         "pod {} on {}: {}",
-        pod.name_any(),
-        pod_node(pod),
-        pod_state(pod)
+        escaped(&pod.name_any()),
+        escaped(pod_node(pod)),
+        escaped(&pod_state(pod))
     )
 }
 
 /// The lines describing one pod that is not ready: its node and state, each
 /// container's waiting or terminated reason with its message, and every
-/// condition that is not true.
+/// condition that is not true; escaped for the terminal.
 pub fn pod_report(pod: &Pod) -> Vec<String> {
     let mut lines = vec![pod_line(pod)];
     let status = pod.status.as_ref();
@@ -95,8 +98,9 @@ pub fn pod_report(pod: &Pod) -> Vec<String> {
         } else {
             None
         };
+        let name = escaped(&container.name);
         if let Some(detail) = detail {
-            lines.push(format!("  container {}: {detail}", container.name));
+            lines.push(format!("  container {name}: {}", escaped(&detail)));
         }
         let last_exit = container
             .last_state
@@ -104,12 +108,11 @@ pub fn pod_report(pod: &Pod) -> Vec<String> {
             .and_then(|s| s.terminated.as_ref());
         if let Some(last) = last_exit {
             lines.push(format!(
-                "  container {} last exited with code {}{}",
-                container.name,
+                "  container {name} last exited with code {}{}",
                 last.exit_code,
                 last.reason
                     .as_deref()
-                    .map(|r| format!(" ({r})"))
+                    .map(|r| format!(" ({})", escaped(r)))
                     .unwrap_or_default()
             ));
         }
@@ -120,13 +123,17 @@ pub fn pod_report(pod: &Pod) -> Vec<String> {
         .flatten()
     {
         if condition.status != "True" {
-            let mut line = format!("  condition {}={}", condition.type_, condition.status);
+            let mut line = format!(
+                "  condition {}={}",
+                escaped(&condition.type_),
+                escaped(&condition.status)
+            );
             for part in [&condition.reason, &condition.message]
                 .into_iter()
                 .flatten()
             {
                 line.push_str(": ");
-                line.push_str(part);
+                line.push_str(&escaped(part));
             }
             lines.push(line);
         }
@@ -146,31 +153,32 @@ async fn recent_events(api: &Api<Event>, field_selector: &str) -> Vec<String> {
         Err(err) => {
             return vec![format!(
                 "(cannot list events: {})",
-                ApiError::from_kube(&err, "list events", None)
+                escaped(&ApiError::from_kube(&err, "list events", None).to_string())
             )]
         }
     };
     events.sort_by_key(event_time);
-    let mut lines: Vec<String> = events
-        .iter()
-        .map(|event| {
-            let count = match event.count {
-                Some(n) if n > 1 => format!(" (x{n})"),
-                _ => String::new(),
-            };
-            format!(
-                "event {} {}{count}: {}",
-                event.type_.as_deref().unwrap_or("Normal"),
-                event.reason.as_deref().unwrap_or(""),
-                event.message.as_deref().unwrap_or("").trim_end()
-            )
-        })
-        .collect();
+    let mut lines: Vec<String> = events.iter().map(event_line).collect();
     // Components record the same failure again and again as new events.
     lines.dedup();
     let skip = lines.len().saturating_sub(EVENTS_PER_OBJECT);
     lines.drain(..skip);
     lines
+}
+
+/// `event <type> <reason> (xN): <message>`, escaped: events are written by
+/// any component, or any user allowed to create them, with any text.
+fn event_line(event: &Event) -> String {
+    let count = match event.count {
+        Some(n) if n > 1 => format!(" (x{n})"),
+        _ => String::new(),
+    };
+    format!(
+        "event {} {}{count}: {}",
+        escaped(event.type_.as_deref().unwrap_or("Normal")),
+        escaped(event.reason.as_deref().unwrap_or("")),
+        escaped(event.message.as_deref().unwrap_or("").trim_end())
+    )
 }
 
 /// When an event last happened, for ordering: core/v1 events carry it in
@@ -191,8 +199,8 @@ pub(super) fn namespace_report(namespace: &Namespace) -> Vec<String> {
     let status = namespace.status.as_ref();
     let mut lines = vec![format!(
         "namespace {}: {}",
-        namespace.name_any(),
-        status.and_then(|s| s.phase.as_deref()).unwrap_or("Active")
+        escaped(&namespace.name_any()),
+        escaped(status.and_then(|s| s.phase.as_deref()).unwrap_or("Active"))
     )];
     for condition in status
         .and_then(|s| s.conditions.as_ref())
@@ -202,8 +210,8 @@ pub(super) fn namespace_report(namespace: &Namespace) -> Vec<String> {
         if condition.status == "True" {
             lines.push(format!(
                 "  {}: {}",
-                condition.type_,
-                condition.message.as_deref().unwrap_or("")
+                escaped(&condition.type_),
+                escaped(condition.message.as_deref().unwrap_or(""))
             ));
         }
     }
@@ -246,7 +254,7 @@ mod tests {
     fn namespace_report_shows_why_deletion_is_stuck() {
         let namespace = Namespace {
             metadata: kube::api::ObjectMeta {
-                name: Some("gadget".into()),
+                name: Some("kubectl-gadget".into()),
                 ..Default::default()
             },
             status: Some(k8s_openapi::api::core::v1::NamespaceStatus {
@@ -263,9 +271,86 @@ mod tests {
         assert_eq!(
             namespace_report(&namespace),
             [
-                "namespace gadget: Terminating",
+                "namespace kubectl-gadget: Terminating",
                 "  NamespaceFinalizersRemaining: Some content in the namespace has finalizers remaining"
             ]
+        );
+    }
+
+    /// Regression: messages of container states, conditions and events
+    /// from the API server were printed raw in deploy's and undeploy's
+    /// reports.
+    #[test]
+    fn hostile_api_server_text_in_reports_is_escaped() {
+        use crate::terminal::fixtures::{assert_inert, HOSTILE};
+        use k8s_openapi::api::core::v1::{
+            ContainerStateTerminated, ContainerStatus, NamespaceCondition, NamespaceStatus,
+        };
+        for hostile in HOSTILE {
+            let mut status = with_container(waiting(hostile, hostile), false, 0);
+            let container: &mut ContainerStatus =
+                &mut status.container_statuses.as_mut().unwrap()[0];
+            container.name = hostile.to_string();
+            container.last_state = Some(k8s_openapi::api::core::v1::ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code: 1,
+                    reason: Some(hostile.to_string()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let condition = &mut status.conditions.as_mut().unwrap()[0];
+            condition.reason = Some(hostile.to_string());
+            condition.message = Some(hostile.to_string());
+            let mut hostile_pod = pod(Some(hostile), status);
+            hostile_pod.metadata.name = Some(hostile.to_string());
+            let report = pod_report(&hostile_pod);
+            assert_eq!(report.len(), 4, "{report:?}");
+            for line in report.iter().chain([&pod_line(&hostile_pod)]) {
+                assert_inert(line);
+            }
+            assert!(report[0].contains(&escaped(hostile)), "{report:?}");
+
+            let event = Event {
+                type_: Some(hostile.to_string()),
+                reason: Some(hostile.to_string()),
+                message: Some(hostile.to_string()),
+                ..Default::default()
+            };
+            assert_inert(&event_line(&event));
+
+            let namespace = Namespace {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(hostile.to_string()),
+                    ..Default::default()
+                },
+                status: Some(NamespaceStatus {
+                    phase: Some(hostile.to_string()),
+                    conditions: Some(vec![NamespaceCondition {
+                        type_: hostile.to_string(),
+                        status: "True".into(),
+                        message: Some(hostile.to_string()),
+                        ..Default::default()
+                    }]),
+                }),
+                ..Default::default()
+            };
+            let lines = namespace_report(&namespace);
+            assert_eq!(lines.len(), 2);
+            for line in &lines {
+                assert_inert(line);
+            }
+        }
+        let event = Event {
+            type_: Some("Warning".into()),
+            reason: Some("FailedCreate".into()),
+            message: Some("pods \"x\" is forbidden\x1b[2J".into()),
+            count: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            event_line(&event),
+            "event Warning FailedCreate (x3): pods \"x\" is forbidden\\x1b[2J"
         );
     }
 }

@@ -16,9 +16,11 @@ use super::report::{report_not_ready, MAX_PODS_LISTED};
 use crate::api_error::ApiError;
 use crate::manifests::{NAMESPACE, NODE_AGENT, POD_SELECTOR};
 use crate::pod_status::{is_pod_ready, pod_node, pod_state, RolloutStatus};
+use crate::terminal::escaped;
 
 /// The progress line: ready/desired, then the state of every pod that is not
-/// ready, by node (the first few; the rest counted).
+/// ready, by node (the first few; the rest counted); escaped for the
+/// terminal.
 pub fn progress_line<'a>(
     status: &RolloutStatus,
     pods: impl IntoIterator<Item = &'a Pod>,
@@ -26,7 +28,7 @@ pub fn progress_line<'a>(
     let mut waiting: Vec<(String, String)> = pods
         .into_iter()
         .filter(|pod| !is_pod_ready(pod))
-        .map(|pod| (pod_node(pod).to_string(), pod_state(pod)))
+        .map(|pod| (escaped(pod_node(pod)), escaped(&pod_state(pod))))
         .collect();
     waiting.sort();
     let mut line = format!(
@@ -114,7 +116,7 @@ pub(super) async fn wait_for_rollout(
                 Some(Err(err)) => {
                     // Watches resume by themselves (with backoff); say why
                     // progress stalls, once per distinct error.
-                    let message = err.to_string();
+                    let message = escaped(&err.to_string());
                     if message != last_error {
                         eprintln!("{message}; retrying");
                         last_error = message;
@@ -209,5 +211,27 @@ mod tests {
             .collect();
         let line = progress_line(&status, &pods);
         assert!(line.ends_with("and 12 more"), "{line}");
+    }
+
+    /// Regression: node names and pod states from the API server were
+    /// printed raw in the progress lines.
+    #[test]
+    fn progress_line_escapes_node_names_and_states() {
+        let status = RolloutStatus {
+            observed: true,
+            desired: 1,
+            ready: 0,
+            updated: 1,
+        };
+        let pods = [pod(
+            Some("node\x1b]0;pwned\x07"),
+            with_container(waiting("Bad\nReason", ""), false, 0),
+        )];
+        let line = progress_line(&status, &pods);
+        assert_eq!(
+            line,
+            "0/1 gadget pods ready, 1 up to date; waiting for node\\x1b]0;pwned\\x07: Bad\\nReason"
+        );
+        crate::terminal::fixtures::assert_inert(&line);
     }
 }

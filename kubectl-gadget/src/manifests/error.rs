@@ -46,6 +46,14 @@ pub enum ManifestError {
         /// The document's kind, or empty when it has none.
         kind: String,
     },
+    /// An object of a known kind under a name deploy does not make.
+    #[error("unexpected {kind} named {name:?}")]
+    UnexpectedName {
+        /// The document's kind.
+        kind: &'static str,
+        /// Its name, or empty when it has none.
+        name: String,
+    },
     /// Two documents of a kind that is expected once.
     #[error("more than one {kind} in the manifests")]
     Duplicate {

@@ -1,8 +1,10 @@
 //! The names and labels deploy gives the node side, which the client, the
 //! node and `undeploy` find it by.
 
-/// The namespace everything namespaced lives in.
-pub const NAMESPACE: &str = "gadget";
+/// The namespace everything namespaced lives in: this project's own name,
+/// not `gadget`, which is Inspektor Gadget's (deploy must never take over,
+/// relabel or later delete a namespace another tool owns).
+pub const NAMESPACE: &str = "kubectl-gadget";
 
 /// The name of the DaemonSet, its ServiceAccount, ClusterRole and binding.
 pub const NODE_AGENT: &str = "gadget-node";
@@ -10,6 +12,20 @@ pub const NODE_AGENT: &str = "gadget-node";
 /// The port `gadget-node serve` listens on, on the pod's loopback; clients
 /// reach it through the API server's port-forward.
 pub const GRPC_PORT: u16 = 7100;
+
+/// The ClusterRole deploy ships for the people who trace (nothing is
+/// bound to it): what `kubectl gadget trace` and `version` need, granted in
+/// [`NAMESPACE`] by a RoleBinding an admin creates.
+pub const TRACE_USER_ROLE: &str = "kubectl-gadget-tracer";
+
+/// The label on the DaemonSet saying which kubectl-gadget version deployed
+/// it, so that an older client can refuse to downgrade it.
+pub const VERSION_LABEL: &str = "app.kubernetes.io/version";
+
+/// The label that marks an object as made by `deploy`, and its value: deploy
+/// only updates existing objects that carry it and undeploy only deletes
+/// those.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubectl-gadget");
 
 /// The labels on every object `deploy` creates.
 pub const COMMON_LABELS: [(&str, &str); 3] = [

@@ -5,16 +5,17 @@
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::Resource as _;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::ManifestError;
+use super::{ManifestError, NODE_AGENT, TRACE_USER_ROLE};
 
 /// The node side as typed Kubernetes objects.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifests {
-    /// The `gadget` namespace.
+    /// The namespace of the node side.
     pub namespace: Namespace,
     /// The identity the gadget pods run as.
     pub service_account: ServiceAccount,
@@ -24,10 +25,14 @@ pub struct Manifests {
     pub cluster_role_binding: ClusterRoleBinding,
     /// One gadget-node per Linux node.
     pub daemon_set: DaemonSet,
+    /// What people who trace need, bound to no one
+    /// ([`TRACE_USER_ROLE`](super::TRACE_USER_ROLE)).
+    pub trace_user_role: ClusterRole,
 }
 
 /// Parses multi-document YAML into the node side's objects: exactly one of
-/// each kind, no other kinds, no fields their types do not have.
+/// each kind (the two ClusterRoles told apart by name), no other kinds, no
+/// fields their types do not have.
 pub fn parse(yaml: &str) -> Result<Manifests, ManifestError> {
     let documents: Vec<Value> = serde_saphyr::from_multiple(yaml).map_err(ManifestError::Yaml)?;
     let mut namespace = None;
@@ -35,12 +40,25 @@ pub fn parse(yaml: &str) -> Result<Manifests, ManifestError> {
     let mut cluster_role = None;
     let mut cluster_role_binding = None;
     let mut daemon_set = None;
+    let mut trace_user_role = None;
     for document in &documents {
         let kind = document.get("kind").and_then(Value::as_str).unwrap_or("");
         match kind {
             "Namespace" => set_once(&mut namespace, typed(document)?)?,
             "ServiceAccount" => set_once(&mut service_account, typed(document)?)?,
-            "ClusterRole" => set_once(&mut cluster_role, typed(document)?)?,
+            "ClusterRole" => {
+                let role: ClusterRole = typed(document)?;
+                match role.metadata.name.as_deref() {
+                    Some(NODE_AGENT) => set_once(&mut cluster_role, role)?,
+                    Some(TRACE_USER_ROLE) => set_once(&mut trace_user_role, role)?,
+                    other => {
+                        return Err(ManifestError::UnexpectedName {
+                            kind: ClusterRole::KIND,
+                            name: other.unwrap_or_default().to_string(),
+                        })
+                    }
+                }
+            }
             "ClusterRoleBinding" => set_once(&mut cluster_role_binding, typed(document)?)?,
             "DaemonSet" => set_once(&mut daemon_set, typed(document)?)?,
             other => {
@@ -56,6 +74,7 @@ pub fn parse(yaml: &str) -> Result<Manifests, ManifestError> {
         cluster_role: required(cluster_role)?,
         cluster_role_binding: required(cluster_role_binding)?,
         daemon_set: required(daemon_set)?,
+        trace_user_role: required(trace_user_role)?,
     })
 }
 
@@ -133,6 +152,7 @@ impl Manifests {
             serde_json::to_value(&self.cluster_role),
             serde_json::to_value(&self.cluster_role_binding),
             serde_json::to_value(&self.daemon_set),
+            serde_json::to_value(&self.trace_user_role),
         ]
         .into_iter()
         .map(|value| value.expect("k8s-openapi objects always serialize"))

@@ -8,7 +8,24 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::{ManifestError, Manifests, ALLOWED_CAPABILITIES, COMMON_LABELS, NAMESPACE, OS_LABEL};
+use super::{
+    ManifestError, Manifests, ALLOWED_CAPABILITIES, COMMON_LABELS, NAMESPACE, OS_LABEL,
+    VERSION_LABEL,
+};
+
+/// What the trace users' ClusterRole may grant, as (API group, resource,
+/// verbs): finding the gadget pods and opening a port-forward to them.
+/// Anything more would be access beyond tracing that a binding made for
+/// tracing silently hands out.
+const TRACE_USER_GRANTS: [(&str, &str, &[&str]); 3] = [
+    ("apps", "daemonsets", &["get"]),
+    ("", "pods", &["list"]),
+    ("", "pods/portforward", &["get", "create"]),
+];
+
+/// The SELinux type the gadget container runs as; why, in
+/// `manifests/daemonset.yaml`.
+const SELINUX_TYPE: &str = "spc_t";
 
 impl Manifests {
     /// Checks the rules the node side and `undeploy` rely on, so an edit to
@@ -23,7 +40,9 @@ impl Manifests {
         check_meta::<ClusterRole>(&self.cluster_role.metadata, None)?;
         check_meta::<ClusterRoleBinding>(&self.cluster_role_binding.metadata, None)?;
         check_meta::<DaemonSet>(&self.daemon_set.metadata, Some(NAMESPACE))?;
+        check_meta::<ClusterRole>(&self.trace_user_role.metadata, None)?;
         self.check_role()?;
+        self.check_trace_user_role()?;
         self.check_binding()?;
         self.check_daemon_set()
     }
@@ -38,6 +57,26 @@ impl Manifests {
                 && rule.resources.as_deref() == Some(&["pods".to_string()][..]);
             if !read_only || !pods_only || rule.resource_names.is_some() {
                 return invalid::<ClusterRole>("it may only get, list and watch pods".to_string());
+            }
+        }
+        Ok(())
+    }
+
+    fn check_trace_user_role(&self) -> Result<(), ManifestError> {
+        for rule in self.trace_user_role.rules.iter().flatten() {
+            let granted = match (rule.api_groups.as_deref(), rule.resources.as_deref()) {
+                (Some([group]), Some([resource])) => TRACE_USER_GRANTS
+                    .iter()
+                    .find(|(g, r, _)| g == group && r == resource),
+                _ => None,
+            };
+            let within = granted.is_some_and(|(_, _, verbs)| {
+                rule.verbs.iter().all(|verb| verbs.contains(&verb.as_str()))
+            });
+            if !within || rule.resource_names.is_some() || rule.non_resource_urls.is_some() {
+                return invalid::<ClusterRole>(format!(
+                    "the trace users' role may only grant {TRACE_USER_GRANTS:?}"
+                ));
             }
         }
         Ok(())
@@ -70,6 +109,11 @@ impl Manifests {
         let Some(spec) = &self.daemon_set.spec else {
             return fail("it has no spec".into());
         };
+        let labels = self.daemon_set.metadata.labels.as_ref();
+        if labels.and_then(|l| l.get(VERSION_LABEL)).is_none() {
+            // Without it a later, older client cannot tell it would downgrade.
+            return fail(format!("it must carry the label {VERSION_LABEL}"));
+        }
         let template_labels = spec
             .template
             .metadata
@@ -125,6 +169,26 @@ impl Manifests {
             if security.and_then(|s| s.read_only_root_filesystem) != Some(true) {
                 return fail(format!(
                     "container {} must have a read-only root filesystem",
+                    container.name
+                ));
+            }
+            let selinux = security.and_then(|s| s.se_linux_options.as_ref());
+            let selinux_type_only = selinux.is_some_and(|options| {
+                options.type_.as_deref() == Some(SELINUX_TYPE)
+                    && options.user.is_none()
+                    && options.role.is_none()
+                    && options.level.is_none()
+            });
+            if !selinux_type_only {
+                return fail(format!(
+                    "container {} must set the SELinux type {SELINUX_TYPE} and nothing else of seLinuxOptions",
+                    container.name
+                ));
+            }
+            let apparmor = security.and_then(|s| s.app_armor_profile.as_ref());
+            if apparmor.map(|profile| profile.type_.as_str()) != Some("Unconfined") {
+                return fail(format!(
+                    "container {} must have the AppArmor profile Unconfined",
                     container.name
                 ));
             }
@@ -257,5 +321,122 @@ mod tests {
             .verbs
             .push("delete".into());
         assert!(writable_role.check().is_err());
+    }
+
+    fn rule_error(manifests: &Manifests) -> String {
+        match manifests.check() {
+            Err(ManifestError::Invalid { rule, .. }) => rule,
+            other => panic!("expected a broken rule, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shipped_manifests_pass_their_checks() {
+        build(&RenderOptions::default()).unwrap().check().unwrap();
+    }
+
+    #[test]
+    fn checks_require_selinux_type_spc_t_and_nothing_else() {
+        let base = build(&RenderOptions::default()).unwrap();
+        let options = security_context_mut(&mut base.clone())
+            .se_linux_options
+            .clone()
+            .unwrap();
+        assert_eq!(options.type_.as_deref(), Some("spc_t"));
+
+        let mut without = base.clone();
+        security_context_mut(&mut without).se_linux_options = None;
+        assert!(rule_error(&without).contains("SELinux type spc_t"));
+
+        let mut container_t = base.clone();
+        security_context_mut(&mut container_t)
+            .se_linux_options
+            .as_mut()
+            .unwrap()
+            .type_ = Some("container_t".into());
+        assert!(rule_error(&container_t).contains("SELinux type spc_t"));
+
+        // A level would pin the pod to one MCS category; a user or role
+        // would widen it beyond the runtime's: only the type is the pod's.
+        let mut with_level = base;
+        security_context_mut(&mut with_level)
+            .se_linux_options
+            .as_mut()
+            .unwrap()
+            .level = Some("s0:c1,c2".into());
+        assert!(rule_error(&with_level).contains("nothing else"));
+    }
+
+    #[test]
+    fn checks_require_apparmor_unconfined() {
+        let base = build(&RenderOptions::default()).unwrap();
+        let mut without = base.clone();
+        security_context_mut(&mut without).app_armor_profile = None;
+        assert!(rule_error(&without).contains("AppArmor profile Unconfined"));
+
+        let mut runtime_default = base;
+        security_context_mut(&mut runtime_default)
+            .app_armor_profile
+            .as_mut()
+            .unwrap()
+            .type_ = "RuntimeDefault".into();
+        assert!(rule_error(&runtime_default).contains("AppArmor profile Unconfined"));
+    }
+
+    #[test]
+    fn checks_require_the_version_label_on_the_daemon_set() {
+        let mut manifests = build(&RenderOptions::default()).unwrap();
+        let labels = manifests.daemon_set.metadata.labels.as_mut().unwrap();
+        assert_eq!(
+            labels.get(VERSION_LABEL).map(String::as_str),
+            Some(crate::version::CLIENT_VERSION)
+        );
+        labels.remove(VERSION_LABEL);
+        assert!(rule_error(&manifests).contains(VERSION_LABEL));
+    }
+
+    #[test]
+    fn trace_user_role_grants_only_finding_and_forwarding_to_gadget_pods() {
+        let base = build(&RenderOptions::default()).unwrap();
+        let granted: Vec<(String, String, Vec<String>)> = base
+            .trace_user_role
+            .rules
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|rule| {
+                (
+                    rule.api_groups.unwrap().join(","),
+                    rule.resources.unwrap().join(","),
+                    rule.verbs,
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String, Vec<String>)> = TRACE_USER_GRANTS
+            .iter()
+            .map(|(group, resource, verbs)| {
+                (
+                    group.to_string(),
+                    resource.to_string(),
+                    verbs.iter().map(|v| v.to_string()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(granted, expected);
+
+        // pods/exec would let a trace user run commands in the gadget pod:
+        // root with CAP_BPF on every node.
+        let mut exec = base.clone();
+        exec.trace_user_role.rules.as_mut().unwrap()[2].resources = Some(vec!["pods/exec".into()]);
+        assert!(rule_error(&exec).contains("trace users' role"));
+
+        let mut wildcard = base.clone();
+        wildcard.trace_user_role.rules.as_mut().unwrap()[1].verbs = vec!["*".into()];
+        assert!(rule_error(&wildcard).contains("trace users' role"));
+
+        let mut two_resources = base;
+        two_resources.trace_user_role.rules.as_mut().unwrap()[1].resources =
+            Some(vec!["pods".into(), "secrets".into()]);
+        assert!(rule_error(&two_resources).contains("trace users' role"));
     }
 }

@@ -9,7 +9,9 @@ use super::{check_image, ManifestError, RenderOptions};
 
 /// The templates, in the order their objects are applied: the namespace before
 /// what lives in it, the RBAC objects before the pods that use them.
-pub(super) const TEMPLATES: [(&str, &str); 3] = [
+/// The role for people who trace comes last: nothing the node side needs
+/// waits on it.
+pub(super) const TEMPLATES: [(&str, &str); 4] = [
     (
         "namespace.yaml",
         include_str!("../../../manifests/namespace.yaml"),
@@ -18,6 +20,10 @@ pub(super) const TEMPLATES: [(&str, &str); 3] = [
     (
         "daemonset.yaml",
         include_str!("../../../manifests/daemonset.yaml"),
+    ),
+    (
+        "trace-user-role.yaml",
+        include_str!("../../../manifests/trace-user-role.yaml"),
     ),
 ];
 
@@ -49,6 +55,10 @@ pub fn render(options: &RenderOptions) -> Result<String, ManifestError> {
         (
             "NODE_SELECTOR",
             Substitution::Mapping(options.full_node_selector()?),
+        ),
+        (
+            "VERSION",
+            Substitution::Scalar(crate::version::CLIENT_VERSION.to_string()),
         ),
     ]);
     let mut documents = Vec::with_capacity(TEMPLATES.len());
