@@ -16,13 +16,13 @@
 //!    gadget namespace, the same user reaches every node.
 //! 9. Workload pods in two namespaces on different nodes, with processes.
 //! 10. `trace exec` and `trace open` with `-n`, `-A`, `-p`, `-c`, `-l` and
-//!    `--node`: each expected event once, from the right node and container,
-//!    nothing else.
+//!     `--node`: each expected event once, from the right node and container,
+//!     nothing else.
 //! 11. `trace file` follows a pod's files and nothing of a namespace it
-//!    does not select; with `--kill-on write` it kills a selected process
-//!    before its bytes land, and no other.
+//!     does not select; with `--kill-on write` it kills a selected process
+//!     before its bytes land, and no other.
 //! 12. (local harness) A node agent killed mid-trace: the error names the
-//!    node, the other nodes go on.
+//!     node, the other nodes go on.
 //! 13. `undeploy --wait` leaves nothing of deploy's behind, and a trace says
 //!     again to run deploy.
 
