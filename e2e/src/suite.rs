@@ -574,6 +574,13 @@ impl Suite {
 
     fn version(&mut self) -> Result<()> {
         let finished = self.kubectl.run_gadget(&["version"])?.success()?;
+        let deployed = format!("Deployed Version: {VERSION}");
+        if !finished.stdout_lines().any(|line| line == deployed) {
+            bail!(
+                "{}",
+                finished.report(&format!("expected a line {deployed:?}"))
+            );
+        }
         for node in &self.nodes {
             let ok = finished.stdout_lines().any(|line| {
                 let words: Vec<&str> = line.split_whitespace().collect();

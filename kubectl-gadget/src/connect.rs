@@ -30,7 +30,7 @@ use kube::{Api, Config};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::api_error::ApiError;
-use crate::manifests::{GRPC_PORT, NAMESPACE, NODE_AGENT, POD_SELECTOR};
+use crate::manifests::{GRPC_PORT, NAMESPACE, NODE_AGENT, POD_SELECTOR, VERSION_LABEL};
 use crate::pod_status::{is_pod_ready, pod_state, target_node, RolloutStatus};
 use crate::request::{ClusterTarget, NodeAddress, NodeEndpoint, NodeTargets};
 
@@ -183,6 +183,18 @@ pub struct Targets {
     pub nodes: Vec<NodeTarget>,
     /// The namespace of the kubeconfig context, for `-n`'s default.
     pub context_namespace: Option<String>,
+    /// The version deploy recorded on the gadget-node DaemonSet, when the
+    /// nodes were found through a cluster and it has one.
+    pub deployed_version: Option<String>,
+}
+
+/// What [`discover`] found: the nodes, and the deployed version.
+#[derive(Debug)]
+pub struct Deployment {
+    /// One per node, in a stable order.
+    pub nodes: Vec<NodeTarget>,
+    /// The DaemonSet's version label, if it has one.
+    pub version: Option<String>,
 }
 
 /// Finds the nodes to contact: the gadget-node pods of the cluster, or the
@@ -192,13 +204,15 @@ pub async fn resolve_targets(targets: &NodeTargets) -> Result<Targets, ConnectEr
         NodeTargets::Direct(addresses) => Ok(Targets {
             nodes: addresses.iter().map(NodeTarget::direct).collect(),
             context_namespace: None,
+            deployed_version: None,
         }),
         NodeTargets::Cluster(cluster_target) => {
             let cluster = cluster_client(cluster_target).await?;
-            let nodes = discover(&cluster, &cluster_target.nodes).await?;
+            let deployment = discover(&cluster, &cluster_target.nodes).await?;
             Ok(Targets {
-                nodes,
+                nodes: deployment.nodes,
                 context_namespace: Some(cluster.client.default_namespace().to_string()),
+                deployed_version: deployment.version,
             })
         }
     }
@@ -261,10 +275,7 @@ const GRANT_HINT: &str = concat!(
 ///
 /// Pods that are not ready become targets that fail with the pod's state, so
 /// that the command reports them and goes on with the others.
-pub async fn discover(
-    cluster: &Cluster,
-    nodes: &[String],
-) -> Result<Vec<NodeTarget>, ConnectError> {
+pub async fn discover(cluster: &Cluster, nodes: &[String]) -> Result<Deployment, ConnectError> {
     let daemon_sets: Api<DaemonSet> = Api::namespaced(cluster.client.clone(), NAMESPACE);
     let daemon_set = daemon_sets
         .get_opt(NODE_AGENT)
@@ -287,7 +298,7 @@ pub async fn discover(
     let found = pods_by_node(&list.items);
     let selected = select_nodes(&found, nodes)?;
     check_port_forward_allowed(cluster).await?;
-    Ok(selected
+    let nodes = selected
         .into_iter()
         .map(|pod| NodeTarget {
             label: pod.node.clone(),
@@ -300,7 +311,14 @@ pub async fn discover(
                 },
             },
         })
-        .collect())
+        .collect();
+    Ok(Deployment {
+        nodes,
+        version: daemon_set
+            .metadata
+            .labels
+            .and_then(|labels| labels.get(VERSION_LABEL).cloned()),
+    })
 }
 
 /// Asks the API server whether this user may open the port-forwards every
@@ -329,13 +347,12 @@ async fn check_port_forward_allowed(cluster: &Cluster) -> Result<(), ConnectErro
     }
 }
 
-/// The answer of the access review of `create pods/portforward`: only a
-/// clear no refuses.
+/// The answer of the access review of `create pods/portforward`: refused
+/// when the API server says it is not allowed (RBAC says so by having no
+/// rule that allows it), not when there is no answer.
 fn port_forward_verdict(status: Option<&SubjectAccessReviewStatus>) -> Result<(), ConnectError> {
     match status {
-        Some(status) if !status.allowed && status.denied != Some(false) => {
-            Err(ConnectError::PortForwardForbidden)
-        }
+        Some(status) if !status.allowed => Err(ConnectError::PortForwardForbidden),
         _ => Ok(()),
     }
 }

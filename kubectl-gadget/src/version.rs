@@ -1,5 +1,6 @@
-//! The `version` command: this client's version and protocol, and what
-//! every node says about itself, as a table.
+//! The `version` command: this client's version and protocol, the version
+//! deploy recorded on the cluster, and what every node says about itself,
+//! as a table.
 
 use std::io::{self, Write};
 
@@ -50,6 +51,9 @@ pub async fn run(
         return Ok(Vec::new());
     }
     let targets = connect::resolve_targets(&request.nodes).await?;
+    if let Some(deployed) = &targets.deployed_version {
+        writeln!(out, "{}", deployed_line(deployed))?;
+    }
     let nodes = join_all(targets.nodes.iter().map(|target| async move {
         let info = target.dial_and_describe().await.map(|(_, info)| info);
         NodeVersion {
@@ -61,6 +65,12 @@ pub async fn run(
     out.write_all(table(&nodes).as_bytes())?;
     out.flush()?;
     Ok(nodes)
+}
+
+/// The line about the version deploy recorded on the DaemonSet, which the
+/// next deploy compares with its own (it refuses to downgrade).
+pub fn deployed_line(deployed: &str) -> String {
+    format!("Deployed Version: {}", escaped(deployed))
 }
 
 /// The nodes' answers as a table, one line per node.
@@ -212,6 +222,15 @@ mod tests {
         assert!(nodes[0].is_usable());
         assert!(!nodes[1].is_usable());
         assert!(!nodes[2].is_usable());
+    }
+
+    #[test]
+    fn deployed_version_line_is_escaped() {
+        assert_eq!(deployed_line("0.1.0"), "Deployed Version: 0.1.0");
+        assert_eq!(
+            deployed_line("0.1.0\x1b[2J"),
+            "Deployed Version: 0.1.0\\x1b[2J"
+        );
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@ use super::ownership::{display_name, made_by_deploy};
 use super::report::{namespace_report, pod_line};
 use crate::api_error::ApiError;
 use crate::manifests::{self, RenderOptions, MANAGED_SELECTOR, NAMESPACE, POD_SELECTOR};
+use crate::terminal::escaped;
 
 /// How often undeploy `--wait` looks whether the pods and namespace are gone.
 const DELETION_POLL: Duration = Duration::from_secs(1);
@@ -63,6 +64,7 @@ pub async fn undeploy(
     }
     let legacy = labelled_namespaces(cluster, &namespaces).await?;
     for namespace in legacy.iter().filter(|name| name.as_str() != NAMESPACE) {
+        let namespace = escaped(namespace);
         println!(
             "note: namespace {namespace} carries kubectl-gadget's labels from an earlier version, \
              which deployed there; it may also be another tool's (Inspektor Gadget uses gadget), \

@@ -34,7 +34,9 @@ pub const COMMON_LABELS: [(&str, &str); 3] = [
     ("app.kubernetes.io/managed-by", "kubectl-gadget"),
 ];
 
-/// Selects every object `deploy` created; what `undeploy` deletes.
+/// Selects every object `deploy` created (its labels, as a selector);
+/// `undeploy` deletes deploy's objects by name and uses this to find the
+/// namespaces an earlier version labelled.
 pub const MANAGED_SELECTOR: &str =
     "app.kubernetes.io/managed-by=kubectl-gadget,app.kubernetes.io/part-of=kubectl-gadget";
 
