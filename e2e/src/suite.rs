@@ -4,7 +4,8 @@
 //! 1. Before deploy, a trace says to run deploy.
 //! 2. A user without rights cannot deploy, and is told so in one line.
 //! 3. Deploy refuses a namespace of its name that it did not create,
-//!    changing nothing, and undeploy leaves that namespace alone.
+//!    changing nothing, and undeploy leaves that namespace alone, and one
+//!    of another name that an earlier version labelled.
 //! 4. `deploy --wait` returns once the real controller-manager and scheduler
 //!    have put a ready gadget pod on every node.
 //! 5. (local harness) A gadget-node per gadget pod, from the pod's own
@@ -38,8 +39,8 @@ use k8s_openapi::api::rbac::v1::{
 };
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kubectl_gadget::manifests::{
-    self, RenderOptions, MANAGED_SELECTOR, NAMESPACE, NODE_AGENT, POD_SELECTOR, TRACE_USER_ROLE,
-    VERSION_LABEL,
+    self, RenderOptions, COMMON_LABELS, MANAGED_SELECTOR, NAMESPACE, NODE_AGENT, POD_SELECTOR,
+    TRACE_USER_ROLE, VERSION_LABEL,
 };
 
 use crate::agents::{agent_command, free_port, CgroupView, NodeAgent};
@@ -74,6 +75,9 @@ const DEAD_NODE_NOTICED: Duration = Duration::from_secs(25);
 
 /// The user without rights.
 const NOBODY: &str = "gadget-e2e-nobody";
+
+/// A namespace that an earlier version would have labelled as its own.
+const LEGACY_NAMESPACE: &str = "gadget-e2e-legacy";
 
 /// A version newer than any this client will have, faked on the deployed
 /// DaemonSet.
@@ -194,7 +198,7 @@ pub fn run_suite(options: Options) -> Result<Vec<StepReport>> {
         Suite::forbidden_deploy,
     )?;
     suite.step(
-        "deploy refuses a namespace it did not create, and undeploy leaves it",
+        "deploy refuses a namespace it did not create; undeploy leaves it and a labelled one",
         Suite::foreign_namespace,
     )?;
     suite.step(
@@ -449,19 +453,51 @@ impl Suite {
         }
         eprintln!("e2e:   {}", finished.stderr.trim_end());
 
+        // What an earlier version left: a namespace of another name that it
+        // labelled as its own (it deployed to `gadget`, Inspektor Gadget's).
+        let legacy = Namespace {
+            metadata: ObjectMeta {
+                name: Some(LEGACY_NAMESPACE.into()),
+                labels: Some(
+                    COMMON_LABELS
+                        .iter()
+                        .map(|(key, value)| (key.to_string(), value.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        self.cluster
+            .block_on(namespaces.create(&PostParams::default(), &legacy))
+            .with_context(|| format!("cannot create namespace {LEGACY_NAMESPACE}"))?;
+        self.created_namespaces.push(LEGACY_NAMESPACE.to_string());
+
         let finished = self.kubectl.run_gadget(&["undeploy"])?.success()?;
         let left_alone = format!(
             "namespace/{NAMESPACE} was not created by kubectl gadget deploy: left as it is"
         );
+        let note = format!(
+            "note: namespace {LEGACY_NAMESPACE} carries kubectl-gadget's labels from an earlier version"
+        );
         let lines: Vec<&str> = finished.stdout_lines().collect();
-        if lines != [left_alone.as_str(), "nothing to undeploy"] {
+        let as_expected = lines.len() == 3
+            && lines[0] == left_alone
+            && lines[1].starts_with(&note)
+            && lines[2] == "nothing to undeploy";
+        if !as_expected {
             bail!(
                 "{}",
                 finished.report(&format!(
-                    "expected {left_alone:?} and \"nothing to undeploy\" on stdout"
+                    "expected {left_alone:?}, {note:?}... and \"nothing to undeploy\" on stdout"
                 ))
             );
         }
+        let legacy = self.cluster.get(&namespaces, LEGACY_NAMESPACE)?;
+        if legacy.is_none_or(|ns| ns.metadata.deletion_timestamp.is_some()) {
+            bail!("undeploy deleted namespace {LEGACY_NAMESPACE}, which it only labelled");
+        }
+        eprintln!("e2e:   {}", lines[1]);
         let namespace = self.cluster.get(&namespaces, NAMESPACE)?;
         if namespace
             .as_ref()
@@ -481,7 +517,9 @@ impl Suite {
                 })
             },
         )?;
-        self.created_namespaces.retain(|name| name != NAMESPACE);
+        self.cluster.delete(&namespaces, LEGACY_NAMESPACE)?;
+        self.created_namespaces
+            .retain(|name| name != NAMESPACE && name != LEGACY_NAMESPACE);
         Ok(())
     }
 
