@@ -30,7 +30,9 @@ use kube::{Api, Config};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::api_error::ApiError;
-use crate::manifests::{GRPC_PORT, NAMESPACE, NODE_AGENT, POD_SELECTOR, VERSION_LABEL};
+use crate::manifests::{
+    GRPC_PORT, NAMESPACE, NODE_AGENT, POD_SELECTOR, TRACE_USER_ROLE, VERSION_LABEL,
+};
 use crate::pod_status::{is_pod_ready, pod_state, target_node, RolloutStatus};
 use crate::request::{ClusterTarget, NodeAddress, NodeEndpoint, NodeTargets};
 
@@ -95,7 +97,8 @@ pub enum ConnectError {
     /// which is how every node is reached.
     #[error(
         "forbidden: this kubeconfig's user may not create pods/portforward in namespace {NAMESPACE}, \
-         which reaching gadget-node needs; {GRANT_HINT}"
+         which reaching gadget-node needs; {hint}",
+        hint = grant_hint()
     )]
     PortForwardForbidden,
     /// There are gadget-node pods, but none is ready: `node: state` of each.
@@ -262,10 +265,12 @@ pub async fn cluster_client(target: &ClusterTarget) -> Result<Cluster, ConnectEr
 const DEPLOY_WAIT: &str = "\"kubectl gadget deploy --wait\"";
 
 /// How a user gets what tracing needs, for the forbidden errors.
-const GRANT_HINT: &str = concat!(
-    "an admin can grant what tracing needs with \"kubectl create rolebinding NAME ",
-    "--namespace kubectl-gadget --clusterrole kubectl-gadget-tracer --user USER\""
-);
+fn grant_hint() -> String {
+    format!(
+        "an admin can grant what tracing needs with \"kubectl create rolebinding NAME \
+         --namespace {NAMESPACE} --clusterrole {TRACE_USER_ROLE} --user USER\""
+    )
+}
 
 /// The check every command that talks to the nodes makes first: is
 /// gadget-node deployed, and ready on the nodes asked for? Finds the
@@ -599,7 +604,8 @@ fn port_forward_connector(
                         if let Ok(mut slot) = port_error.lock() {
                             *slot = Some(format!(
                                 "forbidden: this kubeconfig's user may not open a port-forward \
-                                 to pod {NAMESPACE}/{pod} (get and create on pods/portforward); {GRANT_HINT}"
+                                 to pod {NAMESPACE}/{pod} (get and create on pods/portforward); {}",
+                                grant_hint()
                             ));
                         }
                     }
@@ -663,7 +669,7 @@ fn kubeconfig_error(err: &KubeconfigError) -> ConnectError {
 pub(crate) fn discovery_error(server: &str, action: &str, err: &kube::Error) -> ConnectError {
     let api = ApiError::from_kube(err, action, Some(server));
     match api {
-        ApiError::Forbidden { .. } => ConnectError::Api(format!("{api}; {GRANT_HINT}")),
+        ApiError::Forbidden { .. } => ConnectError::Api(format!("{api}; {}", grant_hint())),
         _ => ConnectError::Api(api.to_string()),
     }
 }
@@ -923,7 +929,8 @@ mod tests {
             err.to_string(),
             format!(
                 "forbidden: User \"bob\" cannot list resource \"pods\" in API group \"\" in the \
-                 namespace \"kubectl-gadget\"; {GRANT_HINT}"
+                 namespace \"kubectl-gadget\"; {}",
+                grant_hint()
             )
         );
     }
