@@ -204,4 +204,17 @@ mod tests {
             Err(ManifestError::Missing { kind: "Namespace" })
         ));
     }
+
+    #[test]
+    fn a_cluster_role_of_another_name_is_an_error() {
+        let yaml = render(&RenderOptions::default())
+            .unwrap()
+            .replace("name: kubectl-gadget-tracer", "name: cluster-admin-ish");
+        match parse(&yaml).unwrap_err() {
+            ManifestError::UnexpectedName { kind, name } => {
+                assert_eq!((kind, name.as_str()), ("ClusterRole", "cluster-admin-ish"));
+            }
+            other => panic!("{other}"),
+        }
+    }
 }
