@@ -23,8 +23,9 @@ const WORKLOAD: &str = "sleep 1; for i in 1 2 3; do \
     cat /etc/hostname >/dev/null; ls /etc/ssl >/dev/null 2>&1; \
     cat /etc/does-not-exist 2>/dev/null; sleep 0.5; done";
 
-/// Kills the node (and its socket) when the demo ends, however it ends.
-struct Node(Child);
+/// Kills the node (and its socket) when the demo (or the bench) ends,
+/// however it ends.
+pub(crate) struct Node(pub(crate) Child);
 
 impl Drop for Node {
     fn drop(&mut self) {
@@ -106,7 +107,7 @@ fn with_workload(trace: &mut Command) -> Result<()> {
 }
 
 /// Waits until the node answers its gRPC health check.
-fn wait_healthy(node: &Path, address: &str) -> Result<()> {
+pub(crate) fn wait_healthy(node: &Path, address: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let healthy = Command::new(node)

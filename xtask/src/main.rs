@@ -15,8 +15,9 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <task> [args]
 
 tasks:
-  setup   install what building and testing need (clang, libbpf headers), or say what is missing
-  bench   measure what a trace costs the traced workload (time per open and per exec)
+  setup   install what building, testing and the benchmark need (clang, libbpf headers,
+          bpftrace), or say what is missing
+  bench   what a trace costs, beside the floor and bpftrace; writes docs/benchmarks.md
   demo    run gadget-node on this host and trace it with kubectl-gadget: real rows, no cluster
   e2e     the end-to-end suite against a local Kubernetes control plane, or --existing-cluster
   image   build the gadget-node container image as an OCI archive, without Docker

@@ -3,7 +3,8 @@
 //! The kernel programs are C compiled by clang with libbpf's helper headers
 //! and the kernel's uapi headers; the kernel tests need root, BTF and a
 //! kernel with ring buffers. The end-to-end suite builds its Kubernetes
-//! control plane with Go and drives it with kubectl. Installs the
+//! control plane with Go and drives it with kubectl; the benchmark runs
+//! bpftrace beside our gadgets. Installs the
 //! Debian/Ubuntu packages when run as root, and otherwise (and for Go and
 //! kubectl, which distributions ship too old) says exactly what is missing.
 
@@ -65,6 +66,7 @@ pub const KUBECTL_MISSING: &str = "missing: kubectl (the end-to-end suite runs \
 
 /// Installs or reports what is missing; fails when something still is.
 pub fn run(_args: &[String]) -> Result<()> {
+    ensure_bench_tools()?;
     ensure_e2e_tools()?;
     report_kernel();
     Ok(())
@@ -120,10 +122,30 @@ fn go_release(version: &str) -> Option<(u32, u32)> {
     Some((major, minor.parse().ok()?))
 }
 
+/// What `cargo xtask bench` needs beyond the build tools: bpftrace, the
+/// tool it compares with, which also runs its floor.
+const BENCH_NEEDS: &[Need] = &[Need {
+    present: || on_path("bpftrace"),
+    what: "bpftrace (the benchmark's floor and the tracer it compares with)",
+    package: "bpftrace",
+}];
+
 /// The build-time part, also run first by `demo` and `test`.
 pub fn ensure_build_tools() -> Result<()> {
     ensure_rust_components()?;
-    let missing: Vec<&Need> = NEEDS.iter().filter(|need| !(need.present)()).collect();
+    ensure_packages(NEEDS)
+}
+
+/// The build tools and what the benchmark runs.
+pub fn ensure_bench_tools() -> Result<()> {
+    ensure_build_tools()?;
+    ensure_packages(BENCH_NEEDS)
+}
+
+/// Installs the packages of `needs` that are missing (as root, with
+/// apt-get), or fails saying how to install them.
+fn ensure_packages(needs: &[Need]) -> Result<()> {
+    let missing: Vec<&Need> = needs.iter().filter(|need| !(need.present)()).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -147,7 +169,7 @@ pub fn ensure_build_tools() -> Result<()> {
             .args(&packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
-    let still: Vec<&str> = NEEDS
+    let still: Vec<&str> = needs
         .iter()
         .filter(|need| !(need.present)())
         .map(|need| need.what)
