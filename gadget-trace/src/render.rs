@@ -205,6 +205,31 @@ pub(crate) fn write_number(out: &mut Vec<u8>, value: &dyn std::fmt::Display) {
     let _ = write!(out, "{value}");
 }
 
+/// Writes `value` in decimal. A row has a dozen integers: through `fmt`
+/// (`write_number`) they took about a tenth of the client's time per
+/// JSON row.
+pub(crate) fn write_u64(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// Writes `value` in decimal, with a `-` when negative.
+pub(crate) fn write_i64(out: &mut Vec<u8>, value: i64) {
+    if value < 0 {
+        out.push(b'-');
+    }
+    write_u64(out, value.unsigned_abs());
+}
+
 /// Writes `0x` and `value` in lower-case hex.
 pub(crate) fn write_hex(out: &mut Vec<u8>, value: u64) {
     write_number(out, &format_args!("{value:#x}"));
@@ -213,6 +238,20 @@ pub(crate) fn write_hex(out: &mut Vec<u8>, value: u64) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn integers_are_written_as_fmt_writes_them() {
+        for value in [0, 7, 10, 99, 4242, u64::from(u32::MAX), u64::MAX] {
+            let mut out = Vec::new();
+            write_u64(&mut out, value);
+            assert_eq!(out, value.to_string().as_bytes());
+        }
+        for value in [0, -1, 42, -4096, i64::MIN, i64::MAX] {
+            let mut out = Vec::new();
+            write_i64(&mut out, value);
+            assert_eq!(out, value.to_string().as_bytes());
+        }
+    }
     use bytes::Bytes;
     use gadget_proto::v1::{
         event, file_event, ExecEvent, FileAccess, FileEvent, FileOperation, OpenEvent, OpenSyscall,

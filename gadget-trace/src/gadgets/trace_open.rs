@@ -8,7 +8,7 @@ use gadget_proto::v1::{self, event, run_gadget_request, OpenEvent, OpenSyscall};
 
 use super::{Frontend, Gadget, GadgetColumn, GadgetFrontend};
 use crate::render::json::{key, write_bool, write_bytes, write_error, write_str};
-use crate::render::{write_escaped, write_number, Cell};
+use crate::render::{write_escaped, write_i64, write_u64, Cell};
 use crate::request::TraceRequestError;
 
 mod flag_names;
@@ -141,11 +141,11 @@ impl GadgetFrontend for TraceOpen {
 
     fn write_json_fields(out: &mut Vec<u8>, open: &OpenEvent) {
         key(out, "fd");
-        write_number(out, &open.fd);
+        write_i64(out, open.fd.into());
         key(out, "error");
         write_error(out, Self::failure(open));
         key(out, "flags");
-        write_number(out, &open.flags);
+        write_u64(out, open.flags);
         key(out, "flag_names");
         out.push(b'[');
         let mut first = true;
@@ -160,10 +160,10 @@ impl GadgetFrontend for TraceOpen {
         });
         out.push(b']');
         key(out, "mode");
-        write_number(out, &open.mode);
+        write_u64(out, open.mode.into());
         key(out, "dirfd");
         match open.dirfd {
-            Some(dirfd) => write_number(out, &dirfd),
+            Some(dirfd) => write_i64(out, dirfd.into()),
             None => out.extend_from_slice(b"null"),
         }
         key(out, "syscall");

@@ -55,7 +55,7 @@
 use gadget_proto::v1::{Process, TraceStatus};
 
 use super::escape::is_invisible;
-use super::{errno, time, write_number, Row};
+use super::{errno, time, write_i64, write_number, write_u64, Row};
 use crate::gadgets;
 
 /// Writes `row` as one JSON object and a newline.
@@ -72,7 +72,7 @@ pub(crate) fn write_event(out: &mut Vec<u8>, row: &Row) {
     time::write_rfc3339_ms(out, event.timestamp_ns);
     out.push(b'"');
     key(out, "timestamp_ns");
-    write_number(out, &event.timestamp_ns);
+    write_u64(out, event.timestamp_ns);
 
     key(out, "k8s");
     match row.workload {
@@ -106,21 +106,21 @@ pub(crate) fn write_event(out: &mut Vec<u8>, row: &Row) {
 
 fn write_process(out: &mut Vec<u8>, process: &Process) {
     out.extend_from_slice(b"{\"pid\":");
-    write_number(out, &process.pid);
+    write_u64(out, process.pid.into());
     key(out, "tid");
-    write_number(out, &process.tid);
+    write_u64(out, process.tid.into());
     key(out, "ppid");
-    write_number(out, &process.ppid);
+    write_u64(out, process.ppid.into());
     key(out, "uid");
-    write_number(out, &process.uid);
+    write_u64(out, process.uid.into());
     key(out, "gid");
-    write_number(out, &process.gid);
+    write_u64(out, process.gid.into());
     key(out, "comm");
     write_bytes(out, &process.comm);
     key(out, "mntns");
-    write_number(out, &process.mntns_id);
+    write_u64(out, process.mntns_id);
     key(out, "cgroup");
-    write_number(out, &process.cgroup_id);
+    write_u64(out, process.cgroup_id);
     out.push(b'}');
 }
 
@@ -131,7 +131,7 @@ pub(crate) fn write_error(out: &mut Vec<u8>, errno: Option<i32>) {
         return;
     };
     out.extend_from_slice(b"{\"errno\":");
-    write_number(out, &errno);
+    write_i64(out, errno.into());
     key(out, "name");
     match errno::errno_name(errno) {
         Some(name) => write_str(out, name),
