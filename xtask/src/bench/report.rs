@@ -433,10 +433,13 @@ fn markdown(m: &Measurements) -> String {
     let _ = writeln!(
         out,
         "\nNot measured: ours through the API server's port-forward from the end-to-end \
-         cluster. The end-to-end control plane (kube-apiserver, etcd, KWOK) takes minutes to \
-         start and is shared with the end-to-end suite's lock; its nodes are simulated, so the \
-         port-forward path is a loopback through kube-apiserver, which would measure the API \
-         server's stream copying on this same machine rather than a real node's network."
+         cluster. That path needs more than the control plane `cargo xtask e2e` starts \
+         (e2e/cluster.sh): the gadget-node processes that stand in for the DaemonSet's pods \
+         are started by the end-to-end suite's own binary while it runs (e2e/src/agents.rs), \
+         and nothing outside the suite can start them yet; the cluster is also shared, under \
+         a lock, with the suite. What it would take: an e2e mode that starts the cluster, \
+         deploys, starts the agents and waits, for the bench to run `kubectl gadget trace` \
+         through it."
     );
     out
 }
