@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::io::{self, Write};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -37,6 +37,13 @@ pub const MERGE_WINDOW: Duration = Duration::from_millis(250);
 /// window has passed. At ~500 bytes an event this bounds the client to tens
 /// of megabytes when the nodes send faster than the terminal prints.
 pub const MERGE_CAPACITY: usize = 100_000;
+
+/// How long, after Ctrl-C, the client goes on reading the nodes before it
+/// cancels their traces: what they sent before the interrupt is still on its
+/// way, the last status with its loss counts among it. Nodes send a changed
+/// status at every drain (50 ms), so this covers the drain, the network and
+/// a port-forward through the API server.
+pub const FINAL_STATUS_WAIT: Duration = Duration::from_secs(1);
 
 /// How long after a trace's `-t` timeout the client waits for the nodes to
 /// end their streams before it stops them itself. Nodes count the timeout
@@ -79,6 +86,8 @@ pub struct MergeSettings {
     pub window: Duration,
     /// See [`MERGE_CAPACITY`].
     pub capacity: usize,
+    /// See [`FINAL_STATUS_WAIT`].
+    pub final_status_wait: Duration,
 }
 
 impl Default for MergeSettings {
@@ -86,6 +95,7 @@ impl Default for MergeSettings {
         MergeSettings {
             window: MERGE_WINDOW,
             capacity: MERGE_CAPACITY,
+            final_status_wait: FINAL_STATUS_WAIT,
         }
     }
 }
@@ -211,12 +221,16 @@ struct NodeState {
     /// Why it failed, once it has.
     failure: Option<String>,
     ended: bool,
+    /// Its latest loss counters (cumulative), for the summary after Ctrl-C.
+    losses: TraceStatus,
 }
 
 /// Reads every node's events, merges them by timestamp and prints them to
 /// `out` (statuses to `out` or `err`, as the renderer's format says) until
 /// every node has ended or `stop` completes. The buffered events are
-/// printed in both cases.
+/// printed in both cases. After an interrupt the nodes are read for
+/// [`MergeSettings::final_status_wait`] more (or until they end), then the
+/// losses of each node that had any are summed up.
 ///
 /// `nodes` pairs each node's stand-in name (its name, or its address until
 /// it says its name) with its events.
@@ -241,6 +255,7 @@ pub async fn merge_and_print<O: Write, E: Write>(
             name: label,
             failure: None,
             ended: false,
+            losses: TraceStatus::default(),
         });
         // A marker after the last event tells the driver the node ended.
         let events = events
@@ -251,6 +266,9 @@ pub async fn merge_and_print<O: Write, E: Write>(
     let mut merge = MergeWindow::new(settings.window, settings.capacity);
     let mut summary = TraceSummary::default();
     let mut stop = pin!(stop);
+    let mut stopped = false;
+    // Set at Ctrl-C: until then, what the nodes sent before it comes in.
+    let mut final_wait: Option<Pin<Box<tokio::time::Sleep>>> = None;
 
     loop {
         if printer.flush(out, err)? == Flushed::OutputClosed {
@@ -263,9 +281,13 @@ pub async fn merge_and_print<O: Write, E: Write>(
         });
         tokio::select! {
             biased;
-            reason = &mut stop => {
+            reason = &mut stop, if !stopped => {
+                stopped = true;
                 match reason {
-                    Stop::Interrupted => summary.interrupted = true,
+                    Stop::Interrupted => {
+                        summary.interrupted = true;
+                        final_wait = Some(Box::pin(tokio::time::sleep(settings.final_status_wait)));
+                    }
                     Stop::Overran(grace) => {
                         for index in 0..printer.nodes.len() {
                             let node = &printer.nodes[index];
@@ -273,10 +295,11 @@ pub async fn merge_and_print<O: Write, E: Write>(
                                 printer.fail(index, &overran(grace));
                             }
                         }
+                        break;
                     }
                 }
-                break;
             }
+            () = wait_for(&mut final_wait) => break,
             next = streams.next() => match next {
                 None => break,
                 Some((index, Some(event))) => {
@@ -294,6 +317,9 @@ pub async fn merge_and_print<O: Write, E: Write>(
     drop(streams);
     for pending in merge.finish() {
         printer.row(&pending);
+    }
+    if summary.interrupted {
+        printer.loss_summary();
     }
     summary.out_of_order = merge.out_of_order();
     summary.released_early = merge.released_early();
@@ -332,6 +358,14 @@ fn overran(grace: Duration) -> String {
         "still tracing {} seconds after the trace's timeout; stopped by the client",
         grace.as_secs()
     )
+}
+
+/// Completes with `sleep`, or never when there is none.
+async fn wait_for(sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match sleep {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sleeps for `wait`, or forever when there is nothing to wait for.
@@ -394,6 +428,10 @@ impl Printer<'_> {
                     }
                 }
                 Some(run_gadget_response::Kind::Status(status)) => {
+                    let losses = &mut self.nodes[index].losses;
+                    losses.lost_kernel = losses.lost_kernel.max(status.lost_kernel);
+                    losses.lost_node = losses.lost_node.max(status.lost_node);
+                    losses.malformed = losses.malformed.max(status.malformed);
                     self.status(index, &status);
                     if !status.error.is_empty() {
                         self.nodes[index].failure = Some(status.error);
@@ -449,6 +487,23 @@ impl Printer<'_> {
         }
     }
 
+    /// After Ctrl-C, each node's total losses, one line per node that lost
+    /// anything, beside the human formats (JSON readers have the counters
+    /// of the last status object).
+    fn loss_summary(&mut self) {
+        if self.renderer.status_stream() != StatusStream::Stderr {
+            return;
+        }
+        for node in &self.nodes {
+            let losses = &node.losses;
+            if losses.lost_kernel + losses.lost_node + losses.malformed == 0 {
+                continue;
+            }
+            let label = format!("{}: in total", node.name);
+            self.renderer.write_status(&mut self.err, &label, losses);
+        }
+    }
+
     /// Reports the node as failed, unless it already reported this error.
     fn fail(&mut self, index: usize, message: &str) {
         let node = &mut self.nodes[index];
@@ -493,11 +548,14 @@ mod tests {
     /// The real window: wide enough that the tests' deliberate delays
     /// (tens of ms) stay inside it on a loaded machine.
     const WINDOW: Duration = MERGE_WINDOW;
+    /// Short, as the tests that wait it out do so on purpose.
+    const FINAL_WAIT: Duration = Duration::from_millis(300);
 
     fn settings() -> MergeSettings {
         MergeSettings {
             window: WINDOW,
             capacity: 1000,
+            final_status_wait: FINAL_WAIT,
         }
     }
 
@@ -784,6 +842,93 @@ mod tests {
         assert!(summary.interrupted);
         assert!(summary.failed.is_empty());
         drop(a);
+    }
+
+    #[tokio::test]
+    async fn interrupt_waits_for_the_final_status_and_sums_up_the_losses() {
+        let (a, a_events) = fake_node();
+        let (b, b_events) = fake_node();
+        a.unbounded_send(NodeEvent::Named("node-a".into())).unwrap();
+        b.unbounded_send(NodeEvent::Named("node-b".into())).unwrap();
+        a.unbounded_send(status(TraceStatus {
+            lost_kernel: 3,
+            ..TraceStatus::default()
+        }))
+        .unwrap();
+        let (interrupted_tx, interrupted_rx) = tokio::sync::oneshot::channel::<()>();
+        let stop = async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let _ = interrupted_tx.send(());
+            Stop::Interrupted
+        };
+        // What node a counted just before Ctrl-C arrives just after it.
+        let feeder = async move {
+            interrupted_rx.await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            a.unbounded_send(status(TraceStatus {
+                lost_kernel: 5,
+                malformed: 1,
+                ..TraceStatus::default()
+            }))
+            .unwrap();
+            // Node b never ends: the wait is bounded.
+            (a, b)
+        };
+        let started = tokio::time::Instant::now();
+        let ((summary, _, err), _nodes) = tokio::join!(
+            run(
+                vec![("a".into(), a_events), ("b".into(), b_events)],
+                "columns=pid",
+                stop,
+            ),
+            feeder
+        );
+        assert!(summary.interrupted);
+        assert!(summary.failed.is_empty());
+        assert!(
+            started.elapsed() < FINAL_WAIT * 3,
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            err,
+            "node-a: 3 events lost (ring buffer full)\n\
+             node-a: 5 events lost (ring buffer full), 1 record malformed\n\
+             node-a: in total: 5 events lost (ring buffer full), 1 record malformed\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn interrupt_ends_as_soon_as_every_node_has_ended() {
+        let (a, a_events) = fake_node();
+        let stop = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Stop::Interrupted
+        };
+        let feeder = async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            drop(a);
+        };
+        let settings = MergeSettings {
+            final_status_wait: Duration::from_secs(60),
+            ..settings()
+        };
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let trace = merge_and_print(
+            vec![("a".into(), a_events)],
+            &mut renderer("columns=pid"),
+            settings,
+            stop,
+            &mut out,
+            &mut err,
+        );
+        let (summary, ()) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(trace, feeder)
+        })
+        .await
+        .expect("no wait once the node ended");
+        assert!(summary.unwrap().interrupted);
     }
 
     #[tokio::test]

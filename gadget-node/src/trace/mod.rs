@@ -13,8 +13,10 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use gadget_proto::v1;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::identity::IdentityResolver;
 
@@ -27,7 +29,7 @@ mod verdicts;
 
 pub use attach::{attach_programs, AttachError};
 pub use batch::workload_to_proto;
-pub use reader::{DRAIN_INTERVAL, QUEUE_BATCHES};
+pub use reader::{DRAIN_INTERVAL, FINAL_SEND_TIMEOUT, QUEUE_BATCHES};
 pub use request::{InvalidRequest, TracePlan, DEFAULT_RING_BUFFER_BYTES, MAX_RING_BUFFER_BYTES};
 
 use batch::BatchBuilder;
@@ -64,6 +66,36 @@ pub enum TraceStartError {
     },
 }
 
+/// The most memory one trace holds for its events: its ring buffer
+/// (`ring_buffer_bytes`, kernel memory) and its queue of batches waiting for
+/// the client. Decoded events weigh more than their record bytes; that is
+/// left to the room between the node's budget and its memory limit.
+pub fn memory_bound(ring_buffer_bytes: u32) -> u64 {
+    u64::from(ring_buffer_bytes) + (QUEUE_BATCHES * batch::MAX_BATCH_BYTES) as u64
+}
+
+/// What ends a trace besides its client leaving or its timeout.
+pub struct TraceControls {
+    /// Turns true when the node stops: the trace sends its last events and
+    /// final status, then ends.
+    pub node_stopping: watch::Receiver<bool>,
+    /// The trace ends when its client takes nothing from its full queue for
+    /// this long.
+    pub stall_timeout: Duration,
+}
+
+impl Default for TraceControls {
+    /// Never stopped by a node; a stalled client is given 30 seconds.
+    fn default() -> Self {
+        // A closed channel never turns true.
+        let (_, node_stopping) = watch::channel(false);
+        TraceControls {
+            node_stopping,
+            stall_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// A running trace: its gadget attached, its events arriving on `events`.
 ///
 /// Dropping the receiver ends the trace (the gadget is detached and freed
@@ -83,6 +115,15 @@ pub struct Trace {
 /// runs traces also runs [`IdentityResolver::refresh_periodically`], since a
 /// container the kernel filters out never shows up in a lookup.
 pub fn start(plan: TracePlan, identity: Arc<IdentityResolver>) -> Result<Trace, TraceStartError> {
+    start_with(plan, identity, TraceControls::default())
+}
+
+/// [`start`], ended also as `controls` say.
+pub fn start_with(
+    plan: TracePlan,
+    identity: Arc<IdentityResolver>,
+    controls: TraceControls,
+) -> Result<Trace, TraceStartError> {
     crate::tracefs::ensure_mounted().map_err(TraceStartError::Tracefs)?;
     let filter = CgroupFilter::for_selector(&plan.selector);
     let mut ebpf = load::load(&plan, filter)?;
@@ -119,8 +160,9 @@ pub fn start(plan: TracePlan, identity: Arc<IdentityResolver>) -> Result<Trace, 
         },
         status_dirty: true,
         batch: BatchBuilder::default(),
+        stall_timeout: controls.stall_timeout,
     };
-    let task = tokio::spawn(reader.run(plan.timeout));
+    let task = tokio::spawn(reader.run(plan.timeout, controls.node_stopping));
     Ok(Trace {
         events: rx,
         program_ids,
