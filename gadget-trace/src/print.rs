@@ -915,9 +915,10 @@ mod tests {
         };
         let mut out = Vec::new();
         let mut err = Vec::new();
+        let mut renderer = renderer("columns=pid");
         let trace = merge_and_print(
             vec![("a".into(), a_events)],
-            &mut renderer("columns=pid"),
+            &mut renderer,
             settings,
             stop,
             &mut out,
