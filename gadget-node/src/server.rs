@@ -859,10 +859,12 @@ mod tests {
         let stopping = traces.reserve(1).ok().unwrap().register(task).ok().unwrap();
         // One that ends when told, as the reader does after its final status.
         let mut told = traces.controls().node_stopping;
+        let (flushed_tx, flushed_rx) = oneshot::channel::<()>();
         let obedient = tokio::spawn(async move {
             let _ = told.wait_for(|stop| *stop).await;
+            let _ = flushed_tx.send(());
         });
-        let _ = traces
+        let _stopping = traces
             .reserve(1)
             .ok()
             .unwrap()
@@ -872,6 +874,10 @@ mod tests {
         assert_eq!(traces.count(), 2);
         assert_eq!(traces.stop_all().await, 2);
         assert_eq!(traces.count(), 0);
+        assert!(
+            flushed_rx.await.is_ok(),
+            "a trace is told to end, not only aborted"
+        );
         tokio::time::timeout(Duration::from_secs(1), stopping)
             .await
             .expect("streams are told the node stops");
