@@ -193,11 +193,11 @@ impl NodeService {
             .gadget_availability(gadget)
             .map_err(|reason| RunGadgetError::Unavailable { reason })?;
         // Before loading: the ring buffer is allocated by the load.
-        let slot = self
+        let (slot, controls) = self
             .traces
             .reserve(trace::memory_bound(request.ring_buffer_bytes))?;
         let identity = Arc::clone(&self.identity);
-        let controls = self.traces.controls();
+        let trace_id = slot.id;
         // Loading runs the verifier: tens of milliseconds of CPU that must
         // not hold up the runtime's other connections.
         let trace = tokio::task::spawn_blocking(move || {
@@ -208,6 +208,7 @@ impl NodeService {
         let stopping = slot.register(trace.task)?;
         Ok(TraceStream {
             gadget,
+            trace_id,
             events: Some(ReceiverStream::new(trace.events)),
             stopping,
             node_stopping: false,
@@ -229,8 +230,14 @@ impl GadgetNode for NodeService {
         let gadget = request.get_ref().gadget.clone();
         match self.start_trace(request.get_ref()).await {
             Ok(stream) => {
-                tracing::info!(gadget, peer, "trace started");
-                Ok(Response::new(stream))
+                let trace_id = stream.trace_id;
+                tracing::info!(gadget, peer, trace_id, "trace started");
+                let mut response = Response::new(stream);
+                response.metadata_mut().insert(
+                    gadget_proto::TRACE_ID_HEADER,
+                    tonic::metadata::MetadataValue::from(trace_id),
+                );
+                Ok(response)
             }
             Err(err) => {
                 // The full error, verifier log and all, stays in the node's
@@ -246,6 +253,16 @@ impl GadgetNode for NodeService {
         _request: Request<v1::NodeInfoRequest>,
     ) -> Result<Response<v1::NodeInfoResponse>, Status> {
         Ok(Response::new(self.describe()))
+    }
+
+    async fn stop_trace(
+        &self,
+        request: Request<v1::StopTraceRequest>,
+    ) -> Result<Response<v1::StopTraceResponse>, Status> {
+        let trace_id = request.get_ref().trace_id;
+        let stopped = self.traces.stop(trace_id);
+        tracing::info!(trace_id, stopped, "trace stop asked by a client");
+        Ok(Response::new(v1::StopTraceResponse { stopped }))
     }
 }
 
@@ -334,6 +351,8 @@ fn ceil_char_boundary(s: &str, mut index: usize) -> usize {
 /// ends the trace.
 pub struct TraceStream {
     gadget: &'static str,
+    /// What `StopTrace` names it by.
+    trace_id: u64,
     /// `None` once the stream has ended.
     events: Option<ReceiverStream<v1::RunGadgetResponse>>,
     stopping: BoxFuture<'static, ()>,
@@ -375,7 +394,12 @@ impl Drop for TraceStream {
     fn drop(&mut self) {
         // Dropped with events still to come: the client went away.
         let client_left = self.events.is_some();
-        tracing::info!(gadget = self.gadget, client_left, "trace ended");
+        tracing::info!(
+            gadget = self.gadget,
+            trace_id = self.trace_id,
+            client_left,
+            "trace ended"
+        );
     }
 }
 
@@ -402,6 +426,8 @@ struct Slots {
 struct Slot {
     id: u64,
     bytes: u64,
+    /// Tells the trace to send its final status and end.
+    stop: watch::Sender<bool>,
     /// The trace's task, owning its loaded gadget; `None` while loading.
     task: Option<JoinHandle<()>>,
 }
@@ -416,6 +442,7 @@ impl Slot {
 /// given back when it ends (or when it fails to start: on drop).
 struct Reservation {
     traces: RunningTraces,
+    /// The trace's id, for `StopTrace`.
     id: u64,
     /// Set once the slot has a task, which then decides when it ends.
     registered: bool,
@@ -423,12 +450,33 @@ struct Reservation {
 
 impl RunningTraces {
     fn new(limits: NodeLimits) -> Self {
+        // Ids start somewhere new at each start, so that a client's stop
+        // meant for a trace of the node's previous run stops nothing.
+        let first_id = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as u64);
         RunningTraces {
             inner: Arc::new(TracesInner {
                 limits,
                 stopping: watch::Sender::new(false),
-                slots: Mutex::new(Slots::default()),
+                slots: Mutex::new(Slots {
+                    next_id: first_id,
+                    taken: Vec::new(),
+                }),
             }),
+        }
+    }
+
+    /// Tells the trace `trace_id` to send its last events and final status,
+    /// then end; false when no such trace runs.
+    pub fn stop(&self, trace_id: u64) -> bool {
+        let slots = self.slots();
+        match slots.taken.iter().find(|s| s.id == trace_id) {
+            Some(slot) if slot.is_running() => {
+                slot.stop.send_replace(true);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -447,6 +495,9 @@ impl RunningTraces {
             self.inner.stopping.send_replace(true);
             std::mem::take(&mut slots.taken)
         };
+        for slot in &slots {
+            slot.stop.send_replace(true);
+        }
         let mut tasks: Vec<JoinHandle<()>> = slots.into_iter().filter_map(|s| s.task).collect();
         let stopped = tasks.iter().filter(|t| !t.is_finished()).count();
         let all_ended = futures::future::join_all(tasks.iter_mut());
@@ -466,17 +517,9 @@ impl RunningTraces {
         stopped
     }
 
-    /// What every trace of this node is ended by, besides its client.
-    fn controls(&self) -> TraceControls {
-        TraceControls {
-            node_stopping: self.inner.stopping.subscribe(),
-            stall_timeout: self.inner.limits.stall_timeout,
-        }
-    }
-
-    /// Takes a place for a trace charged `bytes`, or says which limit it
-    /// would pass.
-    fn reserve(&self, bytes: u64) -> Result<Reservation, RunGadgetError> {
+    /// Takes a place for a trace charged `bytes`, with what the trace is to
+    /// be started with, or says which limit it would pass.
+    fn reserve(&self, bytes: u64) -> Result<(Reservation, TraceControls), RunGadgetError> {
         let mut slots = self.slots();
         if *self.inner.stopping.borrow() {
             return Err(RunGadgetError::Stopping);
@@ -511,18 +554,25 @@ impl RunningTraces {
                 show_bytes(limits.memory_budget)
             )));
         }
-        slots.next_id += 1;
+        slots.next_id = slots.next_id.wrapping_add(1);
         let id = slots.next_id;
+        let (stop, stop_rx) = watch::channel(false);
         slots.taken.push(Slot {
             id,
             bytes,
+            stop,
             task: None,
         });
-        Ok(Reservation {
+        let reservation = Reservation {
             traces: self.clone(),
             id,
             registered: false,
-        })
+        };
+        let controls = TraceControls {
+            stop: stop_rx,
+            stall_timeout: limits.stall_timeout,
+        };
+        Ok((reservation, controls))
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
@@ -856,21 +906,23 @@ mod tests {
         let traces = RunningTraces::new(NodeLimits::default());
         // A trace that ignores the stop signal is aborted after STOP_TIMEOUT.
         let task = tokio::spawn(std::future::pending::<()>());
-        let stopping = traces.reserve(1).ok().unwrap().register(task).ok().unwrap();
+        let stopping = traces
+            .reserve(1)
+            .ok()
+            .unwrap()
+            .0
+            .register(task)
+            .ok()
+            .unwrap();
         // One that ends when told, as the reader does after its final status.
-        let mut told = traces.controls().node_stopping;
+        let (reservation, controls) = traces.reserve(1).ok().unwrap();
+        let mut told = controls.stop;
         let (flushed_tx, flushed_rx) = oneshot::channel::<()>();
         let obedient = tokio::spawn(async move {
             let _ = told.wait_for(|stop| *stop).await;
             let _ = flushed_tx.send(());
         });
-        let _stopping = traces
-            .reserve(1)
-            .ok()
-            .unwrap()
-            .register(obedient)
-            .ok()
-            .unwrap();
+        let _stopping = reservation.register(obedient).ok().unwrap();
         assert_eq!(traces.count(), 2);
         assert_eq!(traces.stop_all().await, 2);
         assert_eq!(traces.count(), 0);
@@ -895,7 +947,7 @@ mod tests {
     #[tokio::test]
     async fn traces_beyond_the_limit_are_resource_exhausted_until_one_ends() {
         let traces = RunningTraces::new(limits(1, u64::MAX));
-        let first = traces.reserve(1).ok().unwrap();
+        let (first, _) = traces.reserve(1).ok().unwrap();
         let refused = Status::from(traces.reserve(1).err().unwrap());
         assert_eq!(refused.code(), Code::ResourceExhausted);
         assert!(
@@ -910,7 +962,14 @@ mod tests {
         let task = tokio::spawn(async move {
             let _ = end_rx.await;
         });
-        let _stopping = traces.reserve(1).ok().unwrap().register(task).ok().unwrap();
+        let _stopping = traces
+            .reserve(1)
+            .ok()
+            .unwrap()
+            .0
+            .register(task)
+            .ok()
+            .unwrap();
         assert!(traces.reserve(1).is_err());
         // A running one, once its task ends.
         end_tx.send(()).unwrap();
@@ -922,6 +981,22 @@ mod tests {
         .await
         .unwrap();
         assert!(traces.reserve(1).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_trace_is_told_to_stop_by_its_id_only() {
+        let traces = RunningTraces::new(NodeLimits::default());
+        let (first, first_controls) = traces.reserve(1).ok().unwrap();
+        let (second, second_controls) = traces.reserve(1).ok().unwrap();
+        assert_ne!(first.id, second.id);
+        assert!(traces.stop(second.id));
+        assert!(*second_controls.stop.borrow());
+        assert!(!*first_controls.stop.borrow());
+        assert!(!traces.stop(second.id.wrapping_add(1000)));
+        // Once it is gone, there is nothing to stop.
+        let id = first.id;
+        drop(first);
+        assert!(!traces.stop(id));
     }
 
     #[test]

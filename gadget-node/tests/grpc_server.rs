@@ -208,6 +208,28 @@ async fn collect(
     (got, None)
 }
 
+/// The statuses a stream sends until it ends (or 10 s pass: `None`), and how
+/// it ended.
+async fn statuses_to_the_end(
+    stream: &mut Streaming<v1::RunGadgetResponse>,
+) -> (Vec<v1::TraceStatus>, Option<Result<(), Status>>) {
+    let mut statuses = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let end = loop {
+        match tokio::time::timeout_at(deadline, stream.message()).await {
+            Ok(Ok(Some(message))) => {
+                if let Some(v1::run_gadget_response::Kind::Status(status)) = message.kind {
+                    statuses.push(status);
+                }
+            }
+            Ok(Ok(None)) => break Some(Ok(())),
+            Ok(Err(status)) => break Some(Err(status)),
+            Err(_) => break None,
+        }
+    };
+    (statuses, end)
+}
+
 /// Waits for the first status: the gadget is attached.
 async fn wait_started(stream: &mut Streaming<v1::RunGadgetResponse>) {
     let (got, end) = collect(stream, Duration::from_secs(10), |c| c.status.started).await;
@@ -568,21 +590,8 @@ async fn sigterm_ends_traces_exits_zero_and_removes_the_socket() {
     common::wait_unloaded(&ids).await;
     // The final status (its loss counters) comes before the error, even
     // from a trace whose status had not changed.
-    let mut statuses = 0;
-    let end = loop {
-        match tokio::time::timeout(Duration::from_secs(5), stream.message()).await {
-            Ok(Ok(Some(message))) => {
-                statuses += usize::from(matches!(
-                    message.kind,
-                    Some(v1::run_gadget_response::Kind::Status(_))
-                ));
-            }
-            Ok(Ok(None)) => break Some(Ok(())),
-            Ok(Err(status)) => break Some(Err(status)),
-            Err(_) => break None,
-        }
-    };
-    assert_eq!(statuses, 1, "one final status after SIGTERM");
+    let (statuses, end) = statuses_to_the_end(&mut stream).await;
+    assert_eq!(statuses.len(), 1, "one final status after SIGTERM");
     match end {
         Some(Err(status)) => {
             assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -799,4 +808,42 @@ async fn trace_timeout_with_a_client_that_stops_reading_ends_without_waiting_for
         node.log()
     );
     drop(stream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_trace_ends_the_stream_with_a_final_status() {
+    let node = Node::start().await;
+    let mut client = node.client().await;
+    let response = client.run_gadget(idle_request()).await.unwrap();
+    let trace_id: u64 = response
+        .metadata()
+        .get(gadget_proto::TRACE_ID_HEADER)
+        .expect("the trace id header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut stream = response.into_inner();
+    wait_started(&mut stream).await;
+    let ids = node.program_ids();
+
+    let stopped = client
+        .stop_trace(v1::StopTraceRequest { trace_id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stopped.stopped);
+    // A final status (though nothing changed), then the end: not an error.
+    let (statuses, end) = statuses_to_the_end(&mut stream).await;
+    assert!(matches!(end, Some(Ok(()))), "{end:?}");
+    assert_eq!(statuses, [v1::TraceStatus::default()]);
+    common::wait_unloaded(&ids).await;
+    assert!(node.program_ids().is_empty());
+
+    let again = client
+        .stop_trace(v1::StopTraceRequest { trace_id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.stopped, "it ended already");
 }

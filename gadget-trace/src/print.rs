@@ -17,7 +17,8 @@ use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::stream::{self, BoxStream, SelectAll, Stream, StreamExt};
+use futures::future::BoxFuture;
+use futures::stream::{self, BoxStream, FuturesUnordered, SelectAll, Stream, StreamExt};
 use gadget_proto::v1::{self, run_gadget_response, TraceStatus, Workload};
 
 use crate::error_line::status_message;
@@ -38,12 +39,13 @@ pub const MERGE_WINDOW: Duration = Duration::from_millis(250);
 /// of megabytes when the nodes send faster than the terminal prints.
 pub const MERGE_CAPACITY: usize = 100_000;
 
-/// How long, after Ctrl-C, the client goes on reading the nodes before it
-/// cancels their traces: what they sent before the interrupt is still on its
-/// way, the last status with its loss counts among it. Nodes send a changed
-/// status at every drain (50 ms), so this covers the drain, the network and
-/// a port-forward through the API server.
-pub const FINAL_STATUS_WAIT: Duration = Duration::from_secs(1);
+/// How long, after Ctrl-C, the client waits for the nodes to end their
+/// traces with a final status (it asks them with `StopTrace`) before it
+/// cancels the calls. A node answers within a drain and a round trip; one
+/// without `StopTrace` has sent its changed counters at its last drain
+/// (every 50 ms), and they are on their way, through a port-forward of the
+/// API server maybe.
+pub const FINAL_STATUS_WAIT: Duration = Duration::from_secs(2);
 
 /// How long after a trace's `-t` timeout the client waits for the nodes to
 /// end their streams before it stops them itself. Nodes count the timeout
@@ -59,6 +61,8 @@ pub enum NodeEvent {
     Named(String),
     /// The gadget runs on the node; its responses follow.
     Started,
+    /// How to end the node's trace with a final status, when the node can.
+    Stoppable(StopTrace),
     /// A message of the node's RunGadget stream.
     Response(v1::RunGadgetResponse),
     /// The node failed, for this reason (one line); nothing more comes
@@ -68,6 +72,35 @@ pub enum NodeEvent {
 
 /// The events of one node.
 pub type NodeEvents = BoxStream<'static, NodeEvent>;
+
+/// Asks a node to end its trace the way a timeout does: its last events and
+/// a final status, then the end of its stream.
+pub struct StopTrace(Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>);
+
+impl StopTrace {
+    /// A stop made by calling `stop` (once).
+    pub fn new(stop: impl FnOnce() -> BoxFuture<'static, ()> + Send + 'static) -> StopTrace {
+        StopTrace(Box::new(stop))
+    }
+}
+
+impl std::fmt::Debug for StopTrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StopTrace")
+    }
+}
+
+/// The trace id a node's RunGadget response carries in its
+/// [`gadget_proto::TRACE_ID_HEADER`], if it does.
+pub fn trace_id<T>(response: &tonic::Response<T>) -> Option<u64> {
+    response
+        .metadata()
+        .get(gadget_proto::TRACE_ID_HEADER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
 
 /// Why a trace is stopped before all its nodes have ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,9 +221,14 @@ pub async fn print_trace(
 }
 
 /// A node's answer to RunGadget as its events, after `named`: the call's
-/// error, or `Started` and then each response (a broken stream fails the
-/// node). Shared by the gRPC client and the in-process local mode.
-pub fn gadget_events<S>(named: NodeEvent, answer: Result<S, tonic::Status>) -> NodeEvents
+/// error, or `Started` (and `stop`, if any) and then each response (a
+/// broken stream fails the node). Shared by the gRPC client and the
+/// in-process local mode.
+pub fn gadget_events<S>(
+    named: NodeEvent,
+    answer: Result<S, tonic::Status>,
+    stop: Option<StopTrace>,
+) -> NodeEvents
 where
     S: Stream<Item = Result<v1::RunGadgetResponse, tonic::Status>> + Send + 'static,
 {
@@ -201,9 +239,14 @@ where
                 Ok(response) => NodeEvent::Response(response),
                 Err(status) => NodeEvent::Failed(status_message(&status)),
             });
-            stream::iter([named, NodeEvent::Started])
-                .chain(events)
-                .boxed()
+            let stop = stop.map(NodeEvent::Stoppable);
+            stream::iter(
+                [Some(named), Some(NodeEvent::Started), stop]
+                    .into_iter()
+                    .flatten(),
+            )
+            .chain(events)
+            .boxed()
         }
     }
 }
@@ -223,6 +266,8 @@ struct NodeState {
     ended: bool,
     /// Its latest loss counters (cumulative), for the summary after Ctrl-C.
     losses: TraceStatus,
+    /// How to end its trace with a final status, until used.
+    stop: Option<StopTrace>,
 }
 
 /// Reads every node's events, merges them by timestamp and prints them to
@@ -256,6 +301,7 @@ pub async fn merge_and_print<O: Write, E: Write>(
             failure: None,
             ended: false,
             losses: TraceStatus::default(),
+            stop: None,
         });
         // A marker after the last event tells the driver the node ended.
         let events = events
@@ -267,8 +313,10 @@ pub async fn merge_and_print<O: Write, E: Write>(
     let mut summary = TraceSummary::default();
     let mut stop = pin!(stop);
     let mut stopped = false;
-    // Set at Ctrl-C: until then, what the nodes sent before it comes in.
+    // Set at Ctrl-C: until then, the nodes end their traces with a final
+    // status, or what they sent before it comes in.
     let mut final_wait: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut stop_calls = FuturesUnordered::new();
 
     loop {
         if printer.flush(out, err)? == Flushed::OutputClosed {
@@ -287,6 +335,13 @@ pub async fn merge_and_print<O: Write, E: Write>(
                     Stop::Interrupted => {
                         summary.interrupted = true;
                         final_wait = Some(Box::pin(tokio::time::sleep(settings.final_status_wait)));
+                        for node in &mut printer.nodes {
+                            if let Some(StopTrace(stop)) = node.stop.take() {
+                                if !node.ended && node.failure.is_none() {
+                                    stop_calls.push(stop());
+                                }
+                            }
+                        }
                     }
                     Stop::Overran(grace) => {
                         for index in 0..printer.nodes.len() {
@@ -300,6 +355,7 @@ pub async fn merge_and_print<O: Write, E: Write>(
                 }
             }
             () = wait_for(&mut final_wait) => break,
+            Some(()) = stop_calls.next(), if !stop_calls.is_empty() => {}
             next = streams.next() => match next {
                 None => break,
                 Some((index, Some(event))) => {
@@ -411,6 +467,7 @@ impl Printer<'_> {
         match event {
             NodeEvent::Named(name) => self.nodes[index].name = name,
             NodeEvent::Started => self.header(),
+            NodeEvent::Stoppable(stop) => self.nodes[index].stop = Some(stop),
             NodeEvent::Failed(reason) => self.fail(index, &reason),
             NodeEvent::Response(response) => match response.kind {
                 Some(run_gadget_response::Kind::Events(batch)) => {
@@ -895,6 +952,56 @@ mod tests {
             "node-a: 3 events lost (ring buffer full)\n\
              node-a: 5 events lost (ring buffer full), 1 record malformed\n\
              node-a: in total: 5 events lost (ring buffer full), 1 record malformed\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn interrupt_asks_each_node_to_stop_and_takes_its_final_status() {
+        let (a, a_events) = fake_node();
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        a.unbounded_send(NodeEvent::Named("node-a".into())).unwrap();
+        a.unbounded_send(NodeEvent::Stoppable(StopTrace::new(move || {
+            let _ = stopped_tx.send(());
+            Box::pin(async {})
+        })))
+        .unwrap();
+        let stop = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Stop::Interrupted
+        };
+        // The node, asked to stop, sends its final status and ends.
+        let node = async move {
+            stopped_rx.await.expect("the node is asked to stop");
+            a.unbounded_send(status(TraceStatus {
+                lost_node: 2,
+                ..TraceStatus::default()
+            }))
+            .unwrap();
+        };
+        let settings = MergeSettings {
+            final_status_wait: Duration::from_secs(60),
+            ..settings()
+        };
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let mut renderer = renderer("columns=pid");
+        let trace = merge_and_print(
+            vec![("a".into(), a_events)],
+            &mut renderer,
+            settings,
+            stop,
+            &mut out,
+            &mut err,
+        );
+        let (summary, ()) =
+            tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(trace, node) })
+                .await
+                .expect("the trace ends with the node's stream, not the final wait");
+        assert!(summary.unwrap().interrupted);
+        assert_eq!(
+            String::from_utf8(err).unwrap(),
+            "node-a: 2 events dropped (client too slow)\n\
+             node-a: in total: 2 events dropped (client too slow)\n"
         );
     }
 

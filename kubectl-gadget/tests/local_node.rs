@@ -517,4 +517,10 @@ fn ctrl_c_prints_each_nodes_final_loss_counts() {
         Some(total[0]),
         "the summary comes last: {err}"
     );
+    // The client asked the node to end the trace with its final status.
+    assert!(
+        node.log().contains("stopped=true"),
+        "no StopTrace in the node's log:\n{}",
+        node.log()
+    );
 }

@@ -76,21 +76,21 @@ pub fn memory_bound(ring_buffer_bytes: u32) -> u64 {
 
 /// What ends a trace besides its client leaving or its timeout.
 pub struct TraceControls {
-    /// Turns true when the node stops: the trace sends its last events and
-    /// final status, then ends.
-    pub node_stopping: watch::Receiver<bool>,
+    /// Turns true when the trace is to stop (its client asked, or the node
+    /// stops): it sends its last events and final status, then ends.
+    pub stop: watch::Receiver<bool>,
     /// The trace ends when its client takes nothing from its full queue for
     /// this long.
     pub stall_timeout: Duration,
 }
 
 impl Default for TraceControls {
-    /// Never stopped by a node; a stalled client is given 30 seconds.
+    /// Never stopped from outside; a stalled client is given 30 seconds.
     fn default() -> Self {
         // A closed channel never turns true.
-        let (_, node_stopping) = watch::channel(false);
+        let (_, stop) = watch::channel(false);
         TraceControls {
-            node_stopping,
+            stop,
             stall_timeout: Duration::from_secs(30),
         }
     }
@@ -162,7 +162,7 @@ pub fn start_with(
         batch: BatchBuilder::default(),
         stall_timeout: controls.stall_timeout,
     };
-    let task = tokio::spawn(reader.run(plan.timeout, controls.node_stopping));
+    let task = tokio::spawn(reader.run(plan.timeout, controls.stop));
     Ok(Trace {
         events: rx,
         program_ids,

@@ -50,12 +50,8 @@ pub(super) struct Reader {
 
 impl Reader {
     /// Runs the trace until the client leaves or stalls, `timeout` is up,
-    /// or `node_stopping` turns true.
-    pub(super) async fn run(
-        mut self,
-        timeout: Option<Duration>,
-        mut node_stopping: watch::Receiver<bool>,
-    ) {
+    /// or `stop` turns true.
+    pub(super) async fn run(mut self, timeout: Option<Duration>, mut stop: watch::Receiver<bool>) {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         // Since when the queue has been full with nothing taken.
         let mut full_since: Option<tokio::time::Instant> = None;
@@ -78,7 +74,7 @@ impl Reader {
                 }
                 _ = self.tx.closed() => return,
                 _ = sleep_until(deadline) => return self.finish().await,
-                _ = wait_true(&mut node_stopping) => return self.finish().await,
+                _ = wait_true(&mut stop) => return self.finish().await,
             }
             // Checked before draining: a queue the last drain filled that is
             // still full now had nothing taken since.
