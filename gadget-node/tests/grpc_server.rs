@@ -775,7 +775,8 @@ async fn client_that_stops_reading_has_its_trace_ended_after_the_stall_timeout()
     // From here on the client holds its stream, and its connection answers
     // pings, but it reads nothing.
     child.release();
-    wait_detached(&node, &ids, Duration::from_secs(30)).await;
+    let took = wait_detached(&node, &ids, Duration::from_secs(30)).await;
+    eprintln!("stalled client: programs detached {took:?} after the flood began");
     assert!(
         node.log()
             .contains("the client took nothing from the full queue"),
@@ -801,6 +802,7 @@ async fn trace_timeout_with_a_client_that_stops_reading_ends_without_waiting_for
     child.release();
     // 4 s of trace, then at most FINAL_SEND_TIMEOUT (2 s) for the last status.
     let took = wait_detached(&node, &ids, Duration::from_secs(15)).await;
+    eprintln!("stalled client, -t 4: programs detached {took:?} after the flood began");
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(
         node.log().contains("without its final status"),
