@@ -68,10 +68,12 @@ pub enum TraceStartError {
 
 /// The most memory one trace holds for its events: its ring buffer
 /// (`ring_buffer_bytes`, kernel memory) and its queue of batches waiting for
-/// the client. Decoded events weigh more than their record bytes; that is
+/// the client, counted twice: a decoded event (its structs, vectors and
+/// strings) weighs about as much again as its record's bytes, which its
+/// fields slice. The connection's send buffer and the allocator's slack are
 /// left to the room between the node's budget and its memory limit.
 pub fn memory_bound(ring_buffer_bytes: u32) -> u64 {
-    u64::from(ring_buffer_bytes) + (QUEUE_BATCHES * batch::MAX_BATCH_BYTES) as u64
+    u64::from(ring_buffer_bytes) + (2 * QUEUE_BATCHES * batch::MAX_BATCH_BYTES) as u64
 }
 
 /// What ends a trace besides its client leaving or its timeout.

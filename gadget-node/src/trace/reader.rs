@@ -22,9 +22,10 @@ use super::verdicts::{CgroupFilter, Selection};
 /// it: the kernel submits without a wakeup, so this bounds a row's latency.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 /// Batches waiting for a slow client before the node drops (and counts):
-/// 0.8 s of drains, or up to 16 MiB of records (see
-/// [`super::memory_bound`], which the node's memory budget charges).
-pub const QUEUE_BATCHES: usize = 16;
+/// 0.4 s of drains, or up to 8 MiB of records (see
+/// [`super::memory_bound`], which the node's memory budget charges). The
+/// connection's flow-control window holds more in front of them.
+pub const QUEUE_BATCHES: usize = 8;
 /// How long the final status may wait for room in the queue: a client that
 /// stopped reading must not keep the gadget attached after its trace ended.
 pub const FINAL_SEND_TIMEOUT: Duration = Duration::from_secs(2);
