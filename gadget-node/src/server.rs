@@ -218,6 +218,7 @@ impl NodeService {
         Ok(TraceStream {
             gadget,
             trace_id,
+            failure: trace.failure,
             events: Some(ReceiverStream::new(trace.events)),
             stopping,
             node_stopping: false,
@@ -294,6 +295,9 @@ pub enum RunGadgetError {
     /// The node is stopping.
     #[error("the node is stopping; run the trace again once it is back")]
     Stopping,
+    /// The trace ended on its own; the message says why.
+    #[error("{0}")]
+    Ended(String),
     /// The node runs as many traces, or as much ring buffer and queue
     /// memory, as it allows; the message says which.
     #[error("{0}")]
@@ -318,6 +322,8 @@ impl From<RunGadgetError> for Status {
             RunGadgetError::Trace(_) => Status::failed_precondition(message),
             RunGadgetError::Stopping => Status::unavailable(message),
             RunGadgetError::Exhausted(_) => Status::resource_exhausted(message),
+            // The client's own reading, which a new trace may not repeat.
+            RunGadgetError::Ended(_) => Status::aborted(message),
             RunGadgetError::Internal(_) => Status::internal(message),
         }
     }
@@ -362,6 +368,8 @@ pub struct TraceStream {
     gadget: &'static str,
     /// What `StopTrace` names it by.
     trace_id: u64,
+    /// Why the trace ended on its own, if it did.
+    failure: oneshot::Receiver<String>,
     /// `None` once the stream has ended.
     events: Option<ReceiverStream<v1::RunGadgetResponse>>,
     stopping: BoxFuture<'static, ()>,
@@ -386,10 +394,13 @@ impl Stream for TraceStream {
             Poll::Ready(Some(message)) => Poll::Ready(Some(Ok(message))),
             Poll::Ready(None) => {
                 this.events = None;
-                // A stopping node says so rather than ending the stream as
-                // if the trace had simply finished.
+                // A stopping node, or a trace that ended on its own, says
+                // so rather than ending the stream as if the trace had
+                // simply finished.
                 if this.node_stopping {
                     Poll::Ready(Some(Err(RunGadgetError::Stopping.into())))
+                } else if let Ok(failure) = this.failure.try_recv() {
+                    Poll::Ready(Some(Err(RunGadgetError::Ended(failure).into())))
                 } else {
                     Poll::Ready(None)
                 }

@@ -783,7 +783,19 @@ async fn client_that_stops_reading_has_its_trace_ended_after_the_stall_timeout()
         "{}",
         node.log()
     );
-    drop(stream);
+    // A client that reads again learns why its rows stopped: what was
+    // queued, then the error.
+    let (_, end) = statuses_to_the_end(&mut stream).await;
+    match end {
+        Some(Err(status)) => {
+            assert_eq!(status.code(), Code::Aborted, "{status:?}");
+            assert!(
+                status.message().contains("read nothing for 2 s"),
+                "{status:?}"
+            );
+        }
+        other => panic!("the stream should end with ABORTED, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

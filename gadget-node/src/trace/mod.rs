@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gadget_proto::v1;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::identity::IdentityResolver;
 
@@ -109,6 +109,9 @@ pub struct Trace {
     pub program_ids: Vec<u32>,
     /// The trace's task; ends when the trace does.
     pub task: tokio::task::JoinHandle<()>,
+    /// Why the trace ended on its own (a client that stopped reading),
+    /// sent before `events` closes; nothing when it ended as asked.
+    pub failure: oneshot::Receiver<String>,
 }
 
 /// Loads and attaches the gadget of `plan` and starts draining it.
@@ -146,6 +149,7 @@ pub fn start_with(
     let program_ids = attach_programs(&mut ebpf, plan.gadget.attach_points(), &mut warnings)?;
 
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+    let (failure_tx, failure) = oneshot::channel();
     let reader = Reader {
         _ebpf: ebpf,
         maps,
@@ -163,11 +167,13 @@ pub fn start_with(
         status_dirty: true,
         batch: BatchBuilder::default(),
         stall_timeout: controls.stall_timeout,
+        failure: Some(failure_tx),
     };
     let task = tokio::spawn(reader.run(plan.timeout, controls.stop));
     Ok(Trace {
         events: rx,
         program_ids,
         task,
+        failure,
     })
 }

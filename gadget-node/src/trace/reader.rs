@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aya::Ebpf;
 use gadget_proto::v1;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::gadgets::PreparedGadget;
 use crate::identity::IdentityResolver;
@@ -47,6 +47,9 @@ pub(super) struct Reader {
     /// The trace ends once its client has taken nothing from a full queue
     /// for this long.
     pub(super) stall_timeout: Duration,
+    /// Why the trace ended on its own, told before `tx` closes: its queue
+    /// has no room left to say it.
+    pub(super) failure: Option<oneshot::Sender<String>>,
 }
 
 impl Reader {
@@ -87,6 +90,13 @@ impl Reader {
                         stalled_for = ?self.stall_timeout,
                         "the client took nothing from the full queue; ending the trace"
                     );
+                    if let Some(failure) = self.failure.take() {
+                        let _ = failure.send(format!(
+                            "the trace ended: the client read nothing for {} s while the \
+                             node's queue was full",
+                            self.stall_timeout.as_secs()
+                        ));
+                    }
                     return;
                 }
             } else {
