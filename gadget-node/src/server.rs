@@ -319,7 +319,10 @@ impl From<RunGadgetError> for Status {
             }
             // The verifier, a missing tracepoint or tracefs: this node's
             // kernel or setup, which retrying will not change.
-            RunGadgetError::Trace(_) => Status::failed_precondition(message),
+            RunGadgetError::Trace(err) => match permission_denied(err.as_ref()) {
+                true => Status::permission_denied(format!("{message}; {PERMISSION_HINT}")),
+                false => Status::failed_precondition(message),
+            },
             RunGadgetError::Stopping => Status::unavailable(message),
             RunGadgetError::Exhausted(_) => Status::resource_exhausted(message),
             // The client's own reading, which a new trace may not repeat.
@@ -327,6 +330,36 @@ impl From<RunGadgetError> for Status {
             RunGadgetError::Internal(_) => Status::internal(message),
         }
     }
+}
+
+/// What to check when the kernel refuses the node itself.
+const PERMISSION_HINT: &str = "the node pod's capabilities (CAP_BPF, CAP_PERFMON), seccomp \
+     profile, SELinux or AppArmor policy may deny it";
+
+/// Whether the kernel refused the node rather than the gadget: EPERM from
+/// any call, or EACCES from one that is not the verifier's (which rejects
+/// a program with EACCES and its log; an LSM refuses before that).
+fn permission_denied(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        // Boxed where it is kept (see AttachError), so either type.
+        let program_error = err
+            .downcast_ref::<aya::programs::ProgramError>()
+            .or_else(|| {
+                err.downcast_ref::<Box<aya::programs::ProgramError>>()
+                    .map(|b| &**b)
+            });
+        if let Some(aya::programs::ProgramError::LoadError { verifier_log, .. }) = program_error {
+            if !verifier_log.to_string().trim().is_empty() {
+                return false;
+            }
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES));
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// `message`, cut in the middle when too long for a status: the start says
@@ -843,6 +876,37 @@ mod tests {
         let stopping = Status::from(RunGadgetError::Stopping);
         assert_eq!(stopping.code(), Code::Unavailable);
         assert!(stopping.message().contains("stopping"));
+    }
+
+    #[test]
+    fn a_kernel_refusing_the_node_is_permission_denied_with_what_to_check() {
+        let refused = |errno| {
+            RunGadgetError::from(Box::new(TraceStartError::Attach(trace::AttachError {
+                program: "tracepoint__syscalls__sys_enter_openat",
+                target: crate::gadgets::AttachTarget::Tracepoint {
+                    category: "syscalls",
+                    name: "sys_enter_openat",
+                },
+                source: Box::new(aya::programs::ProgramError::SyscallError(
+                    aya::sys::SyscallError {
+                        call: "perf_event_open",
+                        io_error: std::io::Error::from_raw_os_error(errno),
+                    },
+                )),
+            })))
+        };
+        for errno in [libc::EPERM, libc::EACCES] {
+            let status = Status::from(refused(errno));
+            assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+            assert!(status.message().contains("perf_event_open"), "{status:?}");
+            assert!(
+                status.message().contains("SELinux or AppArmor"),
+                "{status:?}"
+            );
+        }
+        let other = Status::from(refused(libc::ENOENT));
+        assert_eq!(other.code(), Code::FailedPrecondition, "{other:?}");
+        assert!(!other.message().contains("SELinux"), "{other:?}");
     }
 
     #[test]
