@@ -14,7 +14,7 @@ use crate::gadgets::PreparedGadget;
 use crate::identity::Workload;
 
 /// A batch is sent once it holds this many record bytes, to bound messages.
-const MAX_BATCH_BYTES: usize = 1024 * 1024;
+pub(super) const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 /// Record bytes of one drain, copied once into one buffer; events slice it.
 #[derive(Default)]
