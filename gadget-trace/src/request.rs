@@ -360,9 +360,14 @@ fn parse_size(text: &str) -> Result<u32, TraceRequestError> {
             ))
         }
     };
-    let number: u64 = number
-        .parse()
-        .map_err(|_| bad("expected bytes, or a number with a K or M suffix, e.g. 512K or 16M"))?;
+    let number: u64 = number.parse().map_err(|err: std::num::ParseIntError| {
+        // More digits than 64 bits hold are still a number, one too large.
+        if *err.kind() == std::num::IntErrorKind::PosOverflow {
+            bad("it must be less than 4G")
+        } else {
+            bad("expected bytes, or a number with a K or M suffix, e.g. 512K or 16M")
+        }
+    })?;
     if number == 0 {
         return Err(bad(
             "it must be more than 0 (leave it out for the node's default)",
@@ -391,3 +396,6 @@ pub fn check_dns_subdomain(what: &'static str, value: &str) -> Result<(), TraceR
         problem,
     })
 }
+
+#[cfg(test)]
+mod properties;
