@@ -260,6 +260,9 @@ pub enum RequestError {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;

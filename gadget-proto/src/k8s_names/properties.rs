@@ -81,7 +81,7 @@ fn dns_label(max_len: usize) -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(5000))]
 
     #[test]
     fn dns_label_check_is_the_api_servers(name in name_like(70)) {

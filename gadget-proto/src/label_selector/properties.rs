@@ -140,7 +140,7 @@ fn selector_like() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(4000))]
+    #![proptest_config(ProptestConfig::with_cases(10000))]
 
     /// Whatever the text: no panic; a selector that parses prints in a
     /// canonical form that parses back to it; a refusal is one line and
@@ -176,7 +176,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(5000))]
 
     /// A selector written in any of its spellings parses to its
     /// requirements (ordered by key, as Kubernetes orders them), and

@@ -321,7 +321,7 @@ fn v1_open() -> i32 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(5000))]
+    #![proptest_config(ProptestConfig::with_cases(10000))]
 
     /// Escaped text is UTF-8 with no control or invisible character, and
     /// unescapes to exactly the input bytes.
@@ -412,7 +412,7 @@ proptest! {
 
 proptest! {
     // Each case renders a row in seven formats.
-    #![proptest_config(ProptestConfig::with_cases(1500))]
+    #![proptest_config(ProptestConfig::with_cases(3000))]
 
     /// Any event, node and workload, in every format of every gadget: one
     /// line with nothing a terminal obeys; JSON that parses and holds

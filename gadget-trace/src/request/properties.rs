@@ -46,7 +46,7 @@ fn problem(text: &str) -> &'static str {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(4000))]
+    #![proptest_config(ProptestConfig::with_cases(10000))]
 
     /// A number with a suffix, with or without leading zeros: its bytes
     /// when they are from 1 to 4 GiB - 1, else refused saying why.

@@ -380,7 +380,7 @@ fn header_len(gadget: &dyn KernelGadget) -> usize {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
+    #![proptest_config(ProptestConfig::with_cases(5000))]
 
     /// Records of any bytes, of every gadget, in one batch: no panic, and
     /// every record is an event or counted malformed.

@@ -386,7 +386,7 @@ fn one_line(err: &TraceRequestError) -> Result<String, TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
+    #![proptest_config(ProptestConfig::with_cases(2000))]
 
     /// A valid policy, in any style, sends exactly what its flags send.
     #[test]
