@@ -63,7 +63,10 @@ fn address_like() -> impl Strategy<Value = String> {
             .map(|code| PIECES[usize::from(code) % PIECES.len()])
             .collect::<String>()
     });
-    prop_oneof![3 => pieces, 1 => any::<String>()]
+    // A scheme and a port around any host, to test what hosts are taken.
+    let hosts =
+        (pieces.clone(), any::<u16>()).prop_map(|(host, port)| format!("tcp://{host}:{port}"));
+    prop_oneof![3 => pieces, 2 => hosts, 1 => any::<String>()]
 }
 
 /// The text that reads as `address`.
