@@ -125,6 +125,8 @@ fn open_event() -> impl Strategy<Value = OpenEvent> {
         )
 }
 
+// Fields the message gains keep their defaults.
+#[allow(clippy::needless_update)]
 fn exec_event() -> impl Strategy<Value = ExecEvent> {
     (
         any::<i32>(),
@@ -139,6 +141,7 @@ fn exec_event() -> impl Strategy<Value = ExecEvent> {
             args,
             args_truncated,
             parent_comm,
+            ..ExecEvent::default()
         })
 }
 
@@ -450,7 +453,17 @@ proptest! {
         counts in any::<(u64, u64, u64, bool)>(),
     ) {
         let (lost_kernel, lost_node, malformed, started) = counts;
-        let status = TraceStatus { lost_kernel, lost_node, malformed, warnings, error, started };
+        // Counters the message gains stay 0.
+        #[allow(clippy::needless_update)]
+        let status = TraceStatus {
+            lost_kernel,
+            lost_node,
+            malformed,
+            warnings,
+            error,
+            started,
+            ..TraceStatus::default()
+        };
         for format in [OutputFormat::Compact, OutputFormat::Json] {
             let json = format == OutputFormat::Json;
             let mut out = Vec::new();
