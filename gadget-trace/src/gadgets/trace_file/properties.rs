@@ -442,24 +442,30 @@ proptest! {
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
-
-    /// Any bytes in the file, through `--policy` as a user gives it:
-    /// bytes that are not UTF-8 are refused in one line too.
-    #[test]
-    fn any_file_is_a_policy_or_refused_in_one_line(
-        bytes in prop_oneof![
-            proptest::collection::vec(any::<u8>(), 0..64),
-            yaml_like().prop_map(String::into_bytes),
-        ],
-    ) {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("policy.yaml");
+/// Any bytes in the file, through `--policy` as a user gives it: bytes
+/// that are not UTF-8 are refused in one line too. One directory for all
+/// cases, a new file in it for each (rewriting one file makes the file
+/// system flush it each time).
+#[test]
+fn any_file_is_a_policy_or_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..64),
+        yaml_like().prop_map(String::into_bytes),
+    ];
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(1000));
+    let case = std::cell::Cell::new(0u32);
+    let result = runner.run(&bytes, |bytes| {
+        case.set(case.get() + 1);
+        let file = dir.path().join(format!("policy-{}.yaml", case.get()));
         std::fs::write(&file, &bytes).unwrap();
         let args = vec![OsString::from("--policy"), file.into_os_string()];
         if let Err(err) = from_flags(args) {
             one_line(&err)?;
         }
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
     }
 }
