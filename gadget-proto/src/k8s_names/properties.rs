@@ -46,32 +46,44 @@ fn api_server_accepts_label_value(value: &str) -> bool {
     value.is_empty() || (value.len() <= MAX_LABEL_LEN && QUALIFIED_NAME.is_match(value))
 }
 
-/// Text made of the characters the rules are about, so that accepted and
-/// refused names both come up often: the characters of DNS names, or of
-/// label names, or those and others (upper case, `_`, `/`, spaces, `é`,
-/// `日`, control characters); now and then any character of the first
-/// plane.
-fn name_like(max_len: usize) -> impl Strategy<Value = String> {
-    const PALETTES: &[&[char]] = &[
-        &['a', 'z', '0', '9', '-', '.'],
-        &['a', 'Z', '0', '9', '-', '_', '.'],
-        &[
-            'a', 'z', '0', '9', '-', '.', '/', 'A', '_', ' ', 'é', '日', '\0', '\n', '\u{202e}',
-        ],
+/// One of the characters the rules are about, or others (upper case,
+/// `_`, `/`, spaces, `é`, `日`, controls, a direction override), or now
+/// and then any character of the first plane; from one u16, cheaper to
+/// generate and shrink than a strategy per character.
+fn name_character(code: u16) -> char {
+    const CHARACTERS: &[char] = &[
+        'a', 'z', '0', '9', '-', '.', 'Z', '_', '/', ' ', 'é', '日', '\0', '\n', '\u{202e}',
     ];
-    // One u16 per character: cheaper to generate and shrink than a
-    // strategy per character.
-    let codes = proptest::collection::vec(any::<u16>(), 0..=max_len);
-    (0..PALETTES.len(), codes).prop_map(|(palette, codes)| {
-        let palette = PALETTES[palette];
-        codes
-            .into_iter()
-            .map(|code| match char::from_u32(code.into()) {
-                Some(c) if code >= 0xff00 => c,
-                _ => palette[usize::from(code) % palette.len()],
-            })
-            .collect()
-    })
+    match char::from_u32(code.into()) {
+        Some(c) if code >= 0xff00 => c,
+        _ => CHARACTERS[usize::from(code) % CHARACTERS.len()],
+    }
+}
+
+/// Names that the rules accept (DNS labels and subdomains, label keys and
+/// values, up to past their limits), as they are or with one or two
+/// characters replaced, and text of the characters the rules are about:
+/// accepted and refused names both come up often.
+fn name_like(max_len: usize) -> impl Strategy<Value = String> {
+    let valid = prop_oneof![
+        "[a-z0-9]([-a-z0-9]{0,66}[a-z0-9])?",
+        "([a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?\\.){0,30}[a-z0-9]{1,4}",
+        "([a-z0-9]([-a-z0-9.]{0,20}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,64}[A-Za-z0-9])?",
+    ];
+    let edits = proptest::collection::vec((any::<usize>(), any::<u16>()), 0..3);
+    let edited = (valid, edits).prop_map(move |(name, edits)| {
+        let mut chars: Vec<char> = name.chars().take(max_len).collect();
+        for (at, code) in edits {
+            if !chars.is_empty() {
+                let at = at % chars.len();
+                chars[at] = name_character(code);
+            }
+        }
+        String::from_iter(chars)
+    });
+    let random = proptest::collection::vec(any::<u16>(), 0..=max_len)
+        .prop_map(|codes| codes.into_iter().map(name_character).collect());
+    prop_oneof![3 => edited, 1 => random]
 }
 
 /// A DNS label the API server accepts, up to `max_len` bytes.

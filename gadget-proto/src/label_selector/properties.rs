@@ -123,20 +123,50 @@ fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
     proptest::collection::btree_map(key(), value(), 0..5)
 }
 
+/// Tokens and words of the selector grammar, and characters near it.
+const TOKENS: &[&str] = &[
+    "a", "b", "in", "notin", "=", "==", "!=", "!", "(", ")", ",", " ", "<", ">", "x/y", "a.b/c",
+    "-", "_", ".", "é", "\t", "\u{a0}", "\u{2003}", "\0",
+];
+
 /// Text made mostly of the selector's own tokens and words, so that it
 /// gets deep into the grammar before going wrong, and anything else.
 fn selector_like() -> impl Strategy<Value = String> {
     let token = prop_oneof![
-        4 => proptest::sample::select(
-            &[
-                "a", "b", "in", "notin", "=", "==", "!=", "!", "(", ")", ",", " ", "<", ">",
-                "x/y", "a.b/c", "-", "_", ".", "é", "\t", "\u{a0}", "\u{2003}", "\0",
-            ][..]
-        )
-        .prop_map(str::to_string),
+        4 => proptest::sample::select(TOKENS).prop_map(str::to_string),
         1 => any::<char>().prop_map(String::from),
     ];
     proptest::collection::vec(token, 0..24).prop_map(|tokens| tokens.concat())
+}
+
+/// A valid selector with a token put in or a character taken out here and
+/// there: near misses, and some that still parse.
+fn near_selector() -> impl Strategy<Value = String> {
+    let edits = proptest::collection::vec(
+        (
+            any::<usize>(),
+            proptest::option::of(proptest::sample::select(TOKENS)),
+        ),
+        1..3,
+    );
+    (selector_text(), edits).prop_map(|((_, mut text), edits)| {
+        for (at, token) in edits {
+            let boundaries: Vec<usize> = text
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain([text.len()])
+                .collect();
+            let at = boundaries[at % boundaries.len()];
+            match token {
+                Some(token) => text.insert_str(at, token),
+                None if at < text.len() => {
+                    text.remove(at);
+                }
+                None => {}
+            }
+        }
+        text
+    })
 }
 
 proptest! {
@@ -147,7 +177,7 @@ proptest! {
     /// its offset is a character boundary of the text.
     #[test]
     fn any_text_parses_canonically_or_is_refused_clearly(
-        text in prop_oneof![selector_like(), any::<String>()],
+        text in prop_oneof![selector_like(), near_selector(), any::<String>()],
     ) {
         match text.parse::<LabelSelector>() {
             Ok(selector) => {
@@ -192,6 +222,7 @@ proptest! {
         let mut expected = requirements.clone();
         expected.sort_by(|a, b| a.key.cmp(&b.key));
         prop_assert_eq!(selector.requirements(), &expected[..]);
+        prop_assert_eq!(selector.to_string().parse::<LabelSelector>(), Ok(selector.clone()));
         for labels in &label_sets {
             let wanted = requirements.iter().all(|r| model_matches(r, labels));
             prop_assert_eq!(selector.matches(labels), wanted, "{:?}", labels);
