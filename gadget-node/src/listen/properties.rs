@@ -63,7 +63,28 @@ fn address_like() -> impl Strategy<Value = String> {
             .map(|code| PIECES[usize::from(code) % PIECES.len()])
             .collect::<String>()
     });
-    prop_oneof![3 => pieces, 1 => any::<String>()]
+    // Valid addresses with a piece put in or a character taken out.
+    let edits = proptest::collection::vec((any::<usize>(), any::<Option<u8>>()), 1..3);
+    let near = (socket_address(), edits).prop_map(|(address, edits)| {
+        let mut text = format!("tcp://{address}");
+        for (at, piece) in edits {
+            let boundaries: Vec<usize> = text
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain([text.len()])
+                .collect();
+            let at = boundaries[at % boundaries.len()];
+            match piece {
+                Some(code) => text.insert_str(at, PIECES[usize::from(code) % PIECES.len()]),
+                None if at < text.len() => {
+                    text.remove(at);
+                }
+                None => {}
+            }
+        }
+        text
+    });
+    prop_oneof![3 => pieces, 3 => near, 1 => any::<String>()]
 }
 
 proptest! {

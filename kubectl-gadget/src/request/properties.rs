@@ -66,7 +66,39 @@ fn address_like() -> impl Strategy<Value = String> {
     // A scheme and a port around any host, to test what hosts are taken.
     let hosts =
         (pieces.clone(), any::<u16>()).prop_map(|(host, port)| format!("tcp://{host}:{port}"));
-    prop_oneof![3 => pieces, 2 => hosts, 1 => any::<String>()]
+    // Valid addresses with a piece put in or a character taken out.
+    let edits = proptest::collection::vec((any::<usize>(), any::<Option<u8>>()), 1..3);
+    let near = (address(), edits).prop_map(|(address, edits)| {
+        let mut text = written(&address);
+        for (at, piece) in edits {
+            let boundaries: Vec<usize> = text
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain([text.len()])
+                .collect();
+            let at = boundaries[at % boundaries.len()];
+            match piece {
+                Some(code) => text.insert_str(at, PIECES[usize::from(code) % PIECES.len()]),
+                None if at < text.len() => {
+                    text.remove(at);
+                }
+                None => {}
+            }
+        }
+        text
+    });
+    prop_oneof![2 => pieces, 2 => hosts, 3 => near, 1 => any::<String>()]
+}
+
+/// An address as the help writes it: `[NAME=]tcp://HOST:PORT` or
+/// `[NAME=]unix:///PATH`.
+fn address() -> impl Strategy<Value = NodeAddress> {
+    let endpoint = prop_oneof![
+        (host(), 1u16..).prop_map(|(host, port)| NodeEndpoint::Tcp { host, port }),
+        "/[^\0]{0,30}".prop_map(|path| NodeEndpoint::Unix(PathBuf::from(path))),
+    ];
+    (proptest::option::of(name()), endpoint)
+        .prop_map(|(name, endpoint)| NodeAddress { name, endpoint })
 }
 
 /// The text that reads as `address`.
@@ -83,14 +115,7 @@ proptest! {
     /// `[NAME=]tcp://HOST:PORT` and `[NAME=]unix:///PATH` read as their
     /// parts.
     #[test]
-    fn addresses_read_as_their_parts(
-        name in proptest::option::of(name()),
-        endpoint in prop_oneof![
-            (host(), 1u16..).prop_map(|(host, port)| NodeEndpoint::Tcp { host, port }),
-            "/[^\0]{0,30}".prop_map(|path| NodeEndpoint::Unix(PathBuf::from(path))),
-        ],
-    ) {
-        let address = NodeAddress { name, endpoint };
+    fn addresses_read_as_their_parts(address in address()) {
         let text = written(&address);
         let parsed: NodeAddress = text.parse().map_err(|e: RequestError| {
             TestCaseError::fail(format!("{text:?} refused: {e}"))

@@ -366,6 +366,27 @@ fn gadget(name: &str) -> &'static dyn KernelGadget {
     crate::gadgets::find(name).expect("a gadget of this node")
 }
 
+/// A written record of any gadget with one to four bytes changed, or cut
+/// or extended at the end.
+fn corrupted() -> impl Strategy<Value = Vec<u8>> {
+    let edits = proptest::collection::vec((any::<usize>(), any::<u8>()), 1..5);
+    (
+        written(),
+        edits,
+        prop_oneof![Just(None), any::<usize>().prop_map(Some)],
+    )
+        .prop_map(|((_, (mut record, _)), edits, new_len)| {
+            for (at, byte) in edits {
+                let at = at % record.len();
+                record[at] = byte;
+            }
+            if let Some(len) = new_len {
+                record.resize(len % (record.len() + 16), 0);
+            }
+            record
+        })
+}
+
 /// A written record cut inside its fixed part.
 fn cut_short(record: &[u8], header_len: usize, how: u8) -> Vec<u8> {
     match how {
@@ -392,9 +413,12 @@ proptest! {
     fn any_bytes_are_an_event_or_counted(
         records in proptest::collection::vec(
             prop_oneof![
-                some_bytes(160),
+                1 => some_bytes(160),
                 // Long enough for every fixed part, with a random one.
-                proptest::collection::vec(any::<u8>(), 100..400),
+                1 => proptest::collection::vec(any::<u8>(), 100..400),
+                // Records of every gadget with a few bytes changed: past
+                // the first checks, into the decoding of each field.
+                2 => corrupted(),
             ],
             0..8,
         ),

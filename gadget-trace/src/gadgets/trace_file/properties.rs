@@ -339,8 +339,26 @@ fn any_field() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Choices of anything, accepted or not.
+/// Choices of anything, accepted or not: any fields, or valid choices with
+/// one field replaced by anything.
 fn any_choices() -> impl Strategy<Value = Choices> {
+    let near = (valid_choices(), any_field(), 0u8..4).prop_map(|(mut choices, field, which)| {
+        match which {
+            0 => choices.prefixes.push(field),
+            1 => choices.paths.insert(0, field),
+            2 => choices
+                .operations
+                .get_or_insert_with(Vec::new)
+                .push(field.replace(',', "")),
+            _ => choices.kill_on = Some(field),
+        }
+        choices
+    });
+    prop_oneof![near, anything_chosen()]
+}
+
+/// Choices of any fields.
+fn anything_chosen() -> impl Strategy<Value = Choices> {
     (
         proptest::collection::vec(any_field(), 0..6),
         proptest::collection::vec(any_field(), 0..6),
