@@ -93,6 +93,8 @@ enum Quoting {
     Double,
 }
 
+/// `text` as a YAML scalar that reads back as exactly `text`: quoted as
+/// asked when that style can hold it, else double-quoted.
 fn yaml_scalar(text: &str, quoting: Quoting) -> String {
     let plain_is_safe = !text.is_empty()
         && text.starts_with(|c: char| c == '/' || c.is_ascii_alphabetic())
