@@ -337,6 +337,16 @@ pub enum TraceRequestError {
         /// The flag.
         flag: &'static str,
     },
+    /// A limit above what the node's kernel program keeps.
+    #[error("invalid {flag} {value}: at most {max} are kept by the kernel")]
+    AboveLimit {
+        /// The flag.
+        flag: &'static str,
+        /// The value as given.
+        value: u32,
+        /// The most the kernel program keeps.
+        max: u32,
+    },
 }
 
 /// Parses `--ring-buffer-size`: bytes, or a number with a K or M suffix

@@ -589,6 +589,27 @@ mod tests {
             .starts_with("invalid --max-args-bytes 0"));
     }
 
+    /// Found by `what_the_front_end_sends_the_node_takes`: limits above the
+    /// kernel's were sent, and refused by every node.
+    #[test]
+    fn max_args_above_the_kernels_are_refused_before_any_node_is_asked() {
+        assert_eq!(
+            error(&["trace", "exec", "--max-args", "1025"]),
+            "invalid --max-args 1025: at most 1024 are kept by the kernel"
+        );
+        assert_eq!(
+            error(&["trace", "exec", "--max-args-bytes", "32769"]),
+            "invalid --max-args-bytes 32769: at most 32768 are kept by the kernel"
+        );
+        let params = exec_params(&trace(&[
+            "trace",
+            "exec",
+            "--max-args=1024",
+            "--max-args-bytes=32768",
+        ]));
+        assert_eq!((params.max_args, params.max_args_bytes), (1024, 32768));
+    }
+
     #[test]
     fn gadget_flags_belong_to_their_gadget() {
         for args in [
