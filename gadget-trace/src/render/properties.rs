@@ -7,8 +7,8 @@
 
 use bytes::Bytes;
 use gadget_proto::v1::{
-    event, file_event, Event, ExecEvent, FileAccess, FileEvent, OpenEvent, Process, ProcessExec,
-    ProcessExit, TraceStatus, Workload,
+    event, file_event, Event, ExecEvent, FileAccess, FileEvent, FileOperation, OpenEvent, Process,
+    ProcessExec, ProcessExit, TraceStatus, Workload,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -296,7 +296,7 @@ fn check_json_fields(json: &Value, row: &Row) -> Result<(), TestCaseError> {
             match &file.what {
                 Some(file_event::What::Access(access)) => {
                     prop_assert_eq!(json_bytes(&json["path"])?, access.path.to_vec());
-                    if access.operation == v1_open() {
+                    if access.operation == i32::from(FileOperation::Open) {
                         prop_assert_eq!(
                             json_bytes(&json["path_as_passed"])?,
                             access.path_as_passed.to_vec()
@@ -317,10 +317,6 @@ fn check_json_fields(json: &Value, row: &Row) -> Result<(), TestCaseError> {
         None => {}
     }
     Ok(())
-}
-
-fn v1_open() -> i32 {
-    gadget_proto::v1::FileOperation::Open.into()
 }
 
 proptest! {
