@@ -211,6 +211,9 @@ pub(crate) fn write_hex(out: &mut Vec<u8>, value: u64) {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use bytes::Bytes;

@@ -100,3 +100,6 @@ pub fn workload_to_proto(w: &Workload) -> v1::Workload {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod properties;

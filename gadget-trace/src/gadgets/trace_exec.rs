@@ -11,6 +11,14 @@ use crate::request::TraceRequestError;
 /// The `trace_exec` gadget, for [`super::GADGETS`].
 pub const GADGET: Gadget = Gadget::new(&Frontend::<TraceExec>::NEW);
 
+/// Arguments of one exec kept at most: the node's kernel program's bound
+/// (`EXEC_ARGS_COUNT_CAP`).
+pub const MAX_ARGS: u32 = 1024;
+
+/// Bytes of arguments of one exec kept at most: the node's kernel
+/// program's bound (`EXEC_ARGS_BYTES_CAP`).
+pub const MAX_ARGS_BYTES: u32 = 32768;
+
 /// `trace exec`.
 pub struct TraceExec;
 
@@ -107,8 +115,8 @@ impl GadgetFrontend for TraceExec {
             ignore_failed: flags.ignore_failed,
             // 0 on the wire means "the node's default", so an explicit 0
             // would silently mean something else than asked.
-            max_args: nonzero("--max-args", flags.max_args)?,
-            max_args_bytes: nonzero("--max-args-bytes", flags.max_args_bytes)?,
+            max_args: limit("--max-args", flags.max_args, MAX_ARGS)?,
+            max_args_bytes: limit("--max-args-bytes", flags.max_args_bytes, MAX_ARGS_BYTES)?,
         }))
     }
 
@@ -177,9 +185,11 @@ fn write_args(out: &mut Vec<u8>, exec: &ExecEvent) {
 
 /// A limit flag: 0 is refused, because the protocol reads it as "the node's
 /// default"; unset is sent as 0.
-fn nonzero(flag: &'static str, value: Option<u32>) -> Result<u32, TraceRequestError> {
+fn limit(flag: &'static str, value: Option<u32>, max: u32) -> Result<u32, TraceRequestError> {
     match value {
         Some(0) => Err(TraceRequestError::ZeroLimit { flag }),
+        // Refused here rather than by every node.
+        Some(value) if value > max => Err(TraceRequestError::AboveLimit { flag, value, max }),
         Some(value) => Ok(value),
         None => Ok(0),
     }

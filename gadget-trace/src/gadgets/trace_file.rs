@@ -837,6 +837,9 @@ impl Policy {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::render::tests::{process, workload};
