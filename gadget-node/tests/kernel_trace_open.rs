@@ -435,3 +435,95 @@ async fn timeout_ends_the_trace_with_a_last_status() {
         .unwrap();
     common::wait_unloaded(&trace.program_ids).await;
 }
+
+/// Regression: a failed insert into `open_args_by_tid` (the map is full)
+/// dropped the open without a word. One open held in flight (a FIFO with no
+/// writer) fills a map of one entry; the next open of the same user cannot
+/// be followed and must be counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_the_full_map_cannot_follow_is_counted() {
+    const UID: u32 = 54_001;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo_path = dir.path().join("fifo");
+    let fifo = cstr(fifo_path.to_str().unwrap());
+    let hostname = cstr("/etc/hostname");
+    // SAFETY: plain syscalls on C strings that outlive them.
+    unsafe {
+        assert_eq!(libc::mkfifo(fifo.as_ptr(), 0o666), 0);
+        assert_eq!(libc::chmod(fifo.as_ptr(), 0o666), 0);
+        assert_eq!(
+            libc::chmod(dir.path().to_str().map(cstr).unwrap().as_ptr(), 0o755),
+            0
+        );
+    }
+    let as_user = || {
+        // SAFETY: a raw syscall in the forked child.
+        unsafe { libc::setresuid(UID, UID, UID) == 0 }
+    };
+    // SAFETY: the closures run in forked children; their libc calls get C
+    // strings that outlive them.
+    let mut holder = fork_paused(|| unsafe {
+        if !as_user() {
+            return 2;
+        }
+        // Blocks until a writer opens the FIFO.
+        let fd = libc::openat(libc::AT_FDCWD, fifo.as_ptr(), libc::O_RDONLY);
+        i32::from(fd < 0)
+    });
+    // SAFETY: as above.
+    let mut opener = fork_paused(|| unsafe {
+        if !as_user() {
+            return 2;
+        }
+        i32::from(libc::openat(libc::AT_FDCWD, hostname.as_ptr(), libc::O_RDONLY) < 0)
+    });
+    let mut request = host_request(gadget_proto::TRACE_OPEN, None, None);
+    request.filter.as_mut().unwrap().uid = Some(UID);
+    let mut plan = TracePlan::from_proto(&request).unwrap();
+    plan.gadget = Box::new(common::SmallMap {
+        inner: plan.gadget,
+        map: gadget_node::gadgets::trace_open::OPEN_ARGS_MAP,
+        entries: 1,
+    });
+    let mut trace = trace::start(plan, Arc::new(common::local_identity())).unwrap();
+    wait_started(&mut trace.events).await;
+
+    holder.release();
+    common::wait_in_syscall(holder.pid, libc::SYS_openat);
+    opener.release();
+    assert_eq!(
+        tokio::task::spawn_blocking(move || opener.wait())
+            .await
+            .unwrap(),
+        0
+    );
+    // Let the holder go: a writer that does not wait.
+    // SAFETY: a plain syscall on a C string that outlives it.
+    let writer = unsafe { libc::open(fifo.as_ptr(), libc::O_WRONLY | libc::O_NONBLOCK) };
+    assert!(writer >= 0, "the holder waits on the FIFO");
+    assert_eq!(
+        tokio::task::spawn_blocking(move || holder.wait())
+            .await
+            .unwrap(),
+        0
+    );
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(writer) };
+
+    let got = common::collect_settled(&mut trace.events, |c| {
+        !c.opens().is_empty() && !c.warnings.is_empty()
+    })
+    .await;
+    let paths: Vec<&[u8]> = got.opens().iter().map(|o| &o.path[..]).collect();
+    assert_eq!(
+        paths,
+        [fifo_path.to_str().unwrap().as_bytes()],
+        "the held open is reported, the one the full map refused is not"
+    );
+    assert_eq!(
+        got.warnings,
+        ["opens not followed because a kernel map was full: 1 so far"],
+        "{:?}",
+        got.status
+    );
+}

@@ -302,3 +302,55 @@ pub fn local_identity() -> gadget_node::identity::IdentityResolver {
         None,
     )
 }
+
+/// A gadget whose map `map` holds at most `entries` entries: how the tests
+/// fill a kernel map to see that a failed insert is counted.
+pub struct SmallMap {
+    pub inner: Box<dyn gadget_node::gadgets::PreparedGadget>,
+    pub map: &'static str,
+    pub entries: u32,
+}
+
+impl gadget_node::gadgets::PreparedGadget for SmallMap {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn load<'a>(&'a self, loader: &mut aya::EbpfLoader<'a>) -> Result<aya::Ebpf, aya::EbpfError> {
+        loader.set_max_entries(self.map, self.entries);
+        self.inner.load(loader)
+    }
+
+    fn attach_points(&self) -> &'static [gadget_node::gadgets::AttachPoint] {
+        self.inner.attach_points()
+    }
+
+    fn decode(
+        &self,
+        record: &bytes::Bytes,
+        event: &mut v1::Event,
+    ) -> Result<(), gadget_ebpf::MalformedRecord> {
+        self.inner.decode(record, event)
+    }
+
+    fn loss_counters(&self) -> &'static [gadget_node::gadgets::LossCounter] {
+        self.inner.loss_counters()
+    }
+}
+
+/// Waits (at most 10 s) until `pid` is blocked in syscall `nr`, as
+/// `/proc/<pid>/syscall` shows.
+pub fn wait_in_syscall(pid: u32, nr: libc::c_long) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        if now.split(' ').next() == Some(nr.to_string().as_str()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} never blocked in syscall {nr}: {now}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
