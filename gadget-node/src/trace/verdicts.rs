@@ -48,6 +48,40 @@ impl VerdictMap for BpfHashMap<MapData, u64, u32> {
     }
 }
 
+/// What the node decided for the events of one cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Judgement {
+    /// Kept, with the workload (`None`: the host), or `None`: dropped.
+    pub(super) keep: Option<Option<Arc<Workload>>>,
+    /// Judged without the identity the selector needs: the cgroup stayed
+    /// unknown after a walk (judged as the host's), or the node does not
+    /// have its pod or container status yet. Each such event is counted.
+    pub(super) unjudged: bool,
+}
+
+impl Judgement {
+    /// Judged on a complete identity.
+    pub(super) fn judged(keep: Option<Option<Arc<Workload>>>) -> Self {
+        Judgement {
+            keep,
+            unjudged: false,
+        }
+    }
+}
+
+/// Whether the selector's answer for `workload` can be trusted: not while
+/// the node lacks what one of its criteria looks at, the pod (its
+/// namespace, name and labels) or the container's name, which arrives with
+/// the container's status after the container started.
+fn identity_complete(selector: &ContainerSelector, workload: &Workload, names_pods: bool) -> bool {
+    if !names_pods {
+        // Local mode: nothing more will ever be known.
+        return true;
+    }
+    (selector.is_everything() || !workload.pod.is_empty())
+        && (selector.container.is_none() || !workload.container.is_empty())
+}
+
 /// The cgroup verdicts the trace has put into the kernel map.
 #[derive(Default)]
 pub(super) struct Selection {
@@ -66,8 +100,14 @@ impl Selection {
         identity: &IdentityResolver,
     ) -> Option<String> {
         let mut wanted = StdHashMap::new();
+        let names_pods = identity.names_pods();
         for (cgroup_id, workload) in identity.containers() {
-            wanted.insert(cgroup_id, u32::from(selector.matches(&workload)));
+            // No verdict from an incomplete identity: the kernel would
+            // drop a new container's events unseen until its status
+            // arrives. Without one, they reach admit(), which counts them.
+            if identity_complete(selector, &workload, names_pods) {
+                wanted.insert(cgroup_id, u32::from(selector.matches(&workload)));
+            }
         }
         // The host's cgroups too: the kernel passes cgroups it has no
         // verdict for to userspace.
@@ -104,19 +144,21 @@ impl Selection {
         })
     }
 
-    /// Whether to keep an event of `cgroup_id`, with its workload (`None`
-    /// for the host), or `None` to drop it. A cgroup with a verdict is
-    /// judged by it; any other was let through by the kernel for want of
-    /// one (new since the last sync, often a container that just
-    /// started): it is judged here, and the verdict goes into the kernel
-    /// map so that its next events are judged there.
+    /// Whether to keep the events of `cgroup_id`, with its workload (`None`
+    /// for the host). A cgroup with a verdict is judged by it; any other was
+    /// let through by the kernel for want of one (new since the last sync,
+    /// often a container that just started): it is judged here, and the
+    /// verdict goes into the kernel map so that its next events are judged
+    /// there.
     ///
     /// A cgroup no walk has seen yet is worth one walk of the tree now,
     /// whatever the resolver's rate limit (a new container's first exec is
     /// what a security trace is for), but only if `may_walk`, which the
     /// caller sets once per batch: many new cgroups at once cost one walk
     /// per batch, not one each. One still unknown after that is judged as
-    /// the host's and not learned.
+    /// the host's and not learned; so is a container whose identity is
+    /// incomplete judged without a verdict being stored. Both are marked
+    /// unjudged, for the caller to count.
     pub(super) fn admit(
         &mut self,
         cgroup_id: u64,
@@ -124,12 +166,12 @@ impl Selection {
         selector: &ContainerSelector,
         identity: &IdentityResolver,
         may_walk: &mut bool,
-    ) -> Option<Option<Arc<Workload>>> {
+    ) -> Judgement {
         if let Some(&verdict) = self.verdicts.get(&cgroup_id) {
             // The verdict now, not the one the kernel had: an event of a
             // cgroup that had none when it happened and was judged
             // since is kept only if it is selected.
-            return (verdict != 0).then(|| identity.resolve(cgroup_id));
+            return Judgement::judged((verdict != 0).then(|| identity.resolve(cgroup_id)));
         }
         let mut known = identity.classify(cgroup_id);
         if matches!(known, Identity::Unknown) && std::mem::take(may_walk) {
@@ -138,18 +180,24 @@ impl Selection {
             }
             known = identity.classify(cgroup_id);
         }
-        let (workload, learned) = match known {
-            Identity::Workload(workload) => (Some(workload), true),
+        let (workload, complete) = match known {
+            Identity::Workload(workload) => {
+                let complete = identity_complete(selector, &workload, identity.names_pods());
+                (Some(workload), complete)
+            }
             Identity::Host => (None, true),
             Identity::Unknown => (None, false),
         };
         let keep = selector.accepts(workload.as_deref());
         // A full map is not an error here: events are judged by the node
         // until a sync finds room.
-        if learned && map.set(cgroup_id, u32::from(keep)).is_ok() {
+        if complete && map.set(cgroup_id, u32::from(keep)).is_ok() {
             self.verdicts.insert(cgroup_id, u32::from(keep));
         }
-        keep.then_some(workload)
+        Judgement {
+            keep: keep.then_some(workload),
+            unjudged: !complete,
+        }
     }
 }
 
@@ -296,7 +344,12 @@ mod tests {
             self.selection.sync(&mut self.map, &self.selector, identity)
         }
 
+        /// What the node keeps of `cgroup_id`'s events.
         fn admit(&mut self, cgroup_id: u64, may_walk: &mut bool) -> Option<Option<Arc<Workload>>> {
+            self.judge(cgroup_id, may_walk).keep
+        }
+
+        fn judge(&mut self, cgroup_id: u64, may_walk: &mut bool) -> Judgement {
             let identity = &self.node.identity;
             let map = &mut self.map;
             self.selection
@@ -410,6 +463,82 @@ mod tests {
         assert_eq!(kept.expect("selected").expect("a container").pod, "pod-2");
         assert_eq!(trace.verdict(second), Some(1));
         assert_eq!(trace.walks(), walks + 2);
+    }
+
+    /// Regression: a new container whose pod had not reached the node yet
+    /// got the verdict "not selected" in the kernel, whose drops nobody
+    /// counted, until the next sync.
+    #[test]
+    fn a_container_whose_pod_is_not_known_yet_gets_no_verdict_and_is_counted() {
+        let mut trace = FakeTrace::new(FakeNode::new(), 64);
+        let id = trace.node.tree.mkdir(&FakeNode::cgroup(1));
+        assert_eq!(trace.rescan_and_sync(), None);
+        assert_eq!(trace.verdict(id), None, "no verdict from a pod not known");
+
+        let mut may_walk = true;
+        let judgement = trace.judge(id, &mut may_walk);
+        assert_eq!(judgement.keep, None);
+        assert!(judgement.unjudged, "counted");
+        assert_eq!(trace.verdict(id), None, "still none after an event");
+
+        trace.node.label(1, "shop", "web");
+        trace.rescan_and_sync();
+        assert_eq!(trace.verdict(id), Some(1), "judged once the pod is known");
+        let judgement = trace.judge(id, &mut may_walk);
+        assert!(!judgement.unjudged);
+        assert_eq!(judgement.keep.unwrap().unwrap().pod, "pod-1");
+    }
+
+    /// Regression: under `-c`, a new container whose status (and so whose
+    /// name) had not reached the node yet was stored as "not selected".
+    #[test]
+    fn a_container_without_its_status_yet_gets_no_verdict_under_a_container_selector() {
+        let node = FakeNode::new();
+        let (uid, id) = FakeNode::ids(1);
+        // The pod is known, its status lists another container only.
+        let other = "ff".repeat(32);
+        let pod = fake_node::pod(&uid, "shop", "pod-1", &[("app", "web")], "main", &other);
+        node.pods.apply(&pod);
+        let cgroup = node.tree.mkdir(&container_path(&uid, &id));
+        let selector = ContainerSelector::from_parts(vec![], "", "main", "", false).unwrap();
+        let mut trace = FakeTrace::with_selector(node, selector, 64);
+        trace.rescan_and_sync();
+        assert_eq!(trace.verdict(cgroup), None);
+        let judgement = trace.judge(cgroup, &mut true);
+        assert_eq!(judgement.keep, None);
+        assert!(judgement.unjudged);
+
+        // The status arrives: the container is `main`, selected.
+        trace.node.label(1, "shop", "web");
+        trace.rescan_and_sync();
+        assert_eq!(trace.verdict(cgroup), Some(1));
+        assert!(!trace.judge(cgroup, &mut true).unjudged);
+    }
+
+    #[test]
+    fn a_selector_without_pod_criteria_judges_a_container_before_its_pod_is_known() {
+        let node = FakeNode::new();
+        let id = node.tree.mkdir(&FakeNode::cgroup(1));
+        // Every container, not the host: the pod's name does not matter.
+        let selector = ContainerSelector::default();
+        let mut trace = FakeTrace::with_selector(node, selector, 64);
+        trace.rescan_and_sync();
+        assert_eq!(trace.verdict(id), Some(1));
+        assert!(!trace.judge(id, &mut true).unjudged);
+    }
+
+    #[test]
+    fn a_cgroup_that_stays_unknown_is_counted() {
+        let mut trace = FakeTrace::new(FakeNode::new(), 64);
+        trace.rescan_and_sync();
+        let mut may_walk = false;
+        let id = trace.node.start(1, "shop", "web");
+        let judgement = trace.judge(id, &mut may_walk);
+        assert_eq!(judgement.keep, None, "judged as the host's");
+        assert!(judgement.unjudged);
+        // A host cgroup the node knows is judged, not counted.
+        let host = trace.node.host;
+        assert!(!trace.judge(host, &mut may_walk).unjudged);
     }
 
     #[test]
