@@ -376,3 +376,52 @@ async fn an_exec_the_full_map_cannot_follow_is_counted() {
         got.status
     );
 }
+
+/// A 32-bit execve through `int 0x80` passes no syscall tracepoint (the
+/// kernel emits none for compat syscalls), but its success passes
+/// sched_process_exec, where the program and its arguments are the kernel's:
+/// it is reported. (Its failure would not be.)
+#[cfg(target_arch = "x86_64")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_32_bit_exec_that_succeeds_is_reported() {
+    // i386 execve (arch/x86/entry/syscalls/syscall_32.tbl).
+    const EXECVE_32: u32 = 11;
+    // SAFETY: the closure runs in the forked child and makes raw syscalls
+    // on memory of its own.
+    let (got, _) = trace_child_execs(None, || unsafe {
+        // Everything a 32-bit pointer reaches: below 4 GiB.
+        let low = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        );
+        if low == libc::MAP_FAILED {
+            return 2;
+        }
+        let low = low.cast::<u8>();
+        let strings: [&[u8]; 2] = [b"/bin/true\0", b"compat-arg\0"];
+        let (path, arg) = (low.add(256), low.add(512));
+        std::ptr::copy_nonoverlapping(strings[0].as_ptr(), path, strings[0].len());
+        std::ptr::copy_nonoverlapping(strings[1].as_ptr(), arg, strings[1].len());
+        // argv and envp: arrays of 32-bit pointers, NULL-ended.
+        let argv = low.cast::<u32>();
+        argv.write(path as u32);
+        argv.add(1).write(arg as u32);
+        argv.add(2).write(0);
+        let envp = argv.add(3);
+        envp.write(0);
+        common::int80(EXECVE_32, path as u32, argv as u32, envp as u32);
+        3
+    })
+    .await;
+    let execs = got.execs();
+    assert_eq!(execs.len(), 1, "{:#?}", got.events);
+    let (_, exec) = execs[0];
+    assert_eq!(exec.ret, 0);
+    assert_eq!(&exec.exe[..], b"/bin/true");
+    let args: Vec<&[u8]> = exec.args.iter().map(|a| &a[..]).collect();
+    assert_eq!(args, [&b"/bin/true"[..], b"compat-arg"]);
+}

@@ -9,6 +9,7 @@
 
 pub mod cgroups;
 pub mod pods;
+pub mod uring;
 
 use std::ffi::CString;
 use std::time::{Duration, Instant};
@@ -353,4 +354,27 @@ pub fn wait_in_syscall(pid: u32, nr: libc::c_long) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A 32-bit syscall through `int 0x80`: the compat entry of a 64-bit
+/// kernel. Its arguments are 32-bit, so pointers must be below 4 GiB.
+///
+/// # Safety
+/// A raw syscall; the kernel zeroes r8-r15 on the way back.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn int80(nr: u32, a: u32, b: u32, c: u32) -> i32 {
+    let ret: i32;
+    // rbx is reserved by LLVM: swap the first argument in and out.
+    std::arch::asm!(
+        "xchg {a}, rbx",
+        "int 0x80",
+        "xchg {a}, rbx",
+        a = inout(reg) u64::from(a) => _,
+        inlateout("eax") nr => ret,
+        in("ecx") b,
+        in("edx") c,
+        out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+        out("r12") _, out("r13") _, out("r14") _, out("r15") _,
+    );
+    ret
 }
