@@ -180,13 +180,16 @@ impl FileTraceRun<'_> {
         let mine = place(&pair.selected);
         let theirs = place(&pair.other);
         let file = &pair.selected_file;
+        // The script is one argument with spaces: compact output quotes it
+        // (it holds no `"`, backslash or control character to escape).
+        let quoted = format!("\"{script}\"");
         let exec = rows.iter().find(|row| {
-            row.is("🚀", "process", &mine) && row.rest.ends_with(&format!(" -c {script}"))
+            row.is("🚀", "process", &mine) && row.rest.ends_with(&format!(" -c {quoted}"))
         });
         let shell = match exec {
             Some(row) => row.rest.split(' ').next().unwrap_or_default().to_string(),
             None => {
-                problems.push(format!("no row `🚀 process {mine} <sh> -c {script}`"));
+                problems.push(format!("no row `🚀 process {mine} <sh> -c {quoted}`"));
                 String::new()
             }
         };
