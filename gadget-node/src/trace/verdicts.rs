@@ -4,6 +4,7 @@
 
 use std::collections::HashMap as StdHashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
 
@@ -69,28 +70,70 @@ impl Judgement {
     }
 }
 
+/// How long a container whose status has not reached the node yet is left
+/// without a kernel verdict. The status (which names the container) comes
+/// from the kubelet through the API server once the container runs,
+/// usually within a second or two; a cgroup that never gets one (a pod's
+/// sandbox) is judged on what is known after this.
+pub(super) const STATUS_GRACE: Duration = Duration::from_secs(10);
+
 /// Whether the selector's answer for `workload` can be trusted: not while
-/// the node lacks what one of its criteria looks at, the pod (its
-/// namespace, name and labels) or the container's name, which arrives with
-/// the container's status after the container started.
+/// it names containers and the container's name (from its status) has not
+/// reached the node. A pod the node does not know is judged on what is
+/// known: its spec reaches the node when it is scheduled, before any of its
+/// containers starts, so one still unknown is another node's or not a
+/// Kubernetes pod, not one the node will learn of in time.
 fn identity_complete(selector: &ContainerSelector, workload: &Workload, names_pods: bool) -> bool {
-    if !names_pods {
-        // Local mode: nothing more will ever be known.
-        return true;
-    }
-    (selector.is_everything() || !workload.pod.is_empty())
-        && (selector.container.is_none() || !workload.container.is_empty())
+    !names_pods
+        || workload.pod.is_empty()
+        || selector.container.is_none()
+        || !workload.container.is_empty()
 }
 
 /// The cgroup verdicts the trace has put into the kernel map.
-#[derive(Default)]
 pub(super) struct Selection {
     verdicts: StdHashMap<u64, u32>,
+    /// Containers left without a verdict for want of their status, since
+    /// when (see [`STATUS_GRACE`]).
+    waiting_for_status: StdHashMap<u64, Instant>,
+    /// [`STATUS_GRACE`], shorter in tests.
+    status_grace: Duration,
     /// Generation of the identity resolver at the last sync.
     generation: u64,
 }
 
+impl Default for Selection {
+    fn default() -> Self {
+        Selection {
+            verdicts: StdHashMap::new(),
+            waiting_for_status: StdHashMap::new(),
+            status_grace: STATUS_GRACE,
+            generation: 0,
+        }
+    }
+}
+
 impl Selection {
+    /// Whether `workload` (of `cgroup_id`) may be judged now: its identity is
+    /// complete, or it has waited [`STATUS_GRACE`] for its status.
+    fn may_judge(
+        &mut self,
+        cgroup_id: u64,
+        selector: &ContainerSelector,
+        workload: &Workload,
+        names_pods: bool,
+    ) -> bool {
+        if identity_complete(selector, workload, names_pods) {
+            self.waiting_for_status.remove(&cgroup_id);
+            return true;
+        }
+        let since = *self
+            .waiting_for_status
+            .entry(cgroup_id)
+            .or_insert_with(Instant::now);
+        since.elapsed() >= self.status_grace
+    }
+
     /// Brings the kernel map in line with what the selector says of every
     /// container known now. Returns a warning when the map is full.
     pub(super) fn sync(
@@ -101,11 +144,14 @@ impl Selection {
     ) -> Option<String> {
         let mut wanted = StdHashMap::new();
         let names_pods = identity.names_pods();
-        for (cgroup_id, workload) in identity.containers() {
+        let containers = identity.containers();
+        self.waiting_for_status
+            .retain(|id, _| containers.iter().any(|(present, _)| present == id));
+        for (cgroup_id, workload) in containers {
             // No verdict from an incomplete identity: the kernel would
             // drop a new container's events unseen until its status
             // arrives. Without one, they reach admit(), which counts them.
-            if identity_complete(selector, &workload, names_pods) {
+            if self.may_judge(cgroup_id, selector, &workload, names_pods) {
                 wanted.insert(cgroup_id, u32::from(selector.matches(&workload)));
             }
         }
@@ -182,7 +228,8 @@ impl Selection {
         }
         let (workload, complete) = match known {
             Identity::Workload(workload) => {
-                let complete = identity_complete(selector, &workload, identity.names_pods());
+                let complete =
+                    self.may_judge(cgroup_id, selector, &workload, identity.names_pods());
                 (Some(workload), complete)
             }
             Identity::Host => (None, true),
@@ -465,28 +512,25 @@ mod tests {
         assert_eq!(trace.walks(), walks + 2);
     }
 
-    /// Regression: a new container whose pod had not reached the node yet
-    /// got the verdict "not selected" in the kernel, whose drops nobody
-    /// counted, until the next sync.
+    /// A pod the node does not know (another node's, or not Kubernetes'):
+    /// judged on what is known, not left waiting, and judged again when
+    /// the pod shows up.
     #[test]
-    fn a_container_whose_pod_is_not_known_yet_gets_no_verdict_and_is_counted() {
+    fn a_container_of_a_pod_the_node_does_not_know_is_judged_on_what_is_known() {
         let mut trace = FakeTrace::new(FakeNode::new(), 64);
         let id = trace.node.tree.mkdir(&FakeNode::cgroup(1));
         assert_eq!(trace.rescan_and_sync(), None);
-        assert_eq!(trace.verdict(id), None, "no verdict from a pod not known");
-
-        let mut may_walk = true;
-        let judgement = trace.judge(id, &mut may_walk);
-        assert_eq!(judgement.keep, None);
-        assert!(judgement.unjudged, "counted");
-        assert_eq!(trace.verdict(id), None, "still none after an event");
+        assert_eq!(trace.verdict(id), Some(0));
+        let judgement = trace.judge(id, &mut true);
+        assert_eq!(judgement, Judgement::judged(None));
 
         trace.node.label(1, "shop", "web");
         trace.rescan_and_sync();
-        assert_eq!(trace.verdict(id), Some(1), "judged once the pod is known");
-        let judgement = trace.judge(id, &mut may_walk);
-        assert!(!judgement.unjudged);
-        assert_eq!(judgement.keep.unwrap().unwrap().pod, "pod-1");
+        assert_eq!(
+            trace.verdict(id),
+            Some(1),
+            "judged again once the pod is known"
+        );
     }
 
     /// Regression: under `-c`, a new container whose status (and so whose
@@ -513,6 +557,29 @@ mod tests {
         trace.rescan_and_sync();
         assert_eq!(trace.verdict(cgroup), Some(1));
         assert!(!trace.judge(cgroup, &mut true).unjudged);
+        assert!(trace.selection.waiting_for_status.is_empty());
+    }
+
+    /// A container whose status never comes (a pod's sandbox) is judged on
+    /// what is known once it waited [`STATUS_GRACE`].
+    #[test]
+    fn a_container_without_a_status_is_judged_after_the_grace() {
+        let node = FakeNode::new();
+        let (uid, id) = FakeNode::ids(1);
+        let other = "ff".repeat(32);
+        let pod = fake_node::pod(&uid, "shop", "pod-1", &[("app", "web")], "main", &other);
+        node.pods.apply(&pod);
+        let cgroup = node.tree.mkdir(&container_path(&uid, &id));
+        let selector = ContainerSelector::from_parts(vec![], "", "main", "", false).unwrap();
+        let mut trace = FakeTrace::with_selector(node, selector, 64);
+        trace.selection.status_grace = Duration::ZERO;
+        trace.rescan_and_sync();
+        assert_eq!(
+            trace.verdict(cgroup),
+            Some(0),
+            "not `main`, as far as is known"
+        );
+        assert_eq!(trace.judge(cgroup, &mut true), Judgement::judged(None));
     }
 
     #[test]
