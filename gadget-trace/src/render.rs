@@ -53,6 +53,7 @@ pub(crate) mod json;
 mod signal;
 mod status;
 mod time;
+pub(crate) mod words;
 
 pub(crate) use columns::Cell;
 pub use columns::Column;
@@ -278,6 +279,8 @@ pub(crate) mod tests {
                 args: args.iter().map(|a| Bytes::copy_from_slice(a)).collect(),
                 args_truncated: false,
                 parent_comm: Bytes::from_static(b"bash"),
+                exe_truncated: false,
+                exe_unreadable: false,
             })),
         }
     }

@@ -345,6 +345,8 @@ fn trace_exec_json_has_exactly_the_workloads_exec() {
             "ret": 0,
             "error": null,
             "exe": "/bin/echo",
+            "exe_truncated": false,
+            "exe_unreadable": false,
             "args": ["/bin/echo", "hello", "two words"],
             "args_truncated": false,
             "pcomm": exec["pcomm"].clone(),
@@ -442,13 +444,14 @@ fn trace_open_escapes_a_hostile_file_name() {
     assert!(!stdout.contains('\x1b'), "raw ESC in {stdout:?}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "a header and one row: {stdout:?}");
-    let escaped = format!("{prefix}evil\\x1b[2J\\nnode-x: fake row");
+    // Escaped, and quoted: the name holds spaces.
+    let escaped = format!("\"{prefix}evil\\x1b[2J\\nnode-x: fake row\"");
     assert!(lines[1].starts_with(&pid), "{stdout:?}");
     assert!(lines[1].ends_with(&escaped), "{stdout:?}");
     let cells: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(cells[0], pid);
     // A successful open: the error column is empty.
-    assert!(cells[1].starts_with('/'), "{stdout:?}");
+    assert!(cells[1].starts_with("\"/"), "{stdout:?}");
 }
 
 #[test]

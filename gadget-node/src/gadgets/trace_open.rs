@@ -11,7 +11,7 @@ use gadget_proto::v1;
 use self::record::{PREFIXES_MAX, PREFIX_LEN_MAX};
 use super::{
     object, process_from, syscall_tracepoint, AttachPoint, InvalidParams, KernelGadget,
-    PreparedGadget,
+    LossCounter, PreparedGadget,
 };
 
 /// The event as `gadget-ebpf/src/bpf/trace_open.h` lays it out, and its parser.
@@ -244,6 +244,14 @@ const ATTACH_POINTS: &[AttachPoint] = &[
     syscall_tracepoint!("sys_exit_openat2", required = false),
 ];
 
+/// The map of opens in flight, by thread.
+pub const OPEN_ARGS_MAP: &str = "open_args_by_tid";
+
+const LOSS_COUNTERS: &[LossCounter] = &[LossCounter {
+    map: "lost_opens",
+    what: "opens not followed because a kernel map was full",
+}];
+
 impl PreparedGadget for PreparedOpen {
     fn name(&self) -> &'static str {
         gadget_proto::TRACE_OPEN
@@ -260,6 +268,10 @@ impl PreparedGadget for PreparedOpen {
 
     fn attach_points(&self) -> &'static [AttachPoint] {
         ATTACH_POINTS
+    }
+
+    fn loss_counters(&self) -> &'static [LossCounter] {
+        LOSS_COUNTERS
     }
 
     fn decode(&self, record: &Bytes, event: &mut v1::Event) -> Result<(), MalformedRecord> {

@@ -16,7 +16,7 @@ use crate::selector::ContainerSelector;
 
 use super::batch::BatchBuilder;
 use super::load::CommonMaps;
-use super::verdicts::{CgroupFilter, Selection};
+use super::verdicts::{CgroupFilter, Judgement, Selection};
 
 /// How often the reader drains the ring buffer when the kernel did not wake
 /// it: the kernel submits without a wakeup, so this bounds a row's latency.
@@ -142,7 +142,7 @@ impl Reader {
             if self.batch.is_empty() {
                 return;
             }
-            let before = self.status.malformed;
+            let before = (self.status.malformed, self.status.unjudged);
             let (selection, map) = (&mut self.selection, &mut self.maps.verdicts);
             let (selector, identity) = (&self.selector, &self.identity);
             let filtered = self.cgroup_filter.enabled != 0;
@@ -151,13 +151,16 @@ impl Reader {
                 if filtered {
                     selection.admit(cgroup_id, map, selector, identity, &mut may_walk)
                 } else {
-                    Some(identity.resolve(cgroup_id))
+                    Judgement::judged(Some(identity.resolve(cgroup_id)))
                 }
             };
-            let batch = self
-                .batch
-                .finish(self.gadget.as_ref(), admit, &mut self.status.malformed);
-            self.status_dirty |= self.status.malformed != before;
+            let batch = self.batch.finish(
+                self.gadget.as_ref(),
+                admit,
+                &mut self.status.malformed,
+                &mut self.status.unjudged,
+            );
+            self.status_dirty |= (self.status.malformed, self.status.unjudged) != before;
             let events = batch.events.len() as u64;
             if events > 0 {
                 let message = v1::RunGadgetResponse {
