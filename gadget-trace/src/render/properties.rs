@@ -125,24 +125,27 @@ fn open_event() -> impl Strategy<Value = OpenEvent> {
         )
 }
 
-// Fields the message gains keep their defaults.
-#[allow(clippy::needless_update)]
 fn exec_event() -> impl Strategy<Value = ExecEvent> {
     (
         any::<i32>(),
         untrusted_field(),
         untrusted_args(),
-        any::<bool>(),
+        any::<(bool, bool, bool)>(),
         untrusted_field(),
     )
-        .prop_map(|(ret, exe, args, args_truncated, parent_comm)| ExecEvent {
-            ret,
-            exe,
-            args,
-            args_truncated,
-            parent_comm,
-            ..ExecEvent::default()
-        })
+        .prop_map(
+            |(ret, exe, args, (args_truncated, exe_truncated, exe_unreadable), parent_comm)| {
+                ExecEvent {
+                    ret,
+                    exe,
+                    args,
+                    args_truncated,
+                    parent_comm,
+                    exe_truncated,
+                    exe_unreadable,
+                }
+            },
+        )
 }
 
 fn file_event() -> impl Strategy<Value = FileEvent> {
@@ -446,11 +449,9 @@ proptest! {
         node in untrusted_text(),
         warnings in proptest::collection::vec(untrusted_text(), 0..3),
         error in untrusted_text(),
-        counts in any::<(u64, u64, u64, bool)>(),
+        counts in any::<(u64, u64, u64, u64, bool)>(),
     ) {
-        let (lost_kernel, lost_node, malformed, started) = counts;
-        // Counters the message gains stay 0.
-        #[allow(clippy::needless_update)]
+        let (lost_kernel, lost_node, malformed, unjudged, started) = counts;
         let status = TraceStatus {
             lost_kernel,
             lost_node,
@@ -458,7 +459,7 @@ proptest! {
             warnings,
             error,
             started,
-            ..TraceStatus::default()
+            unjudged,
         };
         for format in [OutputFormat::Compact, OutputFormat::Json] {
             let json = format == OutputFormat::Json;

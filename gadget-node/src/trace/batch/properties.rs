@@ -4,8 +4,6 @@
 //! kernel writes it decodes to exactly what it holds; one cut short or
 //! with a length beyond its bytes is counted, never read past.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use gadget_ebpf::{PlainRecord, ProcessRecord, TASK_COMM_LEN};
 use gadget_proto::v1::{self, event, file_event};
@@ -13,7 +11,7 @@ use proptest::prelude::*;
 
 use super::BatchBuilder;
 use crate::gadgets::{trace_exec, trace_file, trace_open, KernelGadget, PreparedGadget};
-use crate::identity::Workload;
+use crate::trace::verdicts::Judgement;
 
 /// The bytes of a record's fixed part.
 fn bytes_of<T: PlainRecord>(header: T) -> Vec<u8> {
@@ -33,9 +31,11 @@ fn decode_batch(gadget: &dyn PreparedGadget, records: &[Vec<u8>]) -> (v1::EventB
         builder.buffer.extend_from_slice(record);
         builder.records.push(start..builder.buffer.len());
     }
-    let mut malformed = 0;
-    let admit = |_cgroup: u64| -> Option<Option<Arc<Workload>>> { Some(None) };
-    let batch = builder.finish(gadget, admit, &mut malformed);
+    let (mut malformed, mut unjudged) = (0, 0);
+    let admit = |_cgroup: u64| Judgement::judged(Some(None));
+    let batch = builder.finish(gadget, admit, &mut malformed, &mut unjudged);
+    // Every cgroup was judged on a complete identity.
+    assert_eq!(unjudged, 0);
     (batch, malformed)
 }
 
@@ -173,14 +173,14 @@ fn written_open() -> impl Strategy<Value = Written> {
 }
 
 fn written_exec() -> impl Strategy<Value = Written> {
-    use trace_exec::record::{ExecEventHeader, ARGS_TRUNCATED};
+    use trace_exec::record::{ExecEventHeader, ARGS_TRUNCATED, EXE_TRUNCATED, EXE_UNREADABLE};
     (
         process_record(),
         any::<[u8; TASK_COMM_LEN]>(),
         edgy_i32(),
         no_nul_bytes(64),
         proptest::collection::vec(no_nul_bytes(16), 0..6),
-        prop_oneof![Just(0), Just(ARGS_TRUNCATED)],
+        0u32..8,
         some_bytes(8),
     )
         .prop_map(|(proc, parent_comm, ret, exe, args, truncated, tail)| {
@@ -203,16 +203,14 @@ fn written_exec() -> impl Strategy<Value = Written> {
             record.push(0);
             record.extend_from_slice(&args_bytes);
             record.extend_from_slice(&tail);
-            // Fields the message gains keep their defaults (the generated
-            // `truncated` sets no other bit).
-            #[allow(clippy::needless_update)]
             let exec = v1::ExecEvent {
                 ret,
                 exe: Bytes::from(exe),
                 args: args.into_iter().map(Bytes::from).collect(),
                 args_truncated: truncated & ARGS_TRUNCATED != 0,
                 parent_comm: Bytes::copy_from_slice(gadget_ebpf::trim_nul(&parent_comm)),
-                ..Default::default()
+                exe_truncated: truncated & EXE_TRUNCATED != 0,
+                exe_unreadable: truncated & EXE_UNREADABLE != 0,
             };
             (record, expected_event(&proc, event::Kind::Exec(exec)))
         })
