@@ -168,6 +168,9 @@ macro_rules! bpf_object {
 use bpf_object;
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -34,7 +34,8 @@ impl BootToWall {
 
     /// Wall-clock nanoseconds of a boot-time timestamp.
     pub fn wall_ns(&self, boot_ns: u64) -> u64 {
-        boot_ns + self.offset_ns
+        // Saturating: the timestamp comes from a record's bytes.
+        boot_ns.saturating_add(self.offset_ns)
     }
 
     /// Boot-time nanoseconds now, for tests that compare with events.
@@ -56,5 +57,15 @@ mod tests {
             .unwrap()
             .as_nanos() as u64;
         assert!(wall.abs_diff(system) < 1_000_000_000, "{wall} vs {system}");
+    }
+
+    /// Found by the batch's property tests: a record's boot time near the
+    /// end of u64 made the conversion panic (addition overflow) in debug
+    /// builds.
+    #[test]
+    fn a_boot_time_near_the_end_of_u64_does_not_overflow() {
+        let conv = BootToWall { offset_ns: 10 };
+        assert_eq!(conv.wall_ns(u64::MAX - 3), u64::MAX);
+        assert_eq!(conv.wall_ns(5), 15);
     }
 }

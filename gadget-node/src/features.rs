@@ -65,16 +65,59 @@ impl std::fmt::Display for Feature {
 /// ring buffer, and CO-RE relocation of the shared process record.
 const RUNTIME_NEEDS: &[Feature] = &[Feature::RingBuf, Feature::Btf];
 
+/// What probing one feature found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Support {
+    /// The kernel has it.
+    Present,
+    /// The kernel does not have it.
+    Missing,
+    /// The probe was refused with EPERM or EACCES: whether the kernel has
+    /// the feature is unknown, and gadgets cannot use it either way.
+    Denied {
+        /// The call that was refused, e.g. `bpf(BPF_MAP_CREATE)`.
+        call: &'static str,
+        /// The error, e.g. `Operation not permitted (os error 1)`.
+        error: String,
+    },
+}
+
+impl Support {
+    /// The outcome of a probe that made `call`: a permission error is
+    /// [`Support::Denied`], any other error [`Support::Missing`].
+    pub fn from_probe(call: &'static str, result: std::io::Result<bool>) -> Support {
+        match result {
+            Ok(true) => Support::Present,
+            Ok(false) => Support::Missing,
+            Err(err) if is_permission_error(&err) => Support::Denied {
+                call,
+                error: err.to_string(),
+            },
+            Err(err) => {
+                tracing::debug!(call, error = %err, "probe failed");
+                Support::Missing
+            }
+        }
+    }
+}
+
+/// EPERM (capabilities, seccomp, lockdown) or EACCES (SELinux, AppArmor,
+/// file modes): the kernel refused the caller, not the request.
+fn is_permission_error(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
+        || err.kind() == std::io::ErrorKind::PermissionDenied
+}
+
 /// The features of the running kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelFeatures {
-    supported: BTreeMap<Feature, bool>,
+    supported: BTreeMap<Feature, Support>,
 }
 
 impl KernelFeatures {
     /// Probes the running kernel. Needs the privileges of loading gadgets
-    /// (root, or CAP_BPF with CAP_PERFMON); without them the probes fail and
-    /// report the features as missing.
+    /// (root, or CAP_BPF with CAP_PERFMON); a probe the kernel refuses for
+    /// lack of them reports the feature as [`Support::Denied`], not missing.
     ///
     /// Takes some tens of milliseconds (it parses the kernel's BTF): call it
     /// once, at startup.
@@ -82,13 +125,19 @@ impl KernelFeatures {
         let supported = Feature::ALL
             .into_iter()
             .map(|feature| {
-                let present = match feature {
-                    Feature::RingBuf => probe_ringbuf(),
-                    Feature::Btf => aya::Btf::from_sys_fs().is_ok(),
-                    Feature::BpfLoop => probe_helper(BPF_FUNC_LOOP),
-                    Feature::BpfLsm => bpf_lsm_active(),
+                let support = match feature {
+                    Feature::RingBuf => Support::from_probe("bpf(BPF_MAP_CREATE)", probe_ringbuf()),
+                    Feature::Btf => {
+                        Support::from_probe("open(/sys/kernel/btf/vmlinux)", probe_btf())
+                    }
+                    Feature::BpfLoop => {
+                        Support::from_probe("bpf(BPF_PROG_LOAD)", probe_helper(BPF_FUNC_LOOP))
+                    }
+                    Feature::BpfLsm => {
+                        Support::from_probe("open(/sys/kernel/security/lsm)", bpf_lsm_active())
+                    }
                 };
-                (feature, present)
+                (feature, support)
             })
             .collect();
         KernelFeatures { supported }
@@ -97,31 +146,76 @@ impl KernelFeatures {
     /// A kernel with exactly `present` (for tests and for callers that know
     /// better than the probes).
     pub fn with(present: &[Feature]) -> Self {
-        KernelFeatures {
-            supported: Feature::ALL
-                .into_iter()
-                .map(|feature| (feature, present.contains(&feature)))
-                .collect(),
-        }
+        KernelFeatures::with_support(Feature::ALL.into_iter().map(|feature| {
+            let support = if present.contains(&feature) {
+                Support::Present
+            } else {
+                Support::Missing
+            };
+            (feature, support)
+        }))
+    }
+
+    /// A kernel whose probes found `support` (features not named are
+    /// missing).
+    pub fn with_support(support: impl IntoIterator<Item = (Feature, Support)>) -> Self {
+        let mut supported: BTreeMap<Feature, Support> = Feature::ALL
+            .into_iter()
+            .map(|feature| (feature, Support::Missing))
+            .collect();
+        supported.extend(support);
+        KernelFeatures { supported }
     }
 
     /// Whether the kernel has `feature`.
     pub fn supports(&self, feature: Feature) -> bool {
-        self.supported.get(&feature).copied().unwrap_or(false)
+        self.supported.get(&feature) == Some(&Support::Present)
     }
 
     /// Every feature with whether the kernel has it, in [`Feature::ALL`] order.
     pub fn iter(&self) -> impl Iterator<Item = (Feature, bool)> + '_ {
-        self.supported.iter().map(|(f, present)| (*f, *present))
+        self.supported
+            .iter()
+            .map(|(f, support)| (*f, *support == Support::Present))
+    }
+
+    /// Whether at least one gadget can run here.
+    pub fn any_gadget_available(&self) -> bool {
+        crate::gadgets::names()
+            .into_iter()
+            .any(|gadget| self.gadget_availability(gadget).is_ok())
     }
 
     /// Whether the gadget called `gadget` can run here; the error says why
     /// not, naming each missing feature and what would provide it.
     pub fn gadget_availability(&self, gadget: &str) -> Result<(), String> {
-        let missing: Vec<String> = RUNTIME_NEEDS
+        let needs: Vec<Feature> = RUNTIME_NEEDS
             .iter()
             .chain(crate::gadgets::find(gadget).map_or(&[][..], |g| g.required_features()))
-            .filter(|feature| !self.supports(**feature))
+            .copied()
+            .collect();
+        // A refused probe first: it is the pod's setup, not the kernel, and
+        // the missing features may only look missing because of it.
+        let denied: Vec<String> = needs
+            .iter()
+            .filter_map(|feature| match self.supported.get(feature) {
+                Some(Support::Denied { call, error }) => {
+                    Some(format!("{feature}: {call}: {error}"))
+                }
+                _ => None,
+            })
+            .collect();
+        if !denied.is_empty() {
+            return Err(format!(
+                "permission denied probing what {gadget} needs ({}); the node pod's \
+                 capabilities (CAP_BPF, CAP_PERFMON), seccomp profile, SELinux or AppArmor \
+                 policy may deny it",
+                denied.join(", ")
+            ));
+        }
+        let missing: Vec<String> = needs
+            .iter()
+            .filter(|feature| self.supported.get(feature) != Some(&Support::Present))
             .map(|feature| format!("{feature} ({})", feature.requirement()))
             .collect();
         if missing.is_empty() {
@@ -212,7 +306,7 @@ fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> std::io::Result<OwnedFd> {
 }
 
 /// Creates (and closes) the smallest ring buffer: one page.
-fn probe_ringbuf() -> bool {
+fn probe_ringbuf() -> std::io::Result<bool> {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     let mut attr = MapCreateAttr {
@@ -223,11 +317,22 @@ fn probe_ringbuf() -> bool {
         ..Default::default()
     };
     match bpf(BPF_MAP_CREATE, &mut attr) {
-        Ok(_fd) => true,
+        Ok(_fd) => Ok(true),
+        Err(err) if is_permission_error(&err) => Err(err),
         Err(err) => {
             tracing::debug!(error = %err, "ring buffer probe failed");
-            false
+            Ok(false)
         }
+    }
+}
+
+/// Whether the kernel's BTF is there and parses. Opened first so that a
+/// permission error is told apart from a kernel without BTF.
+fn probe_btf() -> std::io::Result<bool> {
+    match std::fs::File::open("/sys/kernel/btf/vmlinux") {
+        Ok(_) => Ok(aya::Btf::from_sys_fs().is_ok()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
     }
 }
 
@@ -236,7 +341,7 @@ fn probe_ringbuf() -> bool {
 /// Loads `call helper; r0 = 0; exit` with no arguments set up. A kernel that
 /// knows the helper rejects it for its arguments; one that does not rejects
 /// it at the call with one of the messages below, which is what is checked.
-fn probe_helper(helper: i32) -> bool {
+fn probe_helper(helper: i32) -> std::io::Result<bool> {
     let program = [
         // BPF_JMP | BPF_CALL
         Insn {
@@ -273,18 +378,20 @@ fn probe_helper(helper: i32) -> bool {
         ..Default::default()
     };
     let err = match bpf(BPF_PROG_LOAD, &mut attr) {
-        Ok(_fd) => return true,
+        Ok(_fd) => return Ok(true),
         Err(err) => err,
     };
-    if err.raw_os_error() == Some(libc::EPERM) {
-        tracing::debug!(helper, "not allowed to load programs; cannot probe helpers");
-        return false;
-    }
     let log =
         String::from_utf8_lossy(CStr::from_bytes_until_nul(&log).map_or(&[][..], |s| s.to_bytes()))
             .into_owned();
+    // The verifier rejects with EACCES too, after writing its log; an LSM
+    // (SELinux, AppArmor) refuses with EACCES before it runs, and missing
+    // capabilities with EPERM.
+    if err.raw_os_error() == Some(libc::EPERM) || (is_permission_error(&err) && log.is_empty()) {
+        return Err(err);
+    }
     // An empty log means the kernel refused before the verifier ran: unknown.
-    !log.is_empty() && !helper_unknown_to_verifier(&log)
+    Ok(!log.is_empty() && !helper_unknown_to_verifier(&log))
 }
 
 /// The verifier's words for a call to a helper it does not offer: an id past
@@ -297,9 +404,12 @@ fn helper_unknown_to_verifier(log: &str) -> bool {
 }
 
 /// Whether `bpf` is among the active LSMs.
-fn bpf_lsm_active() -> bool {
-    std::fs::read_to_string("/sys/kernel/security/lsm")
-        .is_ok_and(|list| list.trim().split(',').any(|lsm| lsm == "bpf"))
+fn bpf_lsm_active() -> std::io::Result<bool> {
+    match std::fs::read_to_string("/sys/kernel/security/lsm") {
+        Ok(list) => Ok(list.trim().split(',').any(|lsm| lsm == "bpf")),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
+    }
 }
 
 #[cfg(test)]
@@ -327,6 +437,53 @@ mod tests {
             let reason = features.gadget_availability(gadget).unwrap_err();
             assert!(reason.contains("ringbuf"), "{gadget}: {reason}");
         }
+    }
+
+    #[test]
+    fn permission_errors_are_denied_not_missing() {
+        for errno in [libc::EPERM, libc::EACCES] {
+            let support = Support::from_probe(
+                "bpf(BPF_MAP_CREATE)",
+                Err(std::io::Error::from_raw_os_error(errno)),
+            );
+            let Support::Denied { call, error } = &support else {
+                panic!("errno {errno}: {support:?}");
+            };
+            assert_eq!(*call, "bpf(BPF_MAP_CREATE)");
+            assert!(error.contains(&format!("os error {errno}")), "{error}");
+        }
+        let other = Support::from_probe(
+            "bpf(BPF_MAP_CREATE)",
+            Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+        );
+        assert_eq!(other, Support::Missing);
+        assert_eq!(Support::from_probe("x", Ok(true)), Support::Present);
+        assert_eq!(Support::from_probe("x", Ok(false)), Support::Missing);
+    }
+
+    #[test]
+    fn a_denied_probe_is_reported_as_a_permission_error() {
+        let features = KernelFeatures::with_support([
+            (
+                Feature::RingBuf,
+                Support::from_probe(
+                    "bpf(BPF_MAP_CREATE)",
+                    Err(std::io::Error::from_raw_os_error(libc::EPERM)),
+                ),
+            ),
+            (Feature::Btf, Support::Present),
+            (Feature::BpfLoop, Support::Present),
+        ]);
+        assert!(!features.supports(Feature::RingBuf));
+        assert!(!features.any_gadget_available());
+        let reason = features
+            .gadget_availability(gadget_proto::TRACE_OPEN)
+            .unwrap_err();
+        assert!(reason.starts_with("permission denied"), "{reason}");
+        assert!(reason.contains("bpf(BPF_MAP_CREATE)"), "{reason}");
+        assert!(reason.contains("Operation not permitted"), "{reason}");
+        assert!(reason.contains("SELinux or AppArmor"), "{reason}");
+        assert!(!reason.contains("lacks"), "{reason}");
     }
 
     #[test]
@@ -367,10 +524,10 @@ mod tests {
     #[test]
     fn helper_probe_refuses_a_helper_that_does_not_exist() {
         // Sanity check of the probe itself: an id far past any kernel's list.
-        assert!(!probe_helper(100_000));
+        assert!(!probe_helper(100_000).unwrap());
         // bpf_get_current_pid_tgid (14) exists on every kernel with BPF.
-        assert!(probe_helper(14));
+        assert!(probe_helper(14).unwrap());
         // bpf_skb_store_bytes (9) exists, but not for tracepoint programs.
-        assert!(!probe_helper(9));
+        assert!(!probe_helper(9).unwrap());
     }
 }

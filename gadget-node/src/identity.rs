@@ -135,6 +135,13 @@ impl IdentityResolver {
         }
     }
 
+    /// Whether workloads are named from a pod index (not in local mode):
+    /// then a workload without a pod or container name is one whose pod or
+    /// container status has not reached the node yet.
+    pub fn names_pods(&self) -> bool {
+        self.pods.is_some()
+    }
+
     /// The cgroups of processes outside containers, as of the last walk.
     pub fn host_cgroups(&self) -> Vec<u64> {
         self.cgroups.not_containers()

@@ -118,6 +118,10 @@ impl FromStr for ListenAddress {
         if let Some(port) = host_port.strip_prefix("localhost:") {
             // Resolved here, not by the resolver: "localhost" must not turn
             // into whatever /etc/hosts says, and a server binds one address.
+            // Digits only, as after an IP: u16's parser also takes a sign.
+            if !port.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid());
+            }
             let port = port.parse().map_err(|_| invalid())?;
             return Ok(ListenAddress::Tcp(SocketAddr::new(
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -318,6 +322,9 @@ fn remove_stale_socket(path: &Path) -> Result<(), ListenError> {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -370,6 +377,18 @@ mod tests {
             "",
         ] {
             assert!(parse(text).is_err(), "{text:?} was accepted");
+        }
+    }
+
+    /// Found by `localhost_is_127_0_0_1`: `tcp://localhost:+7100` was
+    /// accepted while `tcp://127.0.0.1:+7100` was refused.
+    #[test]
+    fn a_signed_localhost_port_is_refused_as_an_ips_is() {
+        for text in ["tcp://localhost:+7100", "tcp://127.0.0.1:+7100"] {
+            assert!(
+                matches!(parse(text), Err(InvalidListenAddress::Tcp(_))),
+                "{text}"
+            );
         }
     }
 

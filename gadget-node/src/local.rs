@@ -4,10 +4,10 @@
 //! merge and renderer, which the plugin uses too), so the two modes cannot
 //! drift apart.
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use gadget_proto::v1::gadget_node_server::GadgetNode;
 use gadget_trace::cli::{TraceCommand, TraceHelp};
-use gadget_trace::print::{self, NodeEvent, TraceSummary};
+use gadget_trace::print::{self, NodeEvent, StopTrace, TraceSummary};
 use gadget_trace::request::{NamespaceScope, TraceRequest, TraceRequestError};
 
 use crate::agent::Agent;
@@ -50,8 +50,17 @@ pub async fn trace(agent: &Agent, request: &TraceRequest) -> std::io::Result<Tra
     let answer = agent
         .service
         .run_gadget(tonic::Request::new(run.clone()))
-        .await
-        .map(tonic::Response::into_inner);
-    let events = print::gadget_events(NodeEvent::Named(name.clone()), answer);
+        .await;
+    // Ctrl-C ends the trace as the client's StopTrace would: with its final
+    // status.
+    let stop = answer.as_ref().ok().and_then(print::trace_id).map(|id| {
+        let traces = agent.service.running_traces();
+        StopTrace::new(move || {
+            traces.stop(id);
+            futures::future::ready(()).boxed()
+        })
+    });
+    let answer = answer.map(tonic::Response::into_inner);
+    let events = print::gadget_events(NodeEvent::Named(name.clone()), answer, stop);
     print::print_trace(request, &run, vec![(name, events.boxed())]).await
 }

@@ -9,11 +9,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use gadget_node::agent::{Agent, PodSource};
 use gadget_node::listen::{ListenAddress, DEFAULT_LISTEN};
 use gadget_node::local::{self, LocalTrace};
-use gadget_node::server;
+use gadget_node::server::{self, HealthProbe, NodeLimits};
 use gadget_trace::cli::TraceCommand;
 use gadget_trace::error_line::error_chain;
 use tokio::signal::unix::{signal, SignalKind};
@@ -81,6 +82,24 @@ struct ServeArgs {
     /// but no namespaces, pod names or labels to show or select by.
     #[arg(long)]
     no_kubernetes: bool,
+    /// Traces this node runs at once; more are refused (RESOURCE_EXHAUSTED).
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_TRACES,
+          value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
+    max_traces: usize,
+    /// MiB for the ring buffers and queued batches of all traces together
+    /// (each trace is charged its ring buffer plus 16 MiB of queue); a trace
+    /// that does not fit is refused (RESOURCE_EXHAUSTED). Keep it well
+    /// below the pod's memory limit.
+    #[arg(long, value_name = "MIB",
+          default_value_t = server::DEFAULT_TRACE_MEMORY_BUDGET >> 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    trace_memory_mib: u64,
+    /// End a trace whose client took nothing from its full queue for this
+    /// many seconds (a client that stopped reading).
+    #[arg(long, value_name = "SECONDS",
+          default_value_t = server::DEFAULT_STALL_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    stall_timeout: u64,
 }
 
 #[derive(Args)]
@@ -88,6 +107,11 @@ struct HealthArgs {
     /// The address the node listens on, as given to `serve --listen`.
     #[arg(long, value_name = "ADDRESS", default_value = DEFAULT_LISTEN)]
     listen: ListenAddress,
+    /// Only check that the server answers (for liveness probes); without
+    /// it, that the node can run traces (readiness): not when no gadget can
+    /// run on this node.
+    #[arg(long)]
+    liveness: bool,
 }
 
 #[tokio::main]
@@ -108,16 +132,30 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Health(args) => match server::check_health(&args.listen, HEALTH_TIMEOUT).await {
-            Ok(()) => {
-                println!("{} is SERVING at {}", server::SERVICE_NAME, args.listen);
-                ExitCode::SUCCESS
+        Command::Health(args) => health(args).await,
+    }
+}
+
+async fn health(args: HealthArgs) -> ExitCode {
+    let probe = if args.liveness {
+        HealthProbe::Liveness
+    } else {
+        HealthProbe::Readiness
+    };
+    match server::check_health(&args.listen, probe, HEALTH_TIMEOUT).await {
+        Ok(()) => {
+            match probe {
+                HealthProbe::Readiness => {
+                    println!("{} is SERVING at {}", server::SERVICE_NAME, args.listen)
+                }
+                HealthProbe::Liveness => println!("gadget-node answers at {}", args.listen),
             }
-            Err(err) => {
-                eprintln!("gadget-node health: {}", one_line(&err.into()));
-                ExitCode::FAILURE
-            }
-        },
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("gadget-node health: {}", one_line(&err.into()));
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -176,6 +214,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
 
+    let limits = NodeLimits {
+        max_traces: args.max_traces,
+        memory_budget: args.trace_memory_mib << 20,
+        stall_timeout: Duration::from_secs(args.stall_timeout),
+    };
     args.listen.check_exposure(args.allow_non_loopback)?;
     let listener = args.listen.bind().await?;
 
@@ -197,5 +240,5 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         background: _running,
         ..
     } = agent;
-    Ok(server::serve(listener, service, stop).await?)
+    Ok(server::serve(listener, service.with_limits(limits), stop).await?)
 }

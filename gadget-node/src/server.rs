@@ -6,7 +6,12 @@
 //! ends the call, or its connection dies, the server drops the stream, the
 //! stream drops the trace's receiver, and the trace detaches its gadget
 //! (see [`crate::trace::Trace`]). When the node stops, [`RunningTraces`]
-//! ends every stream and detaches every gadget before the process exits.
+//! has every trace send its final status, ends every stream and detaches
+//! every gadget before the process exits.
+//!
+//! A node runs at most [`NodeLimits::max_traces`] traces at once, whose ring
+//! buffers and queues fit in [`NodeLimits::memory_budget`]; a trace beyond
+//! either is refused with `RESOURCE_EXHAUSTED`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,7 +35,7 @@ use tonic_health::pb::HealthCheckRequest;
 use crate::features::KernelFeatures;
 use crate::identity::IdentityResolver;
 use crate::listen::{ListenAddress, Listener, NodeUnreachable};
-use crate::trace::{self, InvalidRequest, TracePlan, TraceStartError};
+use crate::trace::{self, InvalidRequest, TraceControls, TracePlan, TraceStartError};
 
 /// The service name clients and health checks ask for.
 pub const SERVICE_NAME: &str = v1::gadget_node_server::SERVICE_NAME;
@@ -51,6 +56,52 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// and clients refuse header blocks above 16 KiB; verifier logs are longer.
 const MAX_STATUS_MESSAGE: usize = 2048;
 
+/// Traces a node runs at once by default ([`NodeLimits::max_traces`]).
+pub const DEFAULT_MAX_TRACES: usize = 16;
+
+/// The default [`NodeLimits::memory_budget`]: 320 MiB, which leaves 192 MiB
+/// of the DaemonSet's 512 MiB memory limit to the process itself (the pod
+/// index, BTF parsed at each load, decoded events, gRPC buffers). A trace
+/// with the default ring buffer is charged 16.5 MiB, so 16 of them fit, or
+/// one with the largest ring buffer (256 MiB) and two default ones.
+pub const DEFAULT_TRACE_MEMORY_BUDGET: u64 = 320 * 1024 * 1024;
+
+/// The default [`NodeLimits::stall_timeout`].
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a stopping node waits for its traces to send their final status
+/// and end, before it detaches what is left without one. Each trace bounds
+/// its own last send by [`trace::FINAL_SEND_TIMEOUT`]; this adds room for
+/// the last drain.
+const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What one node lets its traces use, together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeLimits {
+    /// Traces running (or loading) at once. Each one attaches its own
+    /// programs to its syscalls, so this also bounds the cost per syscall.
+    pub max_traces: usize,
+    /// Bytes for every trace's ring buffer and queued batches (each charged
+    /// [`trace::memory_bound`]). Ring buffers are kernel memory charged to
+    /// the pod's memory cgroup (Linux 5.11+), batches the process's: both
+    /// count against the pod's memory limit.
+    pub memory_budget: u64,
+    /// A trace whose client takes nothing from its full queue for this long
+    /// ends: a client that stopped reading (while its connection still
+    /// answers pings) must not keep programs attached forever.
+    pub stall_timeout: Duration,
+}
+
+impl Default for NodeLimits {
+    fn default() -> Self {
+        NodeLimits {
+            max_traces: DEFAULT_MAX_TRACES,
+            memory_budget: DEFAULT_TRACE_MEMORY_BUDGET,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+        }
+    }
+}
+
 /// What `NodeInfo` reports about this node, gathered once at startup.
 #[derive(Debug, Clone)]
 pub struct NodeDescription {
@@ -67,6 +118,12 @@ pub struct NodeService {
     description: NodeDescription,
     identity: Arc<IdentityResolver>,
     traces: RunningTraces,
+    /// One load at a time. A load parses the kernel's BTF (megabytes) on a
+    /// blocking thread; concurrent loads each took a thread whose malloc
+    /// arena kept that memory afterwards (measured: 16 concurrent loads
+    /// left the process at 276 MB, one at a time at 62 MB), and the
+    /// verifier's CPU is better spent on one load than shared by many.
+    loading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl NodeService {
@@ -76,12 +133,28 @@ impl NodeService {
     /// Whoever builds it also runs
     /// [`IdentityResolver::refresh_periodically`] on `identity`: kernel-side
     /// container filters only learn of new containers through it.
+    ///
+    /// It runs traces within the default [`NodeLimits`].
     pub fn new(description: NodeDescription, identity: Arc<IdentityResolver>) -> Self {
         NodeService {
             description,
             identity,
-            traces: RunningTraces::new(),
+            traces: RunningTraces::new(NodeLimits::default()),
+            loading: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// The service, running traces within `limits` instead. Call it before
+    /// serving: traces already running are not counted against `limits`.
+    pub fn with_limits(mut self, limits: NodeLimits) -> Self {
+        self.traces = RunningTraces::new(limits);
+        self
+    }
+
+    /// Whether at least one gadget can run here; a node where none can is
+    /// not ready.
+    pub fn can_run_a_gadget(&self) -> bool {
+        self.description.features.any_gadget_available()
     }
 
     /// The traces this service runs, to stop them all on shutdown.
@@ -126,18 +199,29 @@ impl NodeService {
             .features
             .gadget_availability(gadget)
             .map_err(|reason| RunGadgetError::Unavailable { reason })?;
+        // Before loading: the ring buffer is allocated by the load.
+        let (slot, controls) = self
+            .traces
+            .reserve(trace::memory_bound(request.ring_buffer_bytes))?;
         let identity = Arc::clone(&self.identity);
+        let trace_id = slot.id;
         // Loading runs the verifier: tens of milliseconds of CPU that must
         // not hold up the runtime's other connections.
-        let trace =
-            tokio::task::spawn_blocking(move || trace::start(request, identity).map_err(Box::new))
-                .await
-                .map_err(|err| RunGadgetError::Internal(format!("trace setup failed: {err}")))??;
-        let stopping = self.traces.register(trace.task)?;
+        let loading = Arc::clone(&self.loading).lock_owned().await;
+        let trace = tokio::task::spawn_blocking(move || {
+            let _loading = loading;
+            trace::start_with(request, identity, controls).map_err(Box::new)
+        })
+        .await
+        .map_err(|err| RunGadgetError::Internal(format!("trace setup failed: {err}")))??;
+        let stopping = slot.register(trace.task)?;
         Ok(TraceStream {
             gadget,
+            trace_id,
+            failure: trace.failure,
             events: Some(ReceiverStream::new(trace.events)),
             stopping,
+            node_stopping: false,
         })
     }
 }
@@ -156,8 +240,14 @@ impl GadgetNode for NodeService {
         let gadget = request.get_ref().gadget.clone();
         match self.start_trace(request.get_ref()).await {
             Ok(stream) => {
-                tracing::info!(gadget, peer, "trace started");
-                Ok(Response::new(stream))
+                let trace_id = stream.trace_id;
+                tracing::info!(gadget, peer, trace_id, "trace started");
+                let mut response = Response::new(stream);
+                response.metadata_mut().insert(
+                    gadget_proto::TRACE_ID_HEADER,
+                    tonic::metadata::MetadataValue::from(trace_id),
+                );
+                Ok(response)
             }
             Err(err) => {
                 // The full error, verifier log and all, stays in the node's
@@ -173,6 +263,16 @@ impl GadgetNode for NodeService {
         _request: Request<v1::NodeInfoRequest>,
     ) -> Result<Response<v1::NodeInfoResponse>, Status> {
         Ok(Response::new(self.describe()))
+    }
+
+    async fn stop_trace(
+        &self,
+        request: Request<v1::StopTraceRequest>,
+    ) -> Result<Response<v1::StopTraceResponse>, Status> {
+        let trace_id = request.get_ref().trace_id;
+        let stopped = self.traces.stop(trace_id);
+        tracing::info!(trace_id, stopped, "trace stop asked by a client");
+        Ok(Response::new(v1::StopTraceResponse { stopped }))
     }
 }
 
@@ -195,6 +295,13 @@ pub enum RunGadgetError {
     /// The node is stopping.
     #[error("the node is stopping; run the trace again once it is back")]
     Stopping,
+    /// The trace ended on its own; the message says why.
+    #[error("{0}")]
+    Ended(String),
+    /// The node runs as many traces, or as much ring buffer and queue
+    /// memory, as it allows; the message says which.
+    #[error("{0}")]
+    Exhausted(String),
     /// A bug in the node.
     #[error("{0}")]
     Internal(String),
@@ -212,11 +319,47 @@ impl From<RunGadgetError> for Status {
             }
             // The verifier, a missing tracepoint or tracefs: this node's
             // kernel or setup, which retrying will not change.
-            RunGadgetError::Trace(_) => Status::failed_precondition(message),
+            RunGadgetError::Trace(err) => match permission_denied(err.as_ref()) {
+                true => Status::permission_denied(format!("{message}; {PERMISSION_HINT}")),
+                false => Status::failed_precondition(message),
+            },
             RunGadgetError::Stopping => Status::unavailable(message),
+            RunGadgetError::Exhausted(_) => Status::resource_exhausted(message),
+            // The client's own reading, which a new trace may not repeat.
+            RunGadgetError::Ended(_) => Status::aborted(message),
             RunGadgetError::Internal(_) => Status::internal(message),
         }
     }
+}
+
+/// What to check when the kernel refuses the node itself.
+const PERMISSION_HINT: &str = "the node pod's capabilities (CAP_BPF, CAP_PERFMON), seccomp \
+     profile, SELinux or AppArmor policy may deny it";
+
+/// Whether the kernel refused the node rather than the gadget: EPERM from
+/// any call, or EACCES from one that is not the verifier's (which rejects
+/// a program with EACCES and its log; an LSM refuses before that).
+fn permission_denied(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        // Boxed where it is kept (see AttachError), so either type.
+        let program_error = err
+            .downcast_ref::<aya::programs::ProgramError>()
+            .or_else(|| {
+                err.downcast_ref::<Box<aya::programs::ProgramError>>()
+                    .map(|b| &**b)
+            });
+        if let Some(aya::programs::ProgramError::LoadError { verifier_log, .. }) = program_error {
+            if !verifier_log.to_string().trim().is_empty() {
+                return false;
+            }
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES));
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// `message`, cut in the middle when too long for a status: the start says
@@ -251,13 +394,20 @@ fn ceil_char_boundary(s: &str, mut index: usize) -> usize {
 
 /// The events of one trace, as the response stream of its `RunGadget` call.
 ///
-/// Ends when the trace does (timeout), or with `UNAVAILABLE` when the node
-/// stops. Dropping it ends the trace.
+/// Ends when the trace does (timeout), or, when the node stops, with the
+/// trace's last events and final status and then `UNAVAILABLE`. Dropping it
+/// ends the trace.
 pub struct TraceStream {
     gadget: &'static str,
+    /// What `StopTrace` names it by.
+    trace_id: u64,
+    /// Why the trace ended on its own, if it did.
+    failure: oneshot::Receiver<String>,
     /// `None` once the stream has ended.
     events: Option<ReceiverStream<v1::RunGadgetResponse>>,
     stopping: BoxFuture<'static, ()>,
+    /// Set once `stopping` completed: the trace is sending its last words.
+    node_stopping: bool,
 }
 
 impl Stream for TraceStream {
@@ -268,17 +418,25 @@ impl Stream for TraceStream {
         let Some(events) = this.events.as_mut() else {
             return Poll::Ready(None);
         };
-        // Checked first, so that a stopping node says so rather than
-        // ending the stream as if the trace had simply finished.
-        if this.stopping.as_mut().poll(cx).is_ready() {
-            this.events = None;
-            return Poll::Ready(Some(Err(RunGadgetError::Stopping.into())));
+        if !this.node_stopping && this.stopping.as_mut().poll(cx).is_ready() {
+            // The trace flushes its final status and ends (within
+            // STOP_TIMEOUT, or stop_all aborts it): pass that on first.
+            this.node_stopping = true;
         }
         match Pin::new(events).poll_next(cx) {
             Poll::Ready(Some(message)) => Poll::Ready(Some(Ok(message))),
             Poll::Ready(None) => {
                 this.events = None;
-                Poll::Ready(None)
+                // A stopping node, or a trace that ended on its own, says
+                // so rather than ending the stream as if the trace had
+                // simply finished.
+                if this.node_stopping {
+                    Poll::Ready(Some(Err(RunGadgetError::Stopping.into())))
+                } else if let Ok(failure) = this.failure.try_recv() {
+                    Poll::Ready(Some(Err(RunGadgetError::Ended(failure).into())))
+                } else {
+                    Poll::Ready(None)
+                }
             }
             Poll::Pending => Poll::Pending,
         }
@@ -289,7 +447,12 @@ impl Drop for TraceStream {
     fn drop(&mut self) {
         // Dropped with events still to come: the client went away.
         let client_left = self.events.is_some();
-        tracing::info!(gadget = self.gadget, client_left, "trace ended");
+        tracing::info!(
+            gadget = self.gadget,
+            trace_id = self.trace_id,
+            client_left,
+            "trace ended"
+        );
     }
 }
 
@@ -300,70 +463,223 @@ pub struct RunningTraces {
 }
 
 struct TracesInner {
+    limits: NodeLimits,
     stopping: watch::Sender<bool>,
-    /// Tasks of the traces, each owning its loaded gadget. Finished ones are
-    /// pruned when a trace starts.
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    slots: Mutex<Slots>,
+}
+
+/// The traces being loaded or running, each with the memory it is charged.
+#[derive(Default)]
+struct Slots {
+    next_id: u64,
+    /// Finished ones are pruned when a trace is reserved.
+    taken: Vec<Slot>,
+}
+
+struct Slot {
+    id: u64,
+    bytes: u64,
+    /// Tells the trace to send its final status and end.
+    stop: watch::Sender<bool>,
+    /// The trace's task, owning its loaded gadget; `None` while loading.
+    task: Option<JoinHandle<()>>,
+}
+
+impl Slot {
+    fn is_running(&self) -> bool {
+        self.task.as_ref().is_none_or(|task| !task.is_finished())
+    }
+}
+
+/// A trace's place within the node's limits, taken before it is loaded and
+/// given back when it ends (or when it fails to start: on drop).
+struct Reservation {
+    traces: RunningTraces,
+    /// The trace's id, for `StopTrace`.
+    id: u64,
+    /// Set once the slot has a task, which then decides when it ends.
+    registered: bool,
 }
 
 impl RunningTraces {
-    fn new() -> Self {
+    fn new(limits: NodeLimits) -> Self {
+        // Ids start somewhere new at each start, so that a client's stop
+        // meant for a trace of the node's previous run stops nothing.
+        let first_id = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as u64);
         RunningTraces {
             inner: Arc::new(TracesInner {
+                limits,
                 stopping: watch::Sender::new(false),
-                tasks: Mutex::new(Vec::new()),
+                slots: Mutex::new(Slots {
+                    next_id: first_id,
+                    taken: Vec::new(),
+                }),
             }),
         }
     }
 
-    /// Traces whose gadget is still loaded.
-    pub fn count(&self) -> usize {
-        self.tasks().iter().filter(|t| !t.is_finished()).count()
+    /// Tells the trace `trace_id` to send its last events and final status,
+    /// then end; false when no such trace runs.
+    pub fn stop(&self, trace_id: u64) -> bool {
+        let slots = self.slots();
+        match slots.taken.iter().find(|s| s.id == trace_id) {
+            Some(slot) if slot.is_running() => {
+                slot.stop.send_replace(true);
+                true
+            }
+            _ => false,
+        }
     }
 
-    /// Ends every trace: their streams end with `UNAVAILABLE`, their gadgets
-    /// are detached and freed by the time this returns. Traces asked for
-    /// afterwards are refused. Returns how many were running.
+    /// Traces being loaded, or whose gadget is still loaded.
+    pub fn count(&self) -> usize {
+        self.slots().taken.iter().filter(|s| s.is_running()).count()
+    }
+
+    /// Ends every trace: each sends its last events and final status (for
+    /// at most [`STOP_TIMEOUT`]), its stream ends with `UNAVAILABLE`, and
+    /// its gadget is detached and freed by the time this returns. Traces
+    /// asked for afterwards are refused. Returns how many were running.
     pub async fn stop_all(&self) -> usize {
-        let tasks = {
-            let mut tasks = self.tasks();
+        let slots = {
+            let mut slots = self.slots();
             self.inner.stopping.send_replace(true);
-            std::mem::take(&mut *tasks)
+            std::mem::take(&mut slots.taken)
         };
-        let mut stopped = 0;
+        for slot in &slots {
+            slot.stop.send_replace(true);
+        }
+        let mut tasks: Vec<JoinHandle<()>> = slots.into_iter().filter_map(|s| s.task).collect();
+        let stopped = tasks.iter().filter(|t| !t.is_finished()).count();
+        let all_ended = futures::future::join_all(tasks.iter_mut());
+        if tokio::time::timeout(STOP_TIMEOUT, all_ended).await.is_err() {
+            tracing::warn!("traces still sending {STOP_TIMEOUT:?} after the node began stopping");
+        }
         for task in tasks {
-            if !task.is_finished() {
-                stopped += 1;
-            }
             // The task owns the gadget: cancelling it drops (detaches) it,
             // whether or not the client's stream is ever polled again.
-            task.abort();
-            let _ = task.await;
+            // (A finished one was awaited already, and awaiting it again
+            // would panic.)
+            if !task.is_finished() {
+                task.abort();
+                let _ = task.await;
+            }
         }
         stopped
     }
 
-    /// Keeps `task` so that [`stop_all`](Self::stop_all) can end it; returns
-    /// the future its stream watches for the node stopping.
-    fn register(&self, task: JoinHandle<()>) -> Result<BoxFuture<'static, ()>, RunGadgetError> {
-        let mut tasks = self.tasks();
+    /// Takes a place for a trace charged `bytes`, with what the trace is to
+    /// be started with, or says which limit it would pass.
+    fn reserve(&self, bytes: u64) -> Result<(Reservation, TraceControls), RunGadgetError> {
+        let mut slots = self.slots();
         if *self.inner.stopping.borrow() {
+            return Err(RunGadgetError::Stopping);
+        }
+        slots.taken.retain(Slot::is_running);
+        let limits = &self.inner.limits;
+        let running = slots.taken.len();
+        if running >= limits.max_traces {
+            return Err(RunGadgetError::Exhausted(format!(
+                "the node already runs {running} traces, its limit (gadget-node serve \
+                 --max-traces {}); try again when one ends",
+                limits.max_traces
+            )));
+        }
+        let used: u64 = slots.taken.iter().map(|s| s.bytes).sum();
+        if bytes > limits.memory_budget {
+            return Err(RunGadgetError::Exhausted(format!(
+                "the trace needs {} for its ring buffer and queue, more than the node's \
+                 whole trace memory budget of {} (gadget-node serve --trace-memory-mib); \
+                 use a smaller --ring-buffer-size",
+                show_bytes(bytes),
+                show_bytes(limits.memory_budget)
+            )));
+        }
+        if used + bytes > limits.memory_budget {
+            return Err(RunGadgetError::Exhausted(format!(
+                "the trace needs {} for its ring buffer and queue, and {} of the node's \
+                 trace memory budget of {} is free ({running} traces running); use a \
+                 smaller --ring-buffer-size, or try again when a trace ends",
+                show_bytes(bytes),
+                show_bytes(limits.memory_budget - used),
+                show_bytes(limits.memory_budget)
+            )));
+        }
+        slots.next_id = slots.next_id.wrapping_add(1);
+        let id = slots.next_id;
+        let (stop, stop_rx) = watch::channel(false);
+        slots.taken.push(Slot {
+            id,
+            bytes,
+            stop,
+            task: None,
+        });
+        let reservation = Reservation {
+            traces: self.clone(),
+            id,
+            registered: false,
+        };
+        let controls = TraceControls {
+            stop: stop_rx,
+            stall_timeout: limits.stall_timeout,
+        };
+        Ok((reservation, controls))
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        // The list is consistent after every operation; a panic elsewhere
+        // while holding it tells nothing about it.
+        self.inner.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Reservation {
+    /// Hands the started trace's `task` to the node, so that
+    /// [`RunningTraces::stop_all`] can end it and its place is given back
+    /// when it ends; returns the future its stream watches for the node
+    /// stopping.
+    fn register(mut self, task: JoinHandle<()>) -> Result<BoxFuture<'static, ()>, RunGadgetError> {
+        let mut slots = self.traces.slots();
+        if *self.traces.inner.stopping.borrow() {
+            // stop_all has taken the list already; dropping `self` is a
+            // no-op then.
             task.abort();
             return Err(RunGadgetError::Stopping);
         }
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(task);
-        let mut stopping = self.inner.stopping.subscribe();
+        let Some(slot) = slots.taken.iter_mut().find(|s| s.id == self.id) else {
+            task.abort();
+            return Err(RunGadgetError::Internal("trace slot lost".into()));
+        };
+        slot.task = Some(task);
+        drop(slots);
+        self.registered = true;
+        let mut stopping = self.traces.inner.stopping.subscribe();
         Ok(Box::pin(async move {
             // An error means the service is gone: stopping too.
             let _ = stopping.wait_for(|stop| *stop).await;
         }))
     }
+}
 
-    fn tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
-        // The list is consistent after every operation; a panic elsewhere
-        // while holding it tells nothing about it.
-        self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner())
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.registered {
+            // The trace did not start: its place is free again.
+            let id = self.id;
+            self.traces.slots().taken.retain(|s| s.id != id);
+        }
+    }
+}
+
+/// `bytes` for people: MiB to one decimal, or KiB below one MiB.
+fn show_bytes(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= MIB {
+        format!("{:.1} MiB", bytes as f64 / MIB as f64)
+    } else {
+        format!("{} KiB", bytes.div_ceil(1024))
     }
 }
 
@@ -384,7 +700,21 @@ pub async fn serve(
     let address = listener.address();
     let traces = service.running_traces();
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<GadgetNodeServer<NodeService>>().await;
+    // Readiness asks for the node service, liveness for the server ("",
+    // always SERVING while it answers): a node where no gadget can run is
+    // not ready, so the rollout shows it, but is not restarted over and over
+    // for what a restart does not change.
+    if service.can_run_a_gadget() {
+        health.set_serving::<GadgetNodeServer<NodeService>>().await;
+    } else {
+        tracing::error!(
+            "no gadget can run on this node (see the reasons above): reporting NOT_SERVING, \
+             so the pod is not ready"
+        );
+        health
+            .set_not_serving::<GadgetNodeServer<NodeService>>()
+            .await;
+    }
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
@@ -451,7 +781,7 @@ pub enum HealthCheckError {
         status: Status,
     },
     /// The node answered, but is not serving.
-    #[error("{SERVICE_NAME} at {address} is {status}")]
+    #[error("{SERVICE_NAME} at {address} is {status}; the node's log says why")]
     NotServing {
         /// Where.
         address: ListenAddress,
@@ -460,16 +790,36 @@ pub enum HealthCheckError {
     },
 }
 
-/// Asks the node at `address`, over gRPC health, whether the node service
-/// is serving; all of it within `timeout`.
+/// What a health check asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthProbe {
+    /// Whether the node can run traces ([`SERVICE_NAME`]): not when no
+    /// gadget can run here, nor while stopping.
+    Readiness,
+    /// Whether the server answers at all (the empty service name).
+    Liveness,
+}
+
+impl HealthProbe {
+    fn service(self) -> &'static str {
+        match self {
+            HealthProbe::Readiness => SERVICE_NAME,
+            HealthProbe::Liveness => "",
+        }
+    }
+}
+
+/// Asks the node at `address`, over gRPC health, what `probe` asks; all of
+/// it within `timeout`.
 pub async fn check_health(
     address: &ListenAddress,
+    probe: HealthProbe,
     timeout: Duration,
 ) -> Result<(), HealthCheckError> {
     let channel = address.connect(timeout).await?;
     let response = HealthClient::new(channel)
         .check(HealthCheckRequest {
-            service: SERVICE_NAME.to_string(),
+            service: probe.service().to_string(),
         })
         .await
         .map_err(|status| HealthCheckError::Call {
@@ -526,6 +876,37 @@ mod tests {
         let stopping = Status::from(RunGadgetError::Stopping);
         assert_eq!(stopping.code(), Code::Unavailable);
         assert!(stopping.message().contains("stopping"));
+    }
+
+    #[test]
+    fn a_kernel_refusing_the_node_is_permission_denied_with_what_to_check() {
+        let refused = |errno| {
+            RunGadgetError::from(Box::new(TraceStartError::Attach(trace::AttachError {
+                program: "tracepoint__syscalls__sys_enter_openat",
+                target: crate::gadgets::AttachTarget::Tracepoint {
+                    category: "syscalls",
+                    name: "sys_enter_openat",
+                },
+                source: Box::new(aya::programs::ProgramError::SyscallError(
+                    aya::sys::SyscallError {
+                        call: "perf_event_open",
+                        io_error: std::io::Error::from_raw_os_error(errno),
+                    },
+                )),
+            })))
+        };
+        for errno in [libc::EPERM, libc::EACCES] {
+            let status = Status::from(refused(errno));
+            assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+            assert!(status.message().contains("perf_event_open"), "{status:?}");
+            assert!(
+                status.message().contains("SELinux or AppArmor"),
+                "{status:?}"
+            );
+        }
+        let other = Status::from(refused(libc::ENOENT));
+        assert_eq!(other.code(), Code::FailedPrecondition, "{other:?}");
+        assert!(!other.message().contains("SELinux"), "{other:?}");
     }
 
     #[test]
@@ -606,19 +987,170 @@ mod tests {
 
     #[tokio::test]
     async fn stopping_refuses_new_traces_and_ends_registered_ones() {
-        let traces = RunningTraces::new();
+        let traces = RunningTraces::new(NodeLimits::default());
+        // A trace that ignores the stop signal is aborted after STOP_TIMEOUT.
         let task = tokio::spawn(std::future::pending::<()>());
-        let stopping = traces.register(task).ok().unwrap();
-        assert_eq!(traces.count(), 1);
-        assert_eq!(traces.stop_all().await, 1);
+        let stopping = traces
+            .reserve(1)
+            .ok()
+            .unwrap()
+            .0
+            .register(task)
+            .ok()
+            .unwrap();
+        // One that ends when told, as the reader does after its final status.
+        let (reservation, controls) = traces.reserve(1).ok().unwrap();
+        let mut told = controls.stop;
+        let (flushed_tx, flushed_rx) = oneshot::channel::<()>();
+        let obedient = tokio::spawn(async move {
+            let _ = told.wait_for(|stop| *stop).await;
+            let _ = flushed_tx.send(());
+        });
+        let _stopping = reservation.register(obedient).ok().unwrap();
+        assert_eq!(traces.count(), 2);
+        assert_eq!(traces.stop_all().await, 2);
         assert_eq!(traces.count(), 0);
+        assert!(
+            flushed_rx.await.is_ok(),
+            "a trace is told to end, not only aborted"
+        );
         tokio::time::timeout(Duration::from_secs(1), stopping)
             .await
             .expect("streams are told the node stops");
-        let late = tokio::spawn(std::future::pending::<()>());
-        assert!(matches!(
-            traces.register(late),
-            Err(RunGadgetError::Stopping)
-        ));
+        assert!(matches!(traces.reserve(1), Err(RunGadgetError::Stopping)));
+    }
+
+    fn limits(max_traces: usize, memory_budget: u64) -> NodeLimits {
+        NodeLimits {
+            max_traces,
+            memory_budget,
+            ..NodeLimits::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn traces_beyond_the_limit_are_resource_exhausted_until_one_ends() {
+        let traces = RunningTraces::new(limits(1, u64::MAX));
+        let (first, _) = traces.reserve(1).ok().unwrap();
+        let refused = Status::from(traces.reserve(1).err().unwrap());
+        assert_eq!(refused.code(), Code::ResourceExhausted);
+        assert!(
+            refused.message().contains("already runs 1 traces")
+                && refused.message().contains("--max-traces 1"),
+            "{}",
+            refused.message()
+        );
+        // A trace that failed to load gives its place back at once.
+        drop(first);
+        let (end_tx, end_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = end_rx.await;
+        });
+        let _stopping = traces
+            .reserve(1)
+            .ok()
+            .unwrap()
+            .0
+            .register(task)
+            .ok()
+            .unwrap();
+        assert!(traces.reserve(1).is_err());
+        // A running one, once its task ends.
+        end_tx.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while traces.count() > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+        assert!(traces.reserve(1).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_trace_is_told_to_stop_by_its_id_only() {
+        let traces = RunningTraces::new(NodeLimits::default());
+        let (first, first_controls) = traces.reserve(1).ok().unwrap();
+        let (second, second_controls) = traces.reserve(1).ok().unwrap();
+        assert_ne!(first.id, second.id);
+        assert!(traces.stop(second.id));
+        assert!(*second_controls.stop.borrow());
+        assert!(!*first_controls.stop.borrow());
+        assert!(!traces.stop(second.id.wrapping_add(1000)));
+        // Once it is gone, there is nothing to stop.
+        let id = first.id;
+        drop(first);
+        assert!(!traces.stop(id));
+    }
+
+    #[test]
+    fn ring_buffers_and_queues_beyond_the_budget_are_resource_exhausted() {
+        const MIB: u64 = 1024 * 1024;
+        let default_trace = trace::memory_bound(trace::DEFAULT_RING_BUFFER_BYTES);
+        let largest_trace = trace::memory_bound(trace::MAX_RING_BUFFER_BYTES);
+        let traces = RunningTraces::new(limits(100, 2 * default_trace));
+        let _one = traces.reserve(default_trace).ok().unwrap();
+        let _two = traces.reserve(default_trace).ok().unwrap();
+        let full = Status::from(traces.reserve(default_trace).err().unwrap());
+        assert_eq!(full.code(), Code::ResourceExhausted);
+        assert!(
+            full.message()
+                .contains("0 KiB of the node's trace memory budget"),
+            "{}",
+            full.message()
+        );
+        let never = Status::from(traces.reserve(largest_trace).err().unwrap());
+        assert_eq!(never.code(), Code::ResourceExhausted);
+        assert!(
+            never.message().contains("272.0 MiB") && never.message().contains("--ring-buffer-size"),
+            "{}",
+            never.message()
+        );
+
+        // The defaults fit what they say in the pod's 512 MiB.
+        let defaults = NodeLimits::default();
+        assert!(defaults.memory_budget <= 320 * MIB);
+        assert!(DEFAULT_MAX_TRACES as u64 * default_trace <= defaults.memory_budget);
+        assert!(largest_trace + 2 * default_trace <= defaults.memory_budget);
+    }
+
+    #[tokio::test]
+    async fn health_is_not_serving_when_no_gadget_can_run_but_the_server_is_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let address: ListenAddress = format!("unix://{}", dir.path().join("n.sock").display())
+            .parse()
+            .unwrap();
+        let service = service(&[]);
+        assert!(!service.can_run_a_gadget());
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve(address.bind().await.unwrap(), service, async {
+            let _ = stop_rx.await;
+        }));
+        let timeout = Duration::from_secs(5);
+        let readiness = check_health(&address, HealthProbe::Readiness, timeout).await;
+        match readiness {
+            Err(HealthCheckError::NotServing { status, .. }) => assert_eq!(status, "NOT_SERVING"),
+            other => panic!("a node with no gadget must not be ready: {other:?}"),
+        }
+        check_health(&address, HealthProbe::Liveness, timeout)
+            .await
+            .expect("the server itself is live");
+        stop_tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+
+        // With the features a gadget needs, the same node is ready.
+        let address: ListenAddress = format!("unix://{}", dir.path().join("r.sock").display())
+            .parse()
+            .unwrap();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let service = self::service(&[Feature::RingBuf, Feature::Btf]);
+        let server = tokio::spawn(serve(address.bind().await.unwrap(), service, async {
+            let _ = stop_rx.await;
+        }));
+        check_health(&address, HealthProbe::Readiness, timeout)
+            .await
+            .unwrap();
+        stop_tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
     }
 }

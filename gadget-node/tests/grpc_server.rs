@@ -38,11 +38,17 @@ struct Node {
 impl Node {
     /// Starts a node and waits until it reports SERVING.
     async fn start() -> Node {
+        Node::start_with(&[]).await
+    }
+
+    /// Starts a node with more `serve` flags.
+    async fn start_with(flags: &[&str]) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("node.sock");
         let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
         let process = Command::new(NODE)
             .args(["serve", "--no-kubernetes", "--node-name", NODE_NAME])
+            .args(flags)
             .arg("--listen")
             .arg(format!("unix://{}", socket.display()))
             .env("RUST_LOG", "info")
@@ -200,6 +206,28 @@ async fn collect(
         }
     }
     (got, None)
+}
+
+/// The statuses a stream sends until it ends (or 10 s pass: `None`), and how
+/// it ended.
+async fn statuses_to_the_end(
+    stream: &mut Streaming<v1::RunGadgetResponse>,
+) -> (Vec<v1::TraceStatus>, Option<Result<(), Status>>) {
+    let mut statuses = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let end = loop {
+        match tokio::time::timeout_at(deadline, stream.message()).await {
+            Ok(Ok(Some(message))) => {
+                if let Some(v1::run_gadget_response::Kind::Status(status)) = message.kind {
+                    statuses.push(status);
+                }
+            }
+            Ok(Ok(None)) => break Some(Ok(())),
+            Ok(Err(status)) => break Some(Err(status)),
+            Err(_) => break None,
+        }
+    };
+    (statuses, end)
 }
 
 /// Waits for the first status: the gadget is attached.
@@ -560,7 +588,10 @@ async fn sigterm_ends_traces_exits_zero_and_removes_the_socket() {
     assert_eq!(status.code(), Some(0), "log:\n{}", node.log());
     assert!(!node.socket.exists(), "the socket file is left behind");
     common::wait_unloaded(&ids).await;
-    let (_, end) = collect(&mut stream, Duration::from_secs(5), |_| false).await;
+    // The final status (its loss counters) comes before the error, even
+    // from a trace whose status had not changed.
+    let (statuses, end) = statuses_to_the_end(&mut stream).await;
+    assert_eq!(statuses.len(), 1, "one final status after SIGTERM");
     match end {
         Some(Err(status)) => {
             assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -655,4 +686,178 @@ fn socket_file_of_a_killed_node_is_replaced() {
         };
         second.wait_serving().await;
     });
+}
+
+/// A child that opens /dev/null as fast as it can until killed: a trace of
+/// it fills any queue a client does not read.
+fn flooding_child() -> common::PausedChild {
+    let null = cstr("/dev/null");
+    // SAFETY: the closure runs in the forked child; its libc calls get a C string that outlives them.
+    fork_paused(move || unsafe {
+        loop {
+            let fd = libc::open(null.as_ptr(), libc::O_RDONLY);
+            libc::close(fd);
+        }
+    })
+}
+
+/// Waits (at most `limit`) until the node holds none of `ids`; how long.
+async fn wait_detached(node: &Node, ids: &HashSet<u32>, limit: Duration) -> Duration {
+    let started = Instant::now();
+    while node.program_ids().intersection(ids).next().is_some() {
+        assert!(
+            started.elapsed() < limit,
+            "programs still attached after {limit:?}; log:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_beyond_max_traces_are_resource_exhausted() {
+    let node = Node::start_with(&["--max-traces", "1"]).await;
+    let mut client = node.client().await;
+    let mut first = run_gadget(&mut client, idle_request()).await;
+    wait_started(&mut first).await;
+
+    let refused = client.run_gadget(idle_request()).await.err().unwrap();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("--max-traces 1"),
+        "{}",
+        refused.message()
+    );
+    assert!(node.log().contains("trace refused"), "{}", node.log());
+
+    // Its place is free once it ended.
+    let ids = node.program_ids();
+    drop(first);
+    common::wait_unloaded(&ids).await;
+    let mut again = run_gadget(&mut client, idle_request()).await;
+    wait_started(&mut again).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_buffer_beyond_the_memory_budget_is_resource_exhausted() {
+    // 20 MiB: a default trace (16.5 MiB) fits, one with an 8 MiB ring
+    // buffer (24 MiB) does not.
+    let node = Node::start_with(&["--trace-memory-mib", "20"]).await;
+    let mut client = node.client().await;
+    let large = v1::RunGadgetRequest {
+        ring_buffer_bytes: 8 << 20,
+        ..idle_request()
+    };
+    let refused = client.run_gadget(large).await.err().unwrap();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("24.0 MiB")
+            && refused.message().contains("20.0 MiB")
+            && refused.message().contains("--ring-buffer-size"),
+        "{}",
+        refused.message()
+    );
+    assert!(node.program_ids().is_empty(), "nothing was loaded");
+    let mut fits = run_gadget(&mut client, idle_request()).await;
+    wait_started(&mut fits).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_that_stops_reading_has_its_trace_ended_after_the_stall_timeout() {
+    let node = Node::start_with(&["--stall-timeout", "2"]).await;
+    let child = flooding_child();
+    let mut client = node.client().await;
+    let mut stream = run_gadget(&mut client, open_request(child.pid)).await;
+    wait_started(&mut stream).await;
+    let ids = node.program_ids();
+    assert!(!ids.is_empty());
+    // From here on the client holds its stream, and its connection answers
+    // pings, but it reads nothing.
+    child.release();
+    let took = wait_detached(&node, &ids, Duration::from_secs(30)).await;
+    eprintln!("stalled client: programs detached {took:?} after the flood began");
+    assert!(
+        node.log()
+            .contains("the client took nothing from the full queue"),
+        "{}",
+        node.log()
+    );
+    // A client that reads again learns why its rows stopped: what was
+    // queued, then the error.
+    let (_, end) = statuses_to_the_end(&mut stream).await;
+    match end {
+        Some(Err(status)) => {
+            assert_eq!(status.code(), Code::Aborted, "{status:?}");
+            assert!(
+                status.message().contains("read nothing for 2 s"),
+                "{status:?}"
+            );
+        }
+        other => panic!("the stream should end with ABORTED, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_timeout_with_a_client_that_stops_reading_ends_without_waiting_forever() {
+    // A stall timeout far away: only the bound on the final send can end it.
+    let node = Node::start_with(&["--stall-timeout", "600"]).await;
+    let child = flooding_child();
+    let mut client = node.client().await;
+    let request = v1::RunGadgetRequest {
+        timeout_seconds: 4,
+        ..open_request(child.pid)
+    };
+    let mut stream = run_gadget(&mut client, request).await;
+    wait_started(&mut stream).await;
+    let ids = node.program_ids();
+    child.release();
+    // 4 s of trace, then at most FINAL_SEND_TIMEOUT (2 s) for the last status.
+    let took = wait_detached(&node, &ids, Duration::from_secs(15)).await;
+    eprintln!("stalled client, -t 4: programs detached {took:?} after the flood began");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        node.log().contains("without its final status"),
+        "{}",
+        node.log()
+    );
+    drop(stream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_trace_ends_the_stream_with_a_final_status() {
+    let node = Node::start().await;
+    let mut client = node.client().await;
+    let response = client.run_gadget(idle_request()).await.unwrap();
+    let trace_id: u64 = response
+        .metadata()
+        .get(gadget_proto::TRACE_ID_HEADER)
+        .expect("the trace id header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut stream = response.into_inner();
+    wait_started(&mut stream).await;
+    let ids = node.program_ids();
+
+    let stopped = client
+        .stop_trace(v1::StopTraceRequest { trace_id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stopped.stopped);
+    // A final status (though nothing changed), then the end: not an error.
+    let (statuses, end) = statuses_to_the_end(&mut stream).await;
+    assert!(matches!(end, Some(Ok(()))), "{end:?}");
+    assert_eq!(statuses, [v1::TraceStatus::default()]);
+    common::wait_unloaded(&ids).await;
+    assert!(node.program_ids().is_empty());
+
+    let again = client
+        .stop_trace(v1::StopTraceRequest { trace_id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.stopped, "it ended already");
 }

@@ -993,154 +993,6 @@ async fn sendfile_splice_and_copy_file_range_into_a_followed_file_are_not_seen()
     assert_eq!(std::fs::read(&target).unwrap(), b"abcdxy");
 }
 
-/// The kernel's io_uring ABI (include/uapi/linux/io_uring.h), only what one
-/// write needs.
-mod uring {
-    #[repr(C)]
-    #[derive(Default)]
-    pub struct SqOffsets {
-        pub head: u32,
-        pub tail: u32,
-        pub ring_mask: u32,
-        pub ring_entries: u32,
-        pub flags: u32,
-        pub dropped: u32,
-        pub array: u32,
-        pub resv1: u32,
-        pub user_addr: u64,
-    }
-
-    #[repr(C)]
-    #[derive(Default)]
-    pub struct CqOffsets {
-        pub head: u32,
-        pub tail: u32,
-        pub ring_mask: u32,
-        pub ring_entries: u32,
-        pub overflow: u32,
-        pub cqes: u32,
-        pub flags: u32,
-        pub resv1: u32,
-        pub user_addr: u64,
-    }
-
-    #[repr(C)]
-    #[derive(Default)]
-    pub struct Params {
-        pub sq_entries: u32,
-        pub cq_entries: u32,
-        pub flags: u32,
-        pub sq_thread_cpu: u32,
-        pub sq_thread_idle: u32,
-        pub features: u32,
-        pub wq_fd: u32,
-        pub resv: [u32; 3],
-        pub sq_off: SqOffsets,
-        pub cq_off: CqOffsets,
-    }
-
-    #[repr(C)]
-    pub struct Sqe {
-        pub opcode: u8,
-        pub flags: u8,
-        pub ioprio: u16,
-        pub fd: i32,
-        pub off: u64,
-        pub addr: u64,
-        pub len: u32,
-        pub rw_flags: u32,
-        pub user_data: u64,
-        pub pad: [u64; 3],
-    }
-
-    #[repr(C)]
-    pub struct Cqe {
-        pub user_data: u64,
-        pub res: i32,
-        pub flags: u32,
-    }
-
-    pub const OP_WRITE: u8 = 23;
-    pub const OFF_SQ_RING: i64 = 0;
-    pub const OFF_CQ_RING: i64 = 0x800_0000;
-    pub const OFF_SQES: i64 = 0x1000_0000;
-    pub const ENTER_GETEVENTS: u32 = 1;
-
-    /// Writes `data` at offset 0 of `fd` through a new ring; the write's
-    /// result, or a negative step number when the ring could not be used.
-    ///
-    /// # Safety
-    /// Raw syscalls on memory of its own; fit for a forked child.
-    pub unsafe fn write(fd: i32, data: &[u8]) -> i32 {
-        let mut params = Params::default();
-        let ring = libc::syscall(libc::SYS_io_uring_setup, 1, &mut params as *mut Params) as i32;
-        if ring < 0 {
-            return -1000 - crate::common::errno() as i32;
-        }
-        let map = |len: usize, offset: i64| {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                ring,
-                offset,
-            )
-        };
-        let sq_len = params.sq_off.array as usize + params.sq_entries as usize * 4;
-        let cq_len =
-            params.cq_off.cqes as usize + params.cq_entries as usize * std::mem::size_of::<Cqe>();
-        let sq = map(sq_len, OFF_SQ_RING);
-        let cq = map(cq_len, OFF_CQ_RING);
-        let sqes = map(
-            params.sq_entries as usize * std::mem::size_of::<Sqe>(),
-            OFF_SQES,
-        );
-        if [sq, cq, sqes].contains(&libc::MAP_FAILED) {
-            return -2;
-        }
-        let at = |base: *mut libc::c_void, offset: u32| base.cast::<u8>().add(offset as usize);
-        let sqe = sqes.cast::<Sqe>();
-        sqe.write(Sqe {
-            opcode: OP_WRITE,
-            flags: 0,
-            ioprio: 0,
-            fd,
-            off: 0,
-            addr: data.as_ptr() as u64,
-            len: data.len() as u32,
-            rw_flags: 0,
-            user_data: 7,
-            pad: [0; 3],
-        });
-        let tail = at(sq, params.sq_off.tail).cast::<std::sync::atomic::AtomicU32>();
-        let mask = *at(sq, params.sq_off.ring_mask).cast::<u32>();
-        let index = (*tail).load(std::sync::atomic::Ordering::Acquire);
-        *at(sq, params.sq_off.array)
-            .cast::<u32>()
-            .add((index & mask) as usize) = 0;
-        (*tail).store(index + 1, std::sync::atomic::Ordering::Release);
-        let entered = libc::syscall(
-            libc::SYS_io_uring_enter,
-            ring,
-            1,
-            1,
-            ENTER_GETEVENTS,
-            std::ptr::null::<libc::c_void>(),
-            0,
-        );
-        if entered < 0 {
-            return -3;
-        }
-        let cq_head = *at(cq, params.cq_off.head).cast::<u32>();
-        let cq_mask = *at(cq, params.cq_off.ring_mask).cast::<u32>();
-        let cqe = at(cq, params.cq_off.cqes)
-            .cast::<Cqe>()
-            .add((cq_head & cq_mask) as usize);
-        (*cqe).res
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn io_uring_writes_are_not_seen() {
     // Kernels may refuse io_uring to everyone (io_uring_disabled = 2);
@@ -1157,7 +1009,7 @@ async fn io_uring_writes_are_not_seen() {
     // SAFETY: libc calls in the forked child, with C strings and buffers that outlive them.
     let child = pods.child(true, move || unsafe {
         let fd = libc::openat(libc::AT_FDCWD, file_c.as_ptr(), libc::O_WRONLY);
-        let written = uring::write(fd, b"URING!!!");
+        let written = common::uring::write(fd, b"URING!!!");
         libc::close(fd);
         if written == 8 {
             0
@@ -1169,29 +1021,6 @@ async fn io_uring_writes_are_not_seen() {
     let rows = unseen_writes(&mut pods, &path_str(dir.path()), child, 2).await;
     assert_eq!(ops(&rows), [Op::Open, Op::Close]);
     assert_eq!(std::fs::read(&file).unwrap(), b"URING!!!");
-}
-
-/// A 32-bit syscall through `int 0x80`: the compat entry of a 64-bit
-/// kernel. Its arguments are 32-bit, so pointers must be below 4 GiB.
-///
-/// # Safety
-/// A raw syscall; the kernel zeroes r8-r15 on the way back.
-#[cfg(target_arch = "x86_64")]
-unsafe fn int80(nr: u32, a: u32, b: u32, c: u32) -> i32 {
-    let ret: i32;
-    // rbx is reserved by LLVM: swap the first argument in and out.
-    std::arch::asm!(
-        "xchg {a}, rbx",
-        "int 0x80",
-        "xchg {a}, rbx",
-        a = inout(reg) u64::from(a) => _,
-        inlateout("eax") nr => ret,
-        in("ecx") b,
-        in("edx") c,
-        out("r8") _, out("r9") _, out("r10") _, out("r11") _,
-        out("r12") _, out("r13") _, out("r14") _, out("r15") _,
-    );
-    ret
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -1230,19 +1059,19 @@ async fn compat_32_bit_syscalls_are_not_seen() {
         // A followed file opened by the 64-bit openat, written by the
         // 32-bit write, closed by the 64-bit close.
         let fd = libc::openat(libc::AT_FDCWD, by_64_c.as_ptr(), libc::O_WRONLY);
-        if int80(WRITE_32, fd as u32, data as u32, 8) != 8 {
+        if common::int80(WRITE_32, fd as u32, data as u32, 8) != 8 {
             return 3;
         }
         libc::close(fd);
         // Open, write and close all 32-bit: nothing is seen.
-        let fd = int80(OPEN_32, low as u32, libc::O_WRONLY as u32, 0);
+        let fd = common::int80(OPEN_32, low as u32, libc::O_WRONLY as u32, 0);
         if fd < 0 {
             return 4;
         }
-        if int80(WRITE_32, fd as u32, data as u32, 8) != 8 {
+        if common::int80(WRITE_32, fd as u32, data as u32, 8) != 8 {
             return 5;
         }
-        int80(CLOSE_32, fd as u32, 0, 0);
+        common::int80(CLOSE_32, fd as u32, 0, 0);
         0
     });
     let rows = unseen_writes(&mut pods, &path_str(dir.path()), child, 2).await;

@@ -435,3 +435,265 @@ async fn timeout_ends_the_trace_with_a_last_status() {
         .unwrap();
     common::wait_unloaded(&trace.program_ids).await;
 }
+
+/// Regression: a failed insert into `open_args_by_tid` (the map is full)
+/// dropped the open without a word. One open held in flight (a FIFO with no
+/// writer) fills a map of one entry; the next open of the same user cannot
+/// be followed and must be counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_the_full_map_cannot_follow_is_counted() {
+    const UID: u32 = 54_001;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo_path = dir.path().join("fifo");
+    let fifo = cstr(fifo_path.to_str().unwrap());
+    let hostname = cstr("/etc/hostname");
+    // SAFETY: plain syscalls on C strings that outlive them.
+    unsafe {
+        assert_eq!(libc::mkfifo(fifo.as_ptr(), 0o666), 0);
+        assert_eq!(libc::chmod(fifo.as_ptr(), 0o666), 0);
+        assert_eq!(
+            libc::chmod(dir.path().to_str().map(cstr).unwrap().as_ptr(), 0o755),
+            0
+        );
+    }
+    let as_user = || {
+        // SAFETY: a raw syscall in the forked child.
+        unsafe { libc::setresuid(UID, UID, UID) == 0 }
+    };
+    // SAFETY: the closures run in forked children; their libc calls get C
+    // strings that outlive them.
+    let mut holder = fork_paused(|| unsafe {
+        if !as_user() {
+            return 2;
+        }
+        // Blocks until a writer opens the FIFO.
+        let fd = libc::openat(libc::AT_FDCWD, fifo.as_ptr(), libc::O_RDONLY);
+        i32::from(fd < 0)
+    });
+    // SAFETY: as above.
+    let mut opener = fork_paused(|| unsafe {
+        if !as_user() {
+            return 2;
+        }
+        i32::from(libc::openat(libc::AT_FDCWD, hostname.as_ptr(), libc::O_RDONLY) < 0)
+    });
+    let mut request = host_request(gadget_proto::TRACE_OPEN, None, None);
+    request.filter.as_mut().unwrap().uid = Some(UID);
+    let mut plan = TracePlan::from_proto(&request).unwrap();
+    plan.gadget = Box::new(common::SmallMap {
+        inner: plan.gadget,
+        map: gadget_node::gadgets::trace_open::OPEN_ARGS_MAP,
+        entries: 1,
+    });
+    let mut trace = trace::start(plan, Arc::new(common::local_identity())).unwrap();
+    wait_started(&mut trace.events).await;
+
+    holder.release();
+    common::wait_in_syscall(holder.pid, libc::SYS_openat);
+    opener.release();
+    assert_eq!(
+        tokio::task::spawn_blocking(move || opener.wait())
+            .await
+            .unwrap(),
+        0
+    );
+    // Let the holder go: a writer that does not wait.
+    // SAFETY: a plain syscall on a C string that outlives it.
+    let writer = unsafe { libc::open(fifo.as_ptr(), libc::O_WRONLY | libc::O_NONBLOCK) };
+    assert!(writer >= 0, "the holder waits on the FIFO");
+    assert_eq!(
+        tokio::task::spawn_blocking(move || holder.wait())
+            .await
+            .unwrap(),
+        0
+    );
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(writer) };
+
+    let got = common::collect_settled(&mut trace.events, |c| {
+        !c.opens().is_empty() && !c.warnings.is_empty()
+    })
+    .await;
+    let paths: Vec<&[u8]> = got.opens().iter().map(|o| &o.path[..]).collect();
+    assert_eq!(
+        paths,
+        [fifo_path.to_str().unwrap().as_bytes()],
+        "the held open is reported, the one the full map refused is not"
+    );
+    assert_eq!(
+        got.warnings,
+        ["opens not followed because a kernel map was full: 1 so far"],
+        "{:?}",
+        got.status
+    );
+}
+
+/// What the README says trace_open cannot see, shown: an open through
+/// io_uring (done by the ring, which passes no syscall tracepoint) and, on
+/// x86_64, a 32-bit open through `int 0x80` (the kernel emits no syscall
+/// tracepoints for compat syscalls). Both succeed; only the plain openat
+/// beside them is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn io_uring_and_compat_32_bit_opens_are_not_reported() {
+    // i386 open (arch/x86/entry/syscalls/syscall_32.tbl).
+    #[cfg(target_arch = "x86_64")]
+    const OPEN_32: u32 = 5;
+    let seen = cstr("/etc/hostname");
+    let by_uring = cstr("/etc/passwd");
+    #[cfg(target_arch = "x86_64")]
+    let by_compat = cstr("/etc/group");
+    let results = ResultPipe::new();
+    let out = results.write;
+    // SAFETY: the closure runs in the forked child; its raw syscalls get C
+    // strings and memory that outlive them.
+    let (got, code) = trace_child(
+        None,
+        move || unsafe {
+            ResultPipe::send(
+                out,
+                libc::openat(libc::AT_FDCWD, seen.as_ptr(), libc::O_RDONLY).into(),
+            );
+            ResultPipe::send(
+                out,
+                common::uring::openat(by_uring.as_bytes_with_nul(), libc::O_RDONLY).into(),
+            );
+            #[cfg(target_arch = "x86_64")]
+            {
+                // A 32-bit pointer must reach the path: memory below 4 GiB.
+                let low = libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+                    -1,
+                    0,
+                );
+                if low == libc::MAP_FAILED {
+                    return 2;
+                }
+                let path = by_compat.as_bytes_with_nul();
+                std::ptr::copy_nonoverlapping(path.as_ptr(), low.cast::<u8>(), path.len());
+                let fd = common::int80(OPEN_32, low as u32, libc::O_RDONLY as u32, 0);
+                ResultPipe::send(out, fd.into());
+            }
+            0
+        },
+        1,
+    )
+    .await;
+    assert_eq!(code, 0);
+    let fds = results.values();
+    assert!(
+        fds.iter().all(|&fd| fd >= 0),
+        "every open succeeded: {fds:?}"
+    );
+    let paths: Vec<&[u8]> = got.opens().iter().map(|o| &o.path[..]).collect();
+    assert_eq!(paths, [&b"/etc/hostname"[..]]);
+}
+
+/// `--prefix` compares the path as the process passed it, so `cd /etc && cat
+/// passwd` is not matched by `--prefix /etc`: a convenience filter, not a
+/// security boundary. `trace file` matches the path the kernel resolved:
+/// kernel_trace_file.rs `opens_reads_writes_and_closes_match_strace_whatever_the_path_passed`
+/// opens `shadow` after `chdir` into the followed directory and sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_compares_the_path_as_passed_not_the_resolved_one() {
+    let etc = cstr("/etc");
+    let relative = cstr("passwd");
+    let absolute = cstr("/etc/hostname");
+    // SAFETY: the closure runs in the forked child; its libc calls get C strings that outlive them.
+    let (got, code) = trace_child(
+        open_params(false, &["/etc"]),
+        || unsafe {
+            if libc::chdir(etc.as_ptr()) != 0
+                || libc::openat(libc::AT_FDCWD, relative.as_ptr(), libc::O_RDONLY) < 0
+                || libc::openat(libc::AT_FDCWD, absolute.as_ptr(), libc::O_RDONLY) < 0
+            {
+                return 1;
+            }
+            0
+        },
+        1,
+    )
+    .await;
+    assert_eq!(code, 0);
+    let paths: Vec<&[u8]> = got.opens().iter().map(|o| &o.path[..]).collect();
+    assert_eq!(
+        paths,
+        [&b"/etc/hostname"[..]],
+        "passwd, opened as passed, is not under /etc"
+    );
+}
+
+/// What the README says of paths read from the caller's memory, shown: the
+/// path is read when the open returns, so memory changed while the open
+/// runs (by another thread, or here another process sharing the page) is
+/// what the event says, not what was opened. The open waits on a FIFO while
+/// the test rewrites the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_changed_while_the_open_runs_is_reported_as_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = format!("{}/fifo", dir.path().to_str().unwrap());
+    let fifo_c = cstr(&fifo);
+    // SAFETY: plain syscalls; the page is shared with the child by fork.
+    let page = unsafe {
+        assert_eq!(libc::mkfifo(fifo_c.as_ptr(), 0o600), 0);
+        let page = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(page, libc::MAP_FAILED);
+        let path = fifo_c.as_bytes_with_nul();
+        std::ptr::copy_nonoverlapping(path.as_ptr(), page.cast::<u8>(), path.len());
+        page.cast::<u8>()
+    };
+    let shared = page as usize;
+    // SAFETY: the closure runs in the forked child; the path is in the shared page.
+    let mut child = fork_paused(move || unsafe {
+        let fd = libc::openat(
+            libc::AT_FDCWD,
+            shared as *const libc::c_char,
+            libc::O_RDONLY,
+        );
+        i32::from(fd < 0)
+    });
+    let mut trace = start(host_request(
+        gadget_proto::TRACE_OPEN,
+        None,
+        Some(child.pid),
+    ));
+    wait_started(&mut trace.events).await;
+    child.release();
+    common::wait_in_syscall(child.pid, libc::SYS_openat);
+    // The kernel has copied the path; rewrite it, then let the open finish.
+    let swapped = b"/etc/shadow\0";
+    // SAFETY: the shared page, of 4096 bytes; the FIFO path outlives the call.
+    let writer = unsafe {
+        std::ptr::copy_nonoverlapping(swapped.as_ptr(), page, swapped.len());
+        libc::open(fifo_c.as_ptr(), libc::O_WRONLY | libc::O_NONBLOCK)
+    };
+    assert!(writer >= 0);
+    assert_eq!(
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap(),
+        0,
+        "the FIFO was opened"
+    );
+    // SAFETY: our descriptor and mapping.
+    unsafe {
+        libc::close(writer);
+        libc::munmap(page.cast(), 4096);
+    }
+    let got = common::collect_settled(&mut trace.events, |c| !c.opens().is_empty()).await;
+    let paths: Vec<&[u8]> = got.opens().iter().map(|o| &o.path[..]).collect();
+    assert_eq!(
+        paths,
+        [&b"/etc/shadow"[..]],
+        "what the memory said at the open's return"
+    );
+}

@@ -53,10 +53,18 @@ impl LocalTrace {
     }
 
     /// Ctrl-C, as a user stops a trace, and the exit status.
-    fn interrupt(mut self) -> std::process::ExitStatus {
+    fn interrupt(self) -> std::process::ExitStatus {
+        self.interrupt_and_read().0
+    }
+
+    /// Ctrl-C, the exit status, and the lines printed after it.
+    fn interrupt_and_read(mut self) -> (std::process::ExitStatus, Vec<String>) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        self.child.wait().unwrap()
+        let exit = self.child.wait().unwrap();
+        // The forwarder ends at the end of stdout, which has come.
+        let rest = std::iter::from_fn(|| self.lines.recv_timeout(WAIT).ok()).collect();
+        (exit, rest)
     }
 }
 
@@ -123,6 +131,21 @@ fn exec_rows_as_json_lines_until_ctrl_c() {
     // Ctrl-C ends the trace cleanly: a last status, then exit 0.
     let exit = trace.interrupt();
     assert!(exit.success(), "gadget-node exited with {exit}");
+}
+
+#[test]
+fn ctrl_c_ends_the_trace_with_its_final_status() {
+    let trace = LocalTrace::start(&["open", "--host", "--pid", "4194304", "-o", "json"]);
+    let status = trace.json_until("the start status", |v| v["type"] == "status");
+    assert_eq!(status["started"], true, "{status}");
+    let (exit, rest) = trace.interrupt_and_read();
+    assert!(exit.success(), "gadget-node exited with {exit}");
+    // The trace was asked to stop, not dropped: its final status (with
+    // the loss counters) is the last line.
+    let last: Value = serde_json::from_str(rest.last().expect("a line after Ctrl-C")).unwrap();
+    assert_eq!(last["type"], "status", "{rest:?}");
+    assert_eq!(last["started"], false, "{rest:?}");
+    assert_eq!(last["lost_kernel"], 0, "{rest:?}");
 }
 
 #[test]

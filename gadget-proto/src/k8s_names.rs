@@ -168,6 +168,9 @@ fn check_ends(part: &str) -> Result<(), NameProblem> {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

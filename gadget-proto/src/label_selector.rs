@@ -481,6 +481,9 @@ fn validate_value(key: &str, value: &str) -> Result<(), SelectorProblem> {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -35,6 +35,11 @@ pub mod oneof_fields {
 /// does not need a bump.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The RunGadget response header carrying the trace's id, for `StopTrace`.
+/// A node without it (or without `StopTrace`) is stopped by cancelling the
+/// call, which loses the counts since its last status.
+pub const TRACE_ID_HEADER: &str = "gadget-trace-id";
+
 // The gadgets' names in `RunGadgetRequest.gadget`, one beside each
 // gadget's messages. Both ends' registries of gadgets use these, and a test
 // in gadget-node checks them against the `oneof`s of the proto.

@@ -200,6 +200,9 @@ impl<T> MergeWindow<T> {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

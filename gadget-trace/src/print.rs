@@ -13,11 +13,12 @@
 
 use std::future::Future;
 use std::io::{self, Write};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::stream::{self, BoxStream, SelectAll, Stream, StreamExt};
+use futures::future::BoxFuture;
+use futures::stream::{self, BoxStream, FuturesUnordered, SelectAll, Stream, StreamExt};
 use gadget_proto::v1::{self, run_gadget_response, TraceStatus, Workload};
 
 use crate::error_line::status_message;
@@ -38,6 +39,14 @@ pub const MERGE_WINDOW: Duration = Duration::from_millis(250);
 /// of megabytes when the nodes send faster than the terminal prints.
 pub const MERGE_CAPACITY: usize = 100_000;
 
+/// How long, after Ctrl-C, the client waits for the nodes to end their
+/// traces with a final status (it asks them with `StopTrace`) before it
+/// cancels the calls. A node answers within a drain and a round trip; one
+/// without `StopTrace` has sent its changed counters at its last drain
+/// (every 50 ms), and they are on their way, through a port-forward of the
+/// API server maybe.
+pub const FINAL_STATUS_WAIT: Duration = Duration::from_secs(2);
+
 /// How long after a trace's `-t` timeout the client waits for the nodes to
 /// end their streams before it stops them itself. Nodes count the timeout
 /// from when the gadget is loaded, which can take seconds after the client
@@ -52,6 +61,8 @@ pub enum NodeEvent {
     Named(String),
     /// The gadget runs on the node; its responses follow.
     Started,
+    /// How to end the node's trace with a final status, when the node can.
+    Stoppable(StopTrace),
     /// A message of the node's RunGadget stream.
     Response(v1::RunGadgetResponse),
     /// The node failed, for this reason (one line); nothing more comes
@@ -61,6 +72,35 @@ pub enum NodeEvent {
 
 /// The events of one node.
 pub type NodeEvents = BoxStream<'static, NodeEvent>;
+
+/// Asks a node to end its trace the way a timeout does: its last events and
+/// a final status, then the end of its stream.
+pub struct StopTrace(Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>);
+
+impl StopTrace {
+    /// A stop made by calling `stop` (once).
+    pub fn new(stop: impl FnOnce() -> BoxFuture<'static, ()> + Send + 'static) -> StopTrace {
+        StopTrace(Box::new(stop))
+    }
+}
+
+impl std::fmt::Debug for StopTrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StopTrace")
+    }
+}
+
+/// The trace id a node's RunGadget response carries in its
+/// [`gadget_proto::TRACE_ID_HEADER`], if it does.
+pub fn trace_id<T>(response: &tonic::Response<T>) -> Option<u64> {
+    response
+        .metadata()
+        .get(gadget_proto::TRACE_ID_HEADER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
 
 /// Why a trace is stopped before all its nodes have ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +119,8 @@ pub struct MergeSettings {
     pub window: Duration,
     /// See [`MERGE_CAPACITY`].
     pub capacity: usize,
+    /// See [`FINAL_STATUS_WAIT`].
+    pub final_status_wait: Duration,
 }
 
 impl Default for MergeSettings {
@@ -86,6 +128,7 @@ impl Default for MergeSettings {
         MergeSettings {
             window: MERGE_WINDOW,
             capacity: MERGE_CAPACITY,
+            final_status_wait: FINAL_STATUS_WAIT,
         }
     }
 }
@@ -178,9 +221,14 @@ pub async fn print_trace(
 }
 
 /// A node's answer to RunGadget as its events, after `named`: the call's
-/// error, or `Started` and then each response (a broken stream fails the
-/// node). Shared by the gRPC client and the in-process local mode.
-pub fn gadget_events<S>(named: NodeEvent, answer: Result<S, tonic::Status>) -> NodeEvents
+/// error, or `Started` (and `stop`, if any) and then each response (a
+/// broken stream fails the node). Shared by the gRPC client and the
+/// in-process local mode.
+pub fn gadget_events<S>(
+    named: NodeEvent,
+    answer: Result<S, tonic::Status>,
+    stop: Option<StopTrace>,
+) -> NodeEvents
 where
     S: Stream<Item = Result<v1::RunGadgetResponse, tonic::Status>> + Send + 'static,
 {
@@ -191,9 +239,14 @@ where
                 Ok(response) => NodeEvent::Response(response),
                 Err(status) => NodeEvent::Failed(status_message(&status)),
             });
-            stream::iter([named, NodeEvent::Started])
-                .chain(events)
-                .boxed()
+            let stop = stop.map(NodeEvent::Stoppable);
+            stream::iter(
+                [Some(named), Some(NodeEvent::Started), stop]
+                    .into_iter()
+                    .flatten(),
+            )
+            .chain(events)
+            .boxed()
         }
     }
 }
@@ -211,12 +264,18 @@ struct NodeState {
     /// Why it failed, once it has.
     failure: Option<String>,
     ended: bool,
+    /// Its latest loss counters (cumulative), for the summary after Ctrl-C.
+    losses: TraceStatus,
+    /// How to end its trace with a final status, until used.
+    stop: Option<StopTrace>,
 }
 
 /// Reads every node's events, merges them by timestamp and prints them to
 /// `out` (statuses to `out` or `err`, as the renderer's format says) until
 /// every node has ended or `stop` completes. The buffered events are
-/// printed in both cases.
+/// printed in both cases. After an interrupt the nodes are read for
+/// [`MergeSettings::final_status_wait`] more (or until they end), then the
+/// losses of each node that had any are summed up.
 ///
 /// `nodes` pairs each node's stand-in name (its name, or its address until
 /// it says its name) with its events.
@@ -241,6 +300,8 @@ pub async fn merge_and_print<O: Write, E: Write>(
             name: label,
             failure: None,
             ended: false,
+            losses: TraceStatus::default(),
+            stop: None,
         });
         // A marker after the last event tells the driver the node ended.
         let events = events
@@ -251,6 +312,11 @@ pub async fn merge_and_print<O: Write, E: Write>(
     let mut merge = MergeWindow::new(settings.window, settings.capacity);
     let mut summary = TraceSummary::default();
     let mut stop = pin!(stop);
+    let mut stopped = false;
+    // Set at Ctrl-C: until then, the nodes end their traces with a final
+    // status, or what they sent before it comes in.
+    let mut final_wait: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut stop_calls = FuturesUnordered::new();
 
     loop {
         if printer.flush(out, err)? == Flushed::OutputClosed {
@@ -263,9 +329,20 @@ pub async fn merge_and_print<O: Write, E: Write>(
         });
         tokio::select! {
             biased;
-            reason = &mut stop => {
+            reason = &mut stop, if !stopped => {
+                stopped = true;
                 match reason {
-                    Stop::Interrupted => summary.interrupted = true,
+                    Stop::Interrupted => {
+                        summary.interrupted = true;
+                        final_wait = Some(Box::pin(tokio::time::sleep(settings.final_status_wait)));
+                        for node in &mut printer.nodes {
+                            if let Some(StopTrace(stop)) = node.stop.take() {
+                                if !node.ended && node.failure.is_none() {
+                                    stop_calls.push(stop());
+                                }
+                            }
+                        }
+                    }
                     Stop::Overran(grace) => {
                         for index in 0..printer.nodes.len() {
                             let node = &printer.nodes[index];
@@ -273,10 +350,12 @@ pub async fn merge_and_print<O: Write, E: Write>(
                                 printer.fail(index, &overran(grace));
                             }
                         }
+                        break;
                     }
                 }
-                break;
             }
+            () = wait_for(&mut final_wait) => break,
+            Some(()) = stop_calls.next(), if !stop_calls.is_empty() => {}
             next = streams.next() => match next {
                 None => break,
                 Some((index, Some(event))) => {
@@ -294,6 +373,9 @@ pub async fn merge_and_print<O: Write, E: Write>(
     drop(streams);
     for pending in merge.finish() {
         printer.row(&pending);
+    }
+    if summary.interrupted {
+        printer.loss_summary();
     }
     summary.out_of_order = merge.out_of_order();
     summary.released_early = merge.released_early();
@@ -332,6 +414,14 @@ fn overran(grace: Duration) -> String {
         "still tracing {} seconds after the trace's timeout; stopped by the client",
         grace.as_secs()
     )
+}
+
+/// Completes with `sleep`, or never when there is none.
+async fn wait_for(sleep: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match sleep {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sleeps for `wait`, or forever when there is nothing to wait for.
@@ -377,6 +467,7 @@ impl Printer<'_> {
         match event {
             NodeEvent::Named(name) => self.nodes[index].name = name,
             NodeEvent::Started => self.header(),
+            NodeEvent::Stoppable(stop) => self.nodes[index].stop = Some(stop),
             NodeEvent::Failed(reason) => self.fail(index, &reason),
             NodeEvent::Response(response) => match response.kind {
                 Some(run_gadget_response::Kind::Events(batch)) => {
@@ -394,6 +485,10 @@ impl Printer<'_> {
                     }
                 }
                 Some(run_gadget_response::Kind::Status(status)) => {
+                    let losses = &mut self.nodes[index].losses;
+                    losses.lost_kernel = losses.lost_kernel.max(status.lost_kernel);
+                    losses.lost_node = losses.lost_node.max(status.lost_node);
+                    losses.malformed = losses.malformed.max(status.malformed);
                     self.status(index, &status);
                     if !status.error.is_empty() {
                         self.nodes[index].failure = Some(status.error);
@@ -449,6 +544,23 @@ impl Printer<'_> {
         }
     }
 
+    /// After Ctrl-C, each node's total losses, one line per node that lost
+    /// anything, beside the human formats (JSON readers have the counters
+    /// of the last status object).
+    fn loss_summary(&mut self) {
+        if self.renderer.status_stream() != StatusStream::Stderr {
+            return;
+        }
+        for node in &self.nodes {
+            let losses = &node.losses;
+            if losses.lost_kernel + losses.lost_node + losses.malformed == 0 {
+                continue;
+            }
+            let label = format!("{}: in total", node.name);
+            self.renderer.write_status(&mut self.err, &label, losses);
+        }
+    }
+
     /// Reports the node as failed, unless it already reported this error.
     fn fail(&mut self, index: usize, message: &str) {
         let node = &mut self.nodes[index];
@@ -493,11 +605,14 @@ mod tests {
     /// The real window: wide enough that the tests' deliberate delays
     /// (tens of ms) stay inside it on a loaded machine.
     const WINDOW: Duration = MERGE_WINDOW;
+    /// Short, as the tests that wait it out do so on purpose.
+    const FINAL_WAIT: Duration = Duration::from_millis(300);
 
     fn settings() -> MergeSettings {
         MergeSettings {
             window: WINDOW,
             capacity: 1000,
+            final_status_wait: FINAL_WAIT,
         }
     }
 
@@ -784,6 +899,144 @@ mod tests {
         assert!(summary.interrupted);
         assert!(summary.failed.is_empty());
         drop(a);
+    }
+
+    #[tokio::test]
+    async fn interrupt_waits_for_the_final_status_and_sums_up_the_losses() {
+        let (a, a_events) = fake_node();
+        let (b, b_events) = fake_node();
+        a.unbounded_send(NodeEvent::Named("node-a".into())).unwrap();
+        b.unbounded_send(NodeEvent::Named("node-b".into())).unwrap();
+        a.unbounded_send(status(TraceStatus {
+            lost_kernel: 3,
+            ..TraceStatus::default()
+        }))
+        .unwrap();
+        let (interrupted_tx, interrupted_rx) = tokio::sync::oneshot::channel::<()>();
+        let stop = async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let _ = interrupted_tx.send(());
+            Stop::Interrupted
+        };
+        // What node a counted just before Ctrl-C arrives just after it.
+        let feeder = async move {
+            interrupted_rx.await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            a.unbounded_send(status(TraceStatus {
+                lost_kernel: 5,
+                malformed: 1,
+                ..TraceStatus::default()
+            }))
+            .unwrap();
+            // Node b never ends: the wait is bounded.
+            (a, b)
+        };
+        let started = tokio::time::Instant::now();
+        let ((summary, _, err), _nodes) = tokio::join!(
+            run(
+                vec![("a".into(), a_events), ("b".into(), b_events)],
+                "columns=pid",
+                stop,
+            ),
+            feeder
+        );
+        assert!(summary.interrupted);
+        assert!(summary.failed.is_empty());
+        assert!(
+            started.elapsed() < FINAL_WAIT * 3,
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            err,
+            "node-a: 3 events lost (ring buffer full)\n\
+             node-a: 5 events lost (ring buffer full), 1 record malformed\n\
+             node-a: in total: 5 events lost (ring buffer full), 1 record malformed\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn interrupt_asks_each_node_to_stop_and_takes_its_final_status() {
+        let (a, a_events) = fake_node();
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        a.unbounded_send(NodeEvent::Named("node-a".into())).unwrap();
+        a.unbounded_send(NodeEvent::Stoppable(StopTrace::new(move || {
+            let _ = stopped_tx.send(());
+            Box::pin(async {})
+        })))
+        .unwrap();
+        let stop = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Stop::Interrupted
+        };
+        // The node, asked to stop, sends its final status and ends.
+        let node = async move {
+            stopped_rx.await.expect("the node is asked to stop");
+            a.unbounded_send(status(TraceStatus {
+                lost_node: 2,
+                ..TraceStatus::default()
+            }))
+            .unwrap();
+        };
+        let settings = MergeSettings {
+            final_status_wait: Duration::from_secs(60),
+            ..settings()
+        };
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let mut renderer = renderer("columns=pid");
+        let trace = merge_and_print(
+            vec![("a".into(), a_events)],
+            &mut renderer,
+            settings,
+            stop,
+            &mut out,
+            &mut err,
+        );
+        let (summary, ()) =
+            tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(trace, node) })
+                .await
+                .expect("the trace ends with the node's stream, not the final wait");
+        assert!(summary.unwrap().interrupted);
+        assert_eq!(
+            String::from_utf8(err).unwrap(),
+            "node-a: 2 events dropped (client too slow)\n\
+             node-a: in total: 2 events dropped (client too slow)\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn interrupt_ends_as_soon_as_every_node_has_ended() {
+        let (a, a_events) = fake_node();
+        let stop = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Stop::Interrupted
+        };
+        let feeder = async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            drop(a);
+        };
+        let settings = MergeSettings {
+            final_status_wait: Duration::from_secs(60),
+            ..settings()
+        };
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let mut renderer = renderer("columns=pid");
+        let trace = merge_and_print(
+            vec![("a".into(), a_events)],
+            &mut renderer,
+            settings,
+            stop,
+            &mut out,
+            &mut err,
+        );
+        let (summary, ()) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(trace, feeder)
+        })
+        .await
+        .expect("no wait once the node ended");
+        assert!(summary.unwrap().interrupted);
     }
 
     #[tokio::test]

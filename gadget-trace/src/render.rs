@@ -53,6 +53,7 @@ pub(crate) mod json;
 mod signal;
 mod status;
 mod time;
+pub(crate) mod words;
 
 pub(crate) use columns::Cell;
 pub use columns::Column;
@@ -236,6 +237,9 @@ pub(crate) fn write_hex(out: &mut Vec<u8>, value: u64) {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
@@ -314,6 +318,8 @@ pub(crate) mod tests {
                 args: args.iter().map(|a| Bytes::copy_from_slice(a)).collect(),
                 args_truncated: false,
                 parent_comm: Bytes::from_static(b"bash"),
+                exe_truncated: false,
+                exe_unreadable: false,
             })),
         }
     }

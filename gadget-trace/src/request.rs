@@ -337,6 +337,16 @@ pub enum TraceRequestError {
         /// The flag.
         flag: &'static str,
     },
+    /// A limit above what the node's kernel program keeps.
+    #[error("invalid {flag} {value}: at most {max} are kept by the kernel")]
+    AboveLimit {
+        /// The flag.
+        flag: &'static str,
+        /// The value as given.
+        value: u32,
+        /// The most the kernel program keeps.
+        max: u32,
+    },
 }
 
 /// Parses `--ring-buffer-size`: bytes, or a number with a K or M suffix
@@ -360,9 +370,14 @@ fn parse_size(text: &str) -> Result<u32, TraceRequestError> {
             ))
         }
     };
-    let number: u64 = number
-        .parse()
-        .map_err(|_| bad("expected bytes, or a number with a K or M suffix, e.g. 512K or 16M"))?;
+    let number: u64 = number.parse().map_err(|err: std::num::ParseIntError| {
+        // More digits than 64 bits hold are still a number, one too large.
+        if *err.kind() == std::num::IntErrorKind::PosOverflow {
+            bad("it must be less than 4G")
+        } else {
+            bad("expected bytes, or a number with a K or M suffix, e.g. 512K or 16M")
+        }
+    })?;
     if number == 0 {
         return Err(bad(
             "it must be more than 0 (leave it out for the node's default)",
@@ -391,3 +406,6 @@ pub fn check_dns_subdomain(what: &'static str, value: &str) -> Result<(), TraceR
         problem,
     })
 }
+
+#[cfg(test)]
+mod properties;

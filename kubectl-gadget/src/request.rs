@@ -212,12 +212,18 @@ impl FromStr for NodeAddress {
             let port: u16 = port
                 .parse()
                 .map_err(|_| bad("the port must be a number from 1 to 65535"))?;
-            let bracketed = host.starts_with('[') && host.ends_with(']');
-            if port == 0
-                || host.is_empty()
-                || host.contains(['/', '@', '?', '#'])
-                || (host.contains(':') && !bracketed)
-            {
+            // A host the client can put in a URI and dial: an IPv6
+            // address in brackets, else an IPv4 address or a DNS name.
+            let dialable = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                Some(ipv6) => ipv6.parse::<std::net::Ipv6Addr>().is_ok(),
+                None => {
+                    !host.is_empty()
+                        && host
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+                }
+            };
+            if port == 0 || !dialable {
                 return Err(bad(
                     "expected tcp://HOST:PORT with a port from 1 to 65535 (an IPv6 host in brackets)",
                 ));
@@ -258,6 +264,9 @@ pub enum RequestError {
         flag: &'static str,
     },
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {
@@ -580,6 +589,27 @@ mod tests {
             .starts_with("invalid --max-args-bytes 0"));
     }
 
+    /// Found by `what_the_front_end_sends_the_node_takes`: limits above the
+    /// kernel's were sent, and refused by every node.
+    #[test]
+    fn max_args_above_the_kernels_are_refused_before_any_node_is_asked() {
+        assert_eq!(
+            error(&["trace", "exec", "--max-args", "1025"]),
+            "invalid --max-args 1025: at most 1024 are kept by the kernel"
+        );
+        assert_eq!(
+            error(&["trace", "exec", "--max-args-bytes", "32769"]),
+            "invalid --max-args-bytes 32769: at most 32768 are kept by the kernel"
+        );
+        let params = exec_params(&trace(&[
+            "trace",
+            "exec",
+            "--max-args=1024",
+            "--max-args-bytes=32768",
+        ]));
+        assert_eq!((params.max_args, params.max_args_bytes), (1024, 32768));
+    }
+
     #[test]
     fn gadget_flags_belong_to_their_gadget() {
         for args in [
@@ -690,6 +720,30 @@ mod tests {
                 message.starts_with(&format!("invalid --node-address {bad:?}: ")),
                 "{message}"
             );
+        }
+    }
+
+    /// Found by `anything_reads_back_or_is_refused_in_one_line`: hosts
+    /// that make no URI (`%`, a space, an escape sequence, empty brackets)
+    /// were accepted, to fail only when dialed.
+    #[test]
+    fn hosts_that_cannot_be_dialed_are_refused() {
+        for bad in [
+            "tcp://%:1",
+            "tcp://a b:7100",
+            "tcp://\x1b[2J:7100",
+            "tcp://[]:7100",
+            "tcp://[node-1]:7100",
+            "tcp://[::1:7100",
+        ] {
+            let message = error(&["version", "--node-address", bad]);
+            assert!(
+                message.starts_with(&format!("invalid --node-address {bad:?}: ")),
+                "{message}"
+            );
+        }
+        for good in ["tcp://node-1.example_x:7100", "tcp://[fe80::1]:7100"] {
+            assert!(good.parse::<NodeAddress>().is_ok(), "{good}");
         }
     }
 

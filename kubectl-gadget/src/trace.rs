@@ -5,9 +5,12 @@
 use std::io;
 
 use futures::stream::{self, StreamExt};
+use futures::FutureExt;
 use gadget_proto::check_protocol;
 use gadget_proto::v1;
-use gadget_trace::print::{gadget_events, print_trace, NodeEvent, NodeEvents, TraceSummary};
+use gadget_trace::print::{
+    gadget_events, print_trace, trace_id, NodeEvent, NodeEvents, StopTrace, TraceSummary,
+};
 use gadget_trace::request::TraceRequest;
 
 use crate::connect::{self, ConnectError, NodeError, NodeTarget};
@@ -47,7 +50,7 @@ pub async fn run(nodes: &NodeTargets, request: &TraceRequest) -> Result<TraceSum
 pub fn run_on_node(target: NodeTarget, request: v1::RunGadgetRequest) -> NodeEvents {
     let failed = |err: NodeError| NodeEvent::Failed(err.to_string());
     stream::once(async move {
-        let (mut client, info) = match target.dial_and_describe().await {
+        let (client, info) = match target.dial_and_describe().await {
             Ok(answer) => answer,
             Err(err) => return stream::iter([failed(err)]).boxed(),
         };
@@ -66,14 +69,26 @@ pub fn run_on_node(target: NodeTarget, request: v1::RunGadgetRequest) -> NodeEve
             };
             return stream::iter([named, failed(err)]).boxed();
         }
-        let answer = client.run_gadget(request).await.map(|response| {
+        let answer = client.clone().run_gadget(request).await;
+        // Ctrl-C asks the node for the trace's final status through the
+        // same connection (a port-forward, maybe) before cancelling it.
+        let stop = answer.as_ref().ok().and_then(trace_id).map(|trace_id| {
+            let mut client = client.clone();
+            StopTrace::new(move || {
+                async move {
+                    let _ = client.stop_trace(v1::StopTraceRequest { trace_id }).await;
+                }
+                .boxed()
+            })
+        });
+        let answer = answer.map(|response| {
             response.into_inner().map(move |item| {
                 // The channel lives as long as the stream reads from it.
                 let _channel = &client;
                 item
             })
         });
-        gadget_events(named, answer)
+        gadget_events(named, answer, stop)
     })
     .flatten()
     .boxed()

@@ -273,7 +273,11 @@ fn daemon_set_runs_the_node_with_its_identity_probes_and_limits() {
         "--listen",
         listen.as_str(),
     ];
-    for probe in [&container.readiness_probe, &container.liveness_probe] {
+    let liveness = [&health[..], &["--liveness"]].concat();
+    for (probe, expected) in [
+        (&container.readiness_probe, &health[..]),
+        (&container.liveness_probe, &liveness[..]),
+    ] {
         let command = probe
             .as_ref()
             .unwrap()
@@ -283,7 +287,7 @@ fn daemon_set_runs_the_node_with_its_identity_probes_and_limits() {
             .command
             .clone()
             .unwrap();
-        assert_eq!(command, health);
+        assert_eq!(command, expected);
     }
 
     let resources = container.resources.clone().unwrap();

@@ -139,6 +139,14 @@ impl GadgetNode for FakeNode {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn stop_trace(
+        &self,
+        _: Request<gadget_proto::v1::StopTraceRequest>,
+    ) -> Result<Response<gadget_proto::v1::StopTraceResponse>, Status> {
+        // Like a node older than StopTrace: the client cancels after waiting.
+        Err(Status::unimplemented("StopTrace"))
+    }
+
     async fn node_info(
         &self,
         _: Request<NodeInfoRequest>,

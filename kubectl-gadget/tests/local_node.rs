@@ -63,12 +63,18 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
+        Node::start_with(&[])
+    }
+
+    /// Starts a node with more `serve` flags.
+    fn start_with(flags: &[&str]) -> Node {
         assert_root();
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("node.sock");
         let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
         let process = Command::new(node_binary())
             .args(["serve", "--no-kubernetes", "--node-name", NODE_NAME])
+            .args(flags)
             .arg("--listen")
             .arg(format!("unix://{}", socket.display()))
             .stdout(Stdio::null())
@@ -233,6 +239,15 @@ impl Client {
         }
     }
 
+    /// Ctrl-C, as a user stops a trace.
+    fn interrupt(&self) {
+        let sent = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
     /// Waits for the client to exit; returns its exit code, and its stdout
     /// and stderr lines (after those already read).
     fn finish(mut self) -> (Option<i32>, String, String) {
@@ -330,6 +345,8 @@ fn trace_exec_json_has_exactly_the_workloads_exec() {
             "ret": 0,
             "error": null,
             "exe": "/bin/echo",
+            "exe_truncated": false,
+            "exe_unreadable": false,
             "args": ["/bin/echo", "hello", "two words"],
             "args_truncated": false,
             "pcomm": exec["pcomm"].clone(),
@@ -427,11 +444,86 @@ fn trace_open_escapes_a_hostile_file_name() {
     assert!(!stdout.contains('\x1b'), "raw ESC in {stdout:?}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "a header and one row: {stdout:?}");
-    let escaped = format!("{prefix}evil\\x1b[2J\\nnode-x: fake row");
+    // Escaped, and quoted: the name holds spaces.
+    let escaped = format!("\"{prefix}evil\\x1b[2J\\nnode-x: fake row\"");
     assert!(lines[1].starts_with(&pid), "{stdout:?}");
     assert!(lines[1].ends_with(&escaped), "{stdout:?}");
     let cells: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(cells[0], pid);
     // A successful open: the error column is empty.
-    assert!(cells[1].starts_with('/'), "{stdout:?}");
+    assert!(cells[1].starts_with("\"/"), "{stdout:?}");
+}
+
+#[test]
+fn trace_beyond_the_nodes_memory_budget_is_refused_with_the_nodes_name() {
+    // 20 MiB: an 8 MiB ring buffer and its 16 MiB queue do not fit.
+    let node = Node::start_with(&["--trace-memory-mib", "20"]);
+    let pid = std::process::id().to_string();
+    let client = Client::start(&[
+        "trace",
+        "open",
+        "--node-address",
+        &node.address,
+        "--host",
+        "--pid",
+        &pid,
+        "--ring-buffer-size",
+        "8M",
+        "-t",
+        "2",
+    ]);
+    let (code, out, err) = client.finish();
+    assert_eq!(code, Some(1), "stdout: {out}\nstderr: {err}");
+    assert_eq!(out, "", "no header when no node started");
+    let prefix = format!("{NODE_NAME}: error: the trace needs 24.0 MiB");
+    let line = err
+        .lines()
+        .find(|line| line.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line: {err}"));
+    assert!(line.contains("--ring-buffer-size"), "{err}");
+}
+
+#[test]
+fn ctrl_c_prints_each_nodes_final_loss_counts() {
+    let node = Node::start();
+    // Opens as fast as a shell can, into a one-page ring buffer: the kernel
+    // loses events all along.
+    let mut workload = Workload::start("while :; do : </dev/null; done", &[]);
+    let pid = workload.pid().to_string();
+    let client = Client::start(&[
+        "trace",
+        "open",
+        "--node-address",
+        &node.address,
+        "--host",
+        "--pid",
+        &pid,
+        "--ring-buffer-size",
+        "4K",
+    ]);
+    client.wait_for(Stream::Err, "trace started");
+    workload.release();
+    client.wait_for(Stream::Err, "events lost (ring buffer full)");
+    client.interrupt();
+    let (code, _, err) = client.finish();
+    let _ = workload.child.kill();
+    workload.wait();
+    assert_eq!(code, Some(0), "Ctrl-C is no failure; stderr: {err}");
+    let total = err
+        .lines()
+        .filter(|line| line.starts_with(&format!("{NODE_NAME}: in total: ")))
+        .collect::<Vec<_>>();
+    assert_eq!(total.len(), 1, "one summary line: {err}");
+    assert!(total[0].contains("events lost (ring buffer full)"), "{err}");
+    assert_eq!(
+        err.lines().last(),
+        Some(total[0]),
+        "the summary comes last: {err}"
+    );
+    // The client asked the node to end the trace with its final status.
+    assert!(
+        node.log().contains("stopped=true"),
+        "no StopTrace in the node's log:\n{}",
+        node.log()
+    );
 }

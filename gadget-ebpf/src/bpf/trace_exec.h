@@ -8,7 +8,7 @@
 
 #include "gadget_event.h"
 
-/* The program's name as passed to execve: PATH_MAX with its NUL. */
+/* The program's name: PATH_MAX with its NUL. */
 #define EXEC_EXE_MAX 4096
 /* The most arguments and argument bytes a trace may ask for. */
 #define EXEC_ARGS_COUNT_CAP 1024
@@ -24,6 +24,7 @@
 
 #define EXEC_ARGS_TRUNCATED 1 /* more arguments or bytes than the trace keeps */
 #define EXEC_EXE_TRUNCATED 2
+#define EXEC_EXE_UNREADABLE 4 /* the name could not be read: exe is empty */
 
 /*
  * The record in the ring buffer is this struct cut after the used part of
@@ -60,6 +61,7 @@ struct exec_event {
 	CONST(EXEC_ARGS_COUNT_DEFAULT)          \
 	CONST(EXEC_ARGS_BYTES_DEFAULT)          \
 	CONST(EXEC_ARGS_TRUNCATED)              \
-	CONST(EXEC_EXE_TRUNCATED)
+	CONST(EXEC_EXE_TRUNCATED)               \
+	CONST(EXEC_EXE_UNREADABLE)
 
 #endif

@@ -36,6 +36,17 @@ struct {
 	__type(value, struct open_args);
 } open_args_by_tid SEC(".maps");
 
+/*
+ * Opens not followed because an insert into open_args_by_tid failed (the
+ * map is full), per CPU. Reported by the node as a warning.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost_opens SEC(".maps");
+
 /* Where an event is built: too large for the 512-byte BPF stack. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -54,7 +65,13 @@ static __always_inline int enter_open(const char *path, __u64 flags, __u32 mode,
 
 	if (!should_trace_current())
 		return 0;
-	bpf_map_update_elem(&open_args_by_tid, &tid, &args, BPF_ANY);
+	if (bpf_map_update_elem(&open_args_by_tid, &tid, &args, BPF_ANY)) {
+		__u32 zero = 0;
+		__u64 *lost = bpf_map_lookup_elem(&lost_opens, &zero);
+
+		if (lost)
+			*lost += 1;
+	}
 	return 0;
 }
 

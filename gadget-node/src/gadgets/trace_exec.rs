@@ -12,7 +12,7 @@ use crate::features::Feature;
 
 use super::{
     kernel_string_at, object, process_from, syscall_tracepoint, AttachPoint, AttachTarget,
-    InvalidParams, KernelGadget, PreparedGadget,
+    InvalidParams, KernelGadget, LossCounter, PreparedGadget,
 };
 
 /// The event as `gadget-ebpf/src/bpf/trace_exec.h` lays it out, and its parser.
@@ -33,6 +33,8 @@ pub mod record {
     pub const ARGS_TRUNCATED: u32 = 1;
     /// `truncated` bit: the program name was longer than `EXE_MAX - 1`.
     pub const EXE_TRUNCATED: u32 = 2;
+    /// `truncated` bit: the program name could not be read (`exe` is empty).
+    pub const EXE_UNREADABLE: u32 = 4;
 
     /// The fixed part of `struct exec_event`; the program name and the
     /// arguments follow.
@@ -51,7 +53,7 @@ pub mod record {
         pub args_count: u32,
         /// Bytes of the arguments, NULs included.
         pub args_size: u32,
-        /// `ARGS_TRUNCATED` | `EXE_TRUNCATED`.
+        /// `ARGS_TRUNCATED` | `EXE_TRUNCATED` | `EXE_UNREADABLE`.
         pub truncated: u32,
         /// Explicit padding.
         pub _pad: u32,
@@ -68,7 +70,7 @@ pub mod record {
     pub struct ExecRecord<'a> {
         /// The fixed part.
         pub header: ExecEventHeader,
-        /// The program as named to execve.
+        /// The program (see `ExecEvent.exe` in the protocol).
         pub exe: &'a [u8],
         /// `args_count` arguments, each ended by a NUL.
         args: &'a [u8],
@@ -200,6 +202,7 @@ pub mod record {
                 ("EXEC_ARGS_BYTES_DEFAULT", ARGS_BYTES_DEFAULT.into()),
                 ("EXEC_ARGS_TRUNCATED", ARGS_TRUNCATED.into()),
                 ("EXEC_EXE_TRUNCATED", EXE_TRUNCATED.into()),
+                ("EXEC_EXE_UNREADABLE", EXE_UNREADABLE.into()),
             ]);
         }
     }
@@ -288,13 +291,31 @@ const ATTACH_POINTS: &[AttachPoint] = &[
     },
 ];
 
+/// The map of per-CPU scratch records an event is built in.
+const SCRATCH_MAP: &str = "exec_event_scratch";
+
+/// The map of execs in flight, for a failed exec's report.
+pub const EXEC_STARTS_MAP: &str = "exec_starts";
+
+const LOSS_COUNTERS: &[LossCounter] = &[LossCounter {
+    map: "lost_execs",
+    what: "execs not followed because a kernel map was full (a failed one goes unreported)",
+}];
+
 impl PreparedGadget for PreparedExec {
     fn name(&self) -> &'static str {
         gadget_proto::TRACE_EXEC
     }
 
     fn load<'a>(&'a self, loader: &mut EbpfLoader<'a>) -> Result<Ebpf, EbpfError> {
+        // One scratch record per possible CPU (bpf_get_smp_processor_id()
+        // is below that count).
+        let cpus = aya::util::nr_cpus().map_err(|(path, error)| EbpfError::FileError {
+            path: path.into(),
+            error,
+        })?;
         loader
+            .set_max_entries(SCRATCH_MAP, u32::try_from(cpus).unwrap_or(u32::MAX))
             .set_global("targ_max_args", &self.max_args, true)
             .set_global("targ_max_args_bytes", &self.max_args_bytes, true)
             .set_global("targ_ignore_failed", &self.ignore_failed, true)
@@ -303,6 +324,10 @@ impl PreparedGadget for PreparedExec {
 
     fn attach_points(&self) -> &'static [AttachPoint] {
         ATTACH_POINTS
+    }
+
+    fn loss_counters(&self) -> &'static [LossCounter] {
+        LOSS_COUNTERS
     }
 
     fn decode(&self, record: &Bytes, event: &mut v1::Event) -> Result<(), MalformedRecord> {
@@ -315,6 +340,8 @@ impl PreparedGadget for PreparedExec {
             exe: record.slice_ref(exec.exe),
             args: exec.args().map(|arg| record.slice_ref(arg)).collect(),
             args_truncated: h.truncated & record::ARGS_TRUNCATED != 0,
+            exe_truncated: h.truncated & record::EXE_TRUNCATED != 0,
+            exe_unreadable: h.truncated & record::EXE_UNREADABLE != 0,
             parent_comm: kernel_string_at(
                 record,
                 std::mem::offset_of!(record::ExecEventHeader, parent_comm),

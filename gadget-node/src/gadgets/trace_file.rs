@@ -567,7 +567,8 @@ impl PreparedFile {
 
 /// A path or prefix must be one a resolved path can match: absolute and
 /// normal (the kernel's paths have no `//`, `.` or `..`, and no trailing
-/// `/` but the root's).
+/// `/` but the root's). A prefix's last component is the start of a name,
+/// so it may be `.` or `..` (`/etc/.` starts `/etc/.profile`) or empty.
 fn check_pattern(pattern: &[u8], exact: bool) -> Result<(), InvalidParams> {
     let what = if exact { "path" } else { "path prefix" };
     let shown = String::from_utf8_lossy(pattern);
@@ -587,10 +588,10 @@ fn check_pattern(pattern: &[u8], exact: bool) -> Result<(), InvalidParams> {
     }
     let components: Vec<&[u8]> = pattern[1..].split(|&b| b == b'/').collect();
     let last = components.len() - 1;
-    let abnormal = components
-        .iter()
-        .enumerate()
-        .any(|(i, c)| *c == b"." || *c == b".." || (c.is_empty() && i != last));
+    let abnormal = components.iter().enumerate().any(|(i, c)| {
+        let dots = *c == b"." || *c == b"..";
+        (dots && (exact || i != last)) || (c.is_empty() && i != last)
+    });
     if abnormal {
         return Err(InvalidParams(format!(
             "{what} {shown:?} is not normal: resolved paths have no \"//\", \".\" or \"..\""
@@ -828,16 +829,32 @@ mod tests {
             "/etc//passwd",
             "/etc/./x",
             "/etc/../x",
-            "/etc/.",
             &long,
         ] {
             let message = refused(&params(&[bad], &[]));
             assert!(message.contains("path prefix"), "{bad:?}: {message}");
         }
+        for bad in ["/etc/.", "/etc/..", "/etc/"] {
+            let message = refused(&params(&[], &[bad]));
+            assert!(message.starts_with("path "), "{bad:?}: {message}");
+        }
         let message = refused(&params(&[], &["/etc/"]));
         assert!(message.contains("make it a path prefix"), "{message}");
         // A prefix may end with "/": it selects what is below a directory.
         assert!(PreparedFile::new(&params(&["/etc/"], &["/"])).is_ok());
+    }
+
+    /// Found by `what_the_front_end_sends_the_node_takes`: the front end
+    /// sends a prefix ending with the start of a dot name, which resolved
+    /// paths do start with, and the node refused it.
+    #[test]
+    fn a_prefix_may_end_with_the_start_of_a_dot_name() {
+        for prefix in ["/etc/.", "/etc/..", "/home/user/.ss", "/."] {
+            assert!(
+                PreparedFile::new(&params(&[prefix], &[])).is_ok(),
+                "{prefix}"
+            );
+        }
     }
 
     #[test]

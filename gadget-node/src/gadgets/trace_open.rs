@@ -11,7 +11,7 @@ use gadget_proto::v1;
 use self::record::{PREFIXES_MAX, PREFIX_LEN_MAX};
 use super::{
     object, process_from, syscall_tracepoint, AttachPoint, InvalidParams, KernelGadget,
-    PreparedGadget,
+    LossCounter, PreparedGadget,
 };
 
 /// The event as `gadget-ebpf/src/bpf/trace_open.h` lays it out, and its parser.
@@ -244,6 +244,14 @@ const ATTACH_POINTS: &[AttachPoint] = &[
     syscall_tracepoint!("sys_exit_openat2", required = false),
 ];
 
+/// The map of opens in flight, by thread.
+pub const OPEN_ARGS_MAP: &str = "open_args_by_tid";
+
+const LOSS_COUNTERS: &[LossCounter] = &[LossCounter {
+    map: "lost_opens",
+    what: "opens not followed because a kernel map was full",
+}];
+
 impl PreparedGadget for PreparedOpen {
     fn name(&self) -> &'static str {
         gadget_proto::TRACE_OPEN
@@ -262,6 +270,10 @@ impl PreparedGadget for PreparedOpen {
         ATTACH_POINTS
     }
 
+    fn loss_counters(&self) -> &'static [LossCounter] {
+        LOSS_COUNTERS
+    }
+
     fn decode(&self, record: &Bytes, event: &mut v1::Event) -> Result<(), MalformedRecord> {
         let open = record::parse(record)?;
         let h = &open.header;
@@ -270,7 +282,9 @@ impl PreparedGadget for PreparedOpen {
         let failed = h.ret < 0;
         event.kind = Some(v1::event::Kind::Open(v1::OpenEvent {
             fd: if failed { -1 } else { h.ret },
-            error: if failed { -h.ret } else { 0 },
+            // Saturating: -i32::MIN overflows, and a record's bytes are not
+            // trusted to hold an errno.
+            error: if failed { h.ret.saturating_neg() } else { 0 },
             // The wire carries the generic encoding whatever the node's arch.
             flags: gadget_proto::open_flags::to_generic(h.flags),
             mode: h.mode,
@@ -311,6 +325,26 @@ mod tests {
             };
             assert!(PreparedOpen::new(&params).is_err());
         }
+    }
+
+    /// Found by the batch's property tests: a record whose return value is
+    /// `i32::MIN` made decoding panic (negation overflow) in debug builds.
+    #[test]
+    fn a_return_of_i32_min_does_not_overflow() {
+        let header = record::OpenEventHeader {
+            ret: i32::MIN,
+            ..Default::default()
+        };
+        let mut bytes = vec![0u8; std::mem::size_of::<record::OpenEventHeader>()];
+        // SAFETY: plain struct into a buffer of exactly its size.
+        unsafe { std::ptr::write_unaligned(bytes.as_mut_ptr().cast(), header) };
+        let prepared = PreparedOpen::new(&v1::OpenParams::default()).unwrap();
+        let mut event = v1::Event::default();
+        prepared.decode(&Bytes::from(bytes), &mut event).unwrap();
+        let Some(v1::event::Kind::Open(open)) = event.kind else {
+            panic!("{event:?}")
+        };
+        assert_eq!((open.fd, open.error), (-1, i32::MAX));
     }
 
     #[test]

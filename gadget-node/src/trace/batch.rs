@@ -3,7 +3,6 @@
 
 use std::collections::HashMap as StdHashMap;
 use std::ops::Range;
-use std::sync::Arc;
 
 use aya::maps::{MapData, RingBuf};
 use bytes::BytesMut;
@@ -13,8 +12,10 @@ use crate::clock::BootToWall;
 use crate::gadgets::PreparedGadget;
 use crate::identity::Workload;
 
+use super::verdicts::Judgement;
+
 /// A batch is sent once it holds this many record bytes, to bound messages.
-const MAX_BATCH_BYTES: usize = 1024 * 1024;
+pub(super) const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 /// Record bytes of one drain, copied once into one buffer; events slice it.
 #[derive(Default)]
@@ -42,14 +43,16 @@ impl BatchBuilder {
         self.records.is_empty()
     }
 
-    /// Decodes the records into one batch message; counts malformed ones.
-    /// `admit` says, once per cgroup of the batch, whether its events are
-    /// kept, and with which workload (`None`: the host).
+    /// Decodes the records into one batch message; counts malformed ones,
+    /// and events of cgroups judged without a complete identity in
+    /// `unjudged`. `admit` says, once per cgroup of the batch, whether its
+    /// events are kept, and with which workload (`None`: the host).
     pub(super) fn finish(
         &mut self,
         gadget: &dyn PreparedGadget,
-        mut admit: impl FnMut(u64) -> Option<Option<Arc<Workload>>>,
+        mut admit: impl FnMut(u64) -> Judgement,
         malformed: &mut u64,
+        unjudged: &mut u64,
     ) -> v1::EventBatch {
         let bytes = self.buffer.split().freeze();
         let clock = BootToWall::now();
@@ -57,9 +60,9 @@ impl BatchBuilder {
             workloads: Vec::new(),
             events: Vec::with_capacity(self.records.len()),
         };
-        // cgroup id → 1-based index into batch.workloads, 0 for the host;
-        // `None` when its events are dropped.
-        let mut workload_index: StdHashMap<u64, Option<u32>> = StdHashMap::new();
+        // cgroup id → 1-based index into batch.workloads, 0 for the host,
+        // `None` when its events are dropped; and whether it was unjudged.
+        let mut workload_index: StdHashMap<u64, (Option<u32>, bool)> = StdHashMap::new();
         for range in self.records.drain(..) {
             let record = bytes.slice(range);
             let mut event = v1::Event::default();
@@ -69,14 +72,17 @@ impl BatchBuilder {
             }
             event.timestamp_ns = clock.wall_ns(event.timestamp_ns);
             let cgroup_id = event.process.as_ref().map_or(0, |p| p.cgroup_id);
-            let index = *workload_index.entry(cgroup_id).or_insert_with(|| {
-                admit(cgroup_id).map(|workload| {
+            let (index, was_unjudged) = *workload_index.entry(cgroup_id).or_insert_with(|| {
+                let judgement = admit(cgroup_id);
+                let index = judgement.keep.map(|workload| {
                     workload.map_or(0, |workload| {
                         batch.workloads.push(workload_to_proto(&workload));
                         batch.workloads.len() as u32
                     })
-                })
+                });
+                (index, judgement.unjudged)
             });
+            *unjudged += u64::from(was_unjudged);
             let Some(index) = index else { continue };
             event.workload = index;
             batch.events.push(event);
@@ -100,3 +106,6 @@ pub fn workload_to_proto(w: &Workload) -> v1::Workload {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod properties;

@@ -13,8 +13,10 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use gadget_proto::v1;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::identity::IdentityResolver;
 
@@ -27,7 +29,7 @@ mod verdicts;
 
 pub use attach::{attach_programs, AttachError};
 pub use batch::workload_to_proto;
-pub use reader::{DRAIN_INTERVAL, QUEUE_BATCHES};
+pub use reader::{DRAIN_INTERVAL, FINAL_SEND_TIMEOUT, QUEUE_BATCHES};
 pub use request::{InvalidRequest, TracePlan, DEFAULT_RING_BUFFER_BYTES, MAX_RING_BUFFER_BYTES};
 
 use batch::BatchBuilder;
@@ -64,6 +66,38 @@ pub enum TraceStartError {
     },
 }
 
+/// The most memory one trace holds for its events: its ring buffer
+/// (`ring_buffer_bytes`, kernel memory) and its queue of batches waiting for
+/// the client, counted twice: a decoded event (its structs, vectors and
+/// strings) weighs about as much again as its record's bytes, which its
+/// fields slice. The connection's send buffer and the allocator's slack are
+/// left to the room between the node's budget and its memory limit.
+pub fn memory_bound(ring_buffer_bytes: u32) -> u64 {
+    u64::from(ring_buffer_bytes) + (2 * QUEUE_BATCHES * batch::MAX_BATCH_BYTES) as u64
+}
+
+/// What ends a trace besides its client leaving or its timeout.
+pub struct TraceControls {
+    /// Turns true when the trace is to stop (its client asked, or the node
+    /// stops): it sends its last events and final status, then ends.
+    pub stop: watch::Receiver<bool>,
+    /// The trace ends when its client takes nothing from its full queue for
+    /// this long.
+    pub stall_timeout: Duration,
+}
+
+impl Default for TraceControls {
+    /// Never stopped from outside; a stalled client is given 30 seconds.
+    fn default() -> Self {
+        // A closed channel never turns true.
+        let (_, stop) = watch::channel(false);
+        TraceControls {
+            stop,
+            stall_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// A running trace: its gadget attached, its events arriving on `events`.
 ///
 /// Dropping the receiver ends the trace (the gadget is detached and freed
@@ -75,6 +109,9 @@ pub struct Trace {
     pub program_ids: Vec<u32>,
     /// The trace's task; ends when the trace does.
     pub task: tokio::task::JoinHandle<()>,
+    /// Why the trace ended on its own (a client that stopped reading),
+    /// sent before `events` closes; nothing when it ended as asked.
+    pub failure: oneshot::Receiver<String>,
 }
 
 /// Loads and attaches the gadget of `plan` and starts draining it.
@@ -83,6 +120,15 @@ pub struct Trace {
 /// runs traces also runs [`IdentityResolver::refresh_periodically`], since a
 /// container the kernel filters out never shows up in a lookup.
 pub fn start(plan: TracePlan, identity: Arc<IdentityResolver>) -> Result<Trace, TraceStartError> {
+    start_with(plan, identity, TraceControls::default())
+}
+
+/// [`start`], ended also as `controls` say.
+pub fn start_with(
+    plan: TracePlan,
+    identity: Arc<IdentityResolver>,
+    controls: TraceControls,
+) -> Result<Trace, TraceStartError> {
     crate::tracefs::ensure_mounted().map_err(TraceStartError::Tracefs)?;
     let filter = CgroupFilter::for_selector(&plan.selector);
     let mut ebpf = load::load(&plan, filter)?;
@@ -103,6 +149,7 @@ pub fn start(plan: TracePlan, identity: Arc<IdentityResolver>) -> Result<Trace, 
     let program_ids = attach_programs(&mut ebpf, plan.gadget.attach_points(), &mut warnings)?;
 
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+    let (failure_tx, failure) = oneshot::channel();
     let reader = Reader {
         _ebpf: ebpf,
         maps,
@@ -119,11 +166,14 @@ pub fn start(plan: TracePlan, identity: Arc<IdentityResolver>) -> Result<Trace, 
         },
         status_dirty: true,
         batch: BatchBuilder::default(),
+        stall_timeout: controls.stall_timeout,
+        failure: Some(failure_tx),
     };
-    let task = tokio::spawn(reader.run(plan.timeout));
+    let task = tokio::spawn(reader.run(plan.timeout, controls.stop));
     Ok(Trace {
         events: rx,
         program_ids,
         task,
+        failure,
     })
 }

@@ -1,13 +1,14 @@
 //! The task that owns a running gadget: it drains the ring buffer into
 //! batches, keeps the kernel's cgroup verdicts in line with the containers,
-//! and reports the trace's status, until the client leaves or time is up.
+//! and reports the trace's status, until the client leaves or stops
+//! reading, time is up, or the node stops.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aya::Ebpf;
 use gadget_proto::v1;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::gadgets::PreparedGadget;
 use crate::identity::IdentityResolver;
@@ -15,13 +16,19 @@ use crate::selector::ContainerSelector;
 
 use super::batch::BatchBuilder;
 use super::load::CommonMaps;
-use super::verdicts::{CgroupFilter, Selection};
+use super::verdicts::{CgroupFilter, Judgement, Selection};
 
 /// How often the reader drains the ring buffer when the kernel did not wake
 /// it: the kernel submits without a wakeup, so this bounds a row's latency.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
-/// Batches waiting for a slow client before the node drops (and counts).
-pub const QUEUE_BATCHES: usize = 64;
+/// Batches waiting for a slow client before the node drops (and counts):
+/// 0.4 s of drains, or up to 8 MiB of records (see
+/// [`super::memory_bound`], which the node's memory budget charges). The
+/// connection's flow-control window holds more in front of them.
+pub const QUEUE_BATCHES: usize = 8;
+/// How long the final status may wait for room in the queue: a client that
+/// stopped reading must not keep the gadget attached after its trace ended.
+pub const FINAL_SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The task that owns a running gadget.
 pub(super) struct Reader {
@@ -37,12 +44,21 @@ pub(super) struct Reader {
     pub(super) status: v1::TraceStatus,
     pub(super) status_dirty: bool,
     pub(super) batch: BatchBuilder,
+    /// The trace ends once its client has taken nothing from a full queue
+    /// for this long.
+    pub(super) stall_timeout: Duration,
+    /// Why the trace ended on its own, told before `tx` closes: its queue
+    /// has no room left to say it.
+    pub(super) failure: Option<oneshot::Sender<String>>,
 }
 
 impl Reader {
-    /// Runs the trace until the client leaves or `timeout` is up.
-    pub(super) async fn run(mut self, timeout: Option<Duration>) {
+    /// Runs the trace until the client leaves or stalls, `timeout` is up,
+    /// or `stop` turns true.
+    pub(super) async fn run(mut self, timeout: Option<Duration>, mut stop: watch::Receiver<bool>) {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        // Since when the queue has been full with nothing taken.
+        let mut full_since: Option<tokio::time::Instant> = None;
         let mut drain_tick = tokio::time::interval(DRAIN_INTERVAL);
         drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut changes: watch::Receiver<u64> = self.identity.subscribe();
@@ -61,20 +77,51 @@ impl Reader {
                     }
                 }
                 _ = self.tx.closed() => return,
-                _ = sleep_until(deadline) => {
-                    self.drain();
-                    self.update_lost();
-                    // The last word waits for room: the counters must arrive.
-                    let last = v1::RunGadgetResponse {
-                        kind: Some(v1::run_gadget_response::Kind::Status(self.status.clone())),
-                    };
-                    let _ = self.tx.send(last).await;
+                _ = sleep_until(deadline) => return self.finish().await,
+                _ = wait_true(&mut stop) => return self.finish().await,
+            }
+            // Checked before draining: a queue the last drain filled that is
+            // still full now had nothing taken since.
+            if self.tx.capacity() == 0 {
+                let since = *full_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= self.stall_timeout {
+                    tracing::warn!(
+                        gadget = self.gadget.name(),
+                        stalled_for = ?self.stall_timeout,
+                        "the client took nothing from the full queue; ending the trace"
+                    );
+                    if let Some(failure) = self.failure.take() {
+                        let _ = failure.send(format!(
+                            "the trace ended: the client read nothing for {} s while the \
+                             node's queue was full",
+                            self.stall_timeout.as_secs()
+                        ));
+                    }
                     return;
                 }
+            } else {
+                full_since = None;
             }
             self.drain();
             self.update_lost();
             self.flush_status();
+        }
+    }
+
+    /// The last drain and the final status, which waits for room in the
+    /// queue (the counters must arrive) for at most [`FINAL_SEND_TIMEOUT`].
+    async fn finish(&mut self) {
+        self.drain();
+        self.update_lost();
+        let last = v1::RunGadgetResponse {
+            kind: Some(v1::run_gadget_response::Kind::Status(self.status.clone())),
+        };
+        let sent = tokio::time::timeout(FINAL_SEND_TIMEOUT, self.tx.send(last)).await;
+        if sent.is_err() {
+            tracing::warn!(
+                gadget = self.gadget.name(),
+                "the client took nothing for {FINAL_SEND_TIMEOUT:?}; ending the trace without its final status"
+            );
         }
     }
 
@@ -95,7 +142,7 @@ impl Reader {
             if self.batch.is_empty() {
                 return;
             }
-            let before = self.status.malformed;
+            let before = (self.status.malformed, self.status.unjudged);
             let (selection, map) = (&mut self.selection, &mut self.maps.verdicts);
             let (selector, identity) = (&self.selector, &self.identity);
             let filtered = self.cgroup_filter.enabled != 0;
@@ -104,13 +151,16 @@ impl Reader {
                 if filtered {
                     selection.admit(cgroup_id, map, selector, identity, &mut may_walk)
                 } else {
-                    Some(identity.resolve(cgroup_id))
+                    Judgement::judged(Some(identity.resolve(cgroup_id)))
                 }
             };
-            let batch = self
-                .batch
-                .finish(self.gadget.as_ref(), admit, &mut self.status.malformed);
-            self.status_dirty |= self.status.malformed != before;
+            let batch = self.batch.finish(
+                self.gadget.as_ref(),
+                admit,
+                &mut self.status.malformed,
+                &mut self.status.unjudged,
+            );
+            self.status_dirty |= (self.status.malformed, self.status.unjudged) != before;
             let events = batch.events.len() as u64;
             if events > 0 {
                 let message = v1::RunGadgetResponse {
@@ -168,6 +218,13 @@ impl Reader {
             self.status.warnings.clear();
             self.status.started = false;
         }
+    }
+}
+
+/// Completes once `flag` is true; never when its sender is gone.
+async fn wait_true(flag: &mut watch::Receiver<bool>) {
+    if flag.wait_for(|value| *value).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

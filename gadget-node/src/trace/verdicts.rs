@@ -4,6 +4,7 @@
 
 use std::collections::HashMap as StdHashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
 
@@ -48,15 +49,91 @@ impl VerdictMap for BpfHashMap<MapData, u64, u32> {
     }
 }
 
+/// What the node decided for the events of one cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Judgement {
+    /// Kept, with the workload (`None`: the host), or `None`: dropped.
+    pub(super) keep: Option<Option<Arc<Workload>>>,
+    /// Judged without the identity the selector needs: the cgroup stayed
+    /// unknown after a walk (judged as the host's), or the node does not
+    /// have its pod or container status yet. Each such event is counted.
+    pub(super) unjudged: bool,
+}
+
+impl Judgement {
+    /// Judged on a complete identity.
+    pub(super) fn judged(keep: Option<Option<Arc<Workload>>>) -> Self {
+        Judgement {
+            keep,
+            unjudged: false,
+        }
+    }
+}
+
+/// How long a container whose status has not reached the node yet is left
+/// without a kernel verdict. The status (which names the container) comes
+/// from the kubelet through the API server once the container runs,
+/// usually within a second or two; a cgroup that never gets one (a pod's
+/// sandbox) is judged on what is known after this.
+pub(super) const STATUS_GRACE: Duration = Duration::from_secs(10);
+
+/// Whether the selector's answer for `workload` can be trusted: not while
+/// it names containers and the container's name (from its status) has not
+/// reached the node. A pod the node does not know is judged on what is
+/// known: its spec reaches the node when it is scheduled, before any of its
+/// containers starts, so one still unknown is another node's or not a
+/// Kubernetes pod, not one the node will learn of in time.
+fn identity_complete(selector: &ContainerSelector, workload: &Workload, names_pods: bool) -> bool {
+    !names_pods
+        || workload.pod.is_empty()
+        || selector.container.is_none()
+        || !workload.container.is_empty()
+}
+
 /// The cgroup verdicts the trace has put into the kernel map.
-#[derive(Default)]
 pub(super) struct Selection {
     verdicts: StdHashMap<u64, u32>,
+    /// Containers left without a verdict for want of their status, since
+    /// when (see [`STATUS_GRACE`]).
+    waiting_for_status: StdHashMap<u64, Instant>,
+    /// [`STATUS_GRACE`], shorter in tests.
+    status_grace: Duration,
     /// Generation of the identity resolver at the last sync.
     generation: u64,
 }
 
+impl Default for Selection {
+    fn default() -> Self {
+        Selection {
+            verdicts: StdHashMap::new(),
+            waiting_for_status: StdHashMap::new(),
+            status_grace: STATUS_GRACE,
+            generation: 0,
+        }
+    }
+}
+
 impl Selection {
+    /// Whether `workload` (of `cgroup_id`) may be judged now: its identity is
+    /// complete, or it has waited [`STATUS_GRACE`] for its status.
+    fn may_judge(
+        &mut self,
+        cgroup_id: u64,
+        selector: &ContainerSelector,
+        workload: &Workload,
+        names_pods: bool,
+    ) -> bool {
+        if identity_complete(selector, workload, names_pods) {
+            self.waiting_for_status.remove(&cgroup_id);
+            return true;
+        }
+        let since = *self
+            .waiting_for_status
+            .entry(cgroup_id)
+            .or_insert_with(Instant::now);
+        since.elapsed() >= self.status_grace
+    }
+
     /// Brings the kernel map in line with what the selector says of every
     /// container known now. Returns a warning when the map is full.
     pub(super) fn sync(
@@ -66,8 +143,17 @@ impl Selection {
         identity: &IdentityResolver,
     ) -> Option<String> {
         let mut wanted = StdHashMap::new();
-        for (cgroup_id, workload) in identity.containers() {
-            wanted.insert(cgroup_id, u32::from(selector.matches(&workload)));
+        let names_pods = identity.names_pods();
+        let containers = identity.containers();
+        self.waiting_for_status
+            .retain(|id, _| containers.iter().any(|(present, _)| present == id));
+        for (cgroup_id, workload) in containers {
+            // No verdict from an incomplete identity: the kernel would
+            // drop a new container's events unseen until its status
+            // arrives. Without one, they reach admit(), which counts them.
+            if self.may_judge(cgroup_id, selector, &workload, names_pods) {
+                wanted.insert(cgroup_id, u32::from(selector.matches(&workload)));
+            }
         }
         // The host's cgroups too: the kernel passes cgroups it has no
         // verdict for to userspace.
@@ -104,19 +190,21 @@ impl Selection {
         })
     }
 
-    /// Whether to keep an event of `cgroup_id`, with its workload (`None`
-    /// for the host), or `None` to drop it. A cgroup with a verdict is
-    /// judged by it; any other was let through by the kernel for want of
-    /// one (new since the last sync, often a container that just
-    /// started): it is judged here, and the verdict goes into the kernel
-    /// map so that its next events are judged there.
+    /// Whether to keep the events of `cgroup_id`, with its workload (`None`
+    /// for the host). A cgroup with a verdict is judged by it; any other was
+    /// let through by the kernel for want of one (new since the last sync,
+    /// often a container that just started): it is judged here, and the
+    /// verdict goes into the kernel map so that its next events are judged
+    /// there.
     ///
     /// A cgroup no walk has seen yet is worth one walk of the tree now,
     /// whatever the resolver's rate limit (a new container's first exec is
     /// what a security trace is for), but only if `may_walk`, which the
     /// caller sets once per batch: many new cgroups at once cost one walk
     /// per batch, not one each. One still unknown after that is judged as
-    /// the host's and not learned.
+    /// the host's and not learned; so is a container whose identity is
+    /// incomplete judged without a verdict being stored. Both are marked
+    /// unjudged, for the caller to count.
     pub(super) fn admit(
         &mut self,
         cgroup_id: u64,
@@ -124,12 +212,12 @@ impl Selection {
         selector: &ContainerSelector,
         identity: &IdentityResolver,
         may_walk: &mut bool,
-    ) -> Option<Option<Arc<Workload>>> {
+    ) -> Judgement {
         if let Some(&verdict) = self.verdicts.get(&cgroup_id) {
             // The verdict now, not the one the kernel had: an event of a
             // cgroup that had none when it happened and was judged
             // since is kept only if it is selected.
-            return (verdict != 0).then(|| identity.resolve(cgroup_id));
+            return Judgement::judged((verdict != 0).then(|| identity.resolve(cgroup_id)));
         }
         let mut known = identity.classify(cgroup_id);
         if matches!(known, Identity::Unknown) && std::mem::take(may_walk) {
@@ -138,18 +226,25 @@ impl Selection {
             }
             known = identity.classify(cgroup_id);
         }
-        let (workload, learned) = match known {
-            Identity::Workload(workload) => (Some(workload), true),
+        let (workload, complete) = match known {
+            Identity::Workload(workload) => {
+                let complete =
+                    self.may_judge(cgroup_id, selector, &workload, identity.names_pods());
+                (Some(workload), complete)
+            }
             Identity::Host => (None, true),
             Identity::Unknown => (None, false),
         };
         let keep = selector.accepts(workload.as_deref());
         // A full map is not an error here: events are judged by the node
         // until a sync finds room.
-        if learned && map.set(cgroup_id, u32::from(keep)).is_ok() {
+        if complete && map.set(cgroup_id, u32::from(keep)).is_ok() {
             self.verdicts.insert(cgroup_id, u32::from(keep));
         }
-        keep.then_some(workload)
+        Judgement {
+            keep: keep.then_some(workload),
+            unjudged: !complete,
+        }
     }
 }
 
@@ -296,7 +391,12 @@ mod tests {
             self.selection.sync(&mut self.map, &self.selector, identity)
         }
 
+        /// What the node keeps of `cgroup_id`'s events.
         fn admit(&mut self, cgroup_id: u64, may_walk: &mut bool) -> Option<Option<Arc<Workload>>> {
+            self.judge(cgroup_id, may_walk).keep
+        }
+
+        fn judge(&mut self, cgroup_id: u64, may_walk: &mut bool) -> Judgement {
             let identity = &self.node.identity;
             let map = &mut self.map;
             self.selection
@@ -410,6 +510,102 @@ mod tests {
         assert_eq!(kept.expect("selected").expect("a container").pod, "pod-2");
         assert_eq!(trace.verdict(second), Some(1));
         assert_eq!(trace.walks(), walks + 2);
+    }
+
+    /// A pod the node does not know (another node's, or not Kubernetes'):
+    /// judged on what is known, not left waiting, and judged again when
+    /// the pod shows up.
+    #[test]
+    fn a_container_of_a_pod_the_node_does_not_know_is_judged_on_what_is_known() {
+        let mut trace = FakeTrace::new(FakeNode::new(), 64);
+        let id = trace.node.tree.mkdir(&FakeNode::cgroup(1));
+        assert_eq!(trace.rescan_and_sync(), None);
+        assert_eq!(trace.verdict(id), Some(0));
+        let judgement = trace.judge(id, &mut true);
+        assert_eq!(judgement, Judgement::judged(None));
+
+        trace.node.label(1, "shop", "web");
+        trace.rescan_and_sync();
+        assert_eq!(
+            trace.verdict(id),
+            Some(1),
+            "judged again once the pod is known"
+        );
+    }
+
+    /// Regression: under `-c`, a new container whose status (and so whose
+    /// name) had not reached the node yet was stored as "not selected".
+    #[test]
+    fn a_container_without_its_status_yet_gets_no_verdict_under_a_container_selector() {
+        let node = FakeNode::new();
+        let (uid, id) = FakeNode::ids(1);
+        // The pod is known, its status lists another container only.
+        let other = "ff".repeat(32);
+        let pod = fake_node::pod(&uid, "shop", "pod-1", &[("app", "web")], "main", &other);
+        node.pods.apply(&pod);
+        let cgroup = node.tree.mkdir(&container_path(&uid, &id));
+        let selector = ContainerSelector::from_parts(vec![], "", "main", "", false).unwrap();
+        let mut trace = FakeTrace::with_selector(node, selector, 64);
+        trace.rescan_and_sync();
+        assert_eq!(trace.verdict(cgroup), None);
+        let judgement = trace.judge(cgroup, &mut true);
+        assert_eq!(judgement.keep, None);
+        assert!(judgement.unjudged);
+
+        // The status arrives: the container is `main`, selected.
+        trace.node.label(1, "shop", "web");
+        trace.rescan_and_sync();
+        assert_eq!(trace.verdict(cgroup), Some(1));
+        assert!(!trace.judge(cgroup, &mut true).unjudged);
+        assert!(trace.selection.waiting_for_status.is_empty());
+    }
+
+    /// A container whose status never comes (a pod's sandbox) is judged on
+    /// what is known once it waited [`STATUS_GRACE`].
+    #[test]
+    fn a_container_without_a_status_is_judged_after_the_grace() {
+        let node = FakeNode::new();
+        let (uid, id) = FakeNode::ids(1);
+        let other = "ff".repeat(32);
+        let pod = fake_node::pod(&uid, "shop", "pod-1", &[("app", "web")], "main", &other);
+        node.pods.apply(&pod);
+        let cgroup = node.tree.mkdir(&container_path(&uid, &id));
+        let selector = ContainerSelector::from_parts(vec![], "", "main", "", false).unwrap();
+        let mut trace = FakeTrace::with_selector(node, selector, 64);
+        trace.selection.status_grace = Duration::ZERO;
+        trace.rescan_and_sync();
+        assert_eq!(
+            trace.verdict(cgroup),
+            Some(0),
+            "not `main`, as far as is known"
+        );
+        assert_eq!(trace.judge(cgroup, &mut true), Judgement::judged(None));
+    }
+
+    #[test]
+    fn a_selector_without_pod_criteria_judges_a_container_before_its_pod_is_known() {
+        let node = FakeNode::new();
+        let id = node.tree.mkdir(&FakeNode::cgroup(1));
+        // Every container, not the host: the pod's name does not matter.
+        let selector = ContainerSelector::default();
+        let mut trace = FakeTrace::with_selector(node, selector, 64);
+        trace.rescan_and_sync();
+        assert_eq!(trace.verdict(id), Some(1));
+        assert!(!trace.judge(id, &mut true).unjudged);
+    }
+
+    #[test]
+    fn a_cgroup_that_stays_unknown_is_counted() {
+        let mut trace = FakeTrace::new(FakeNode::new(), 64);
+        trace.rescan_and_sync();
+        let mut may_walk = false;
+        let id = trace.node.start(1, "shop", "web");
+        let judgement = trace.judge(id, &mut may_walk);
+        assert_eq!(judgement.keep, None, "judged as the host's");
+        assert!(judgement.unjudged);
+        // A host cgroup the node knows is judged, not counted.
+        let host = trace.node.host;
+        assert!(!trace.judge(host, &mut may_walk).unjudged);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod cgroups;
 pub mod pods;
+pub mod uring;
 
 use std::ffi::CString;
 use std::time::{Duration, Instant};
@@ -301,4 +302,79 @@ pub fn local_identity() -> gadget_node::identity::IdentityResolver {
         gadget_node::cgroup::CgroupResolver::new(root),
         None,
     )
+}
+
+/// A gadget whose map `map` holds at most `entries` entries: how the tests
+/// fill a kernel map to see that a failed insert is counted.
+pub struct SmallMap {
+    pub inner: Box<dyn gadget_node::gadgets::PreparedGadget>,
+    pub map: &'static str,
+    pub entries: u32,
+}
+
+impl gadget_node::gadgets::PreparedGadget for SmallMap {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn load<'a>(&'a self, loader: &mut aya::EbpfLoader<'a>) -> Result<aya::Ebpf, aya::EbpfError> {
+        loader.set_max_entries(self.map, self.entries);
+        self.inner.load(loader)
+    }
+
+    fn attach_points(&self) -> &'static [gadget_node::gadgets::AttachPoint] {
+        self.inner.attach_points()
+    }
+
+    fn decode(
+        &self,
+        record: &bytes::Bytes,
+        event: &mut v1::Event,
+    ) -> Result<(), gadget_ebpf::MalformedRecord> {
+        self.inner.decode(record, event)
+    }
+
+    fn loss_counters(&self) -> &'static [gadget_node::gadgets::LossCounter] {
+        self.inner.loss_counters()
+    }
+}
+
+/// Waits (at most 10 s) until `pid` is blocked in syscall `nr`, as
+/// `/proc/<pid>/syscall` shows.
+pub fn wait_in_syscall(pid: u32, nr: libc::c_long) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        if now.split(' ').next() == Some(nr.to_string().as_str()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} never blocked in syscall {nr}: {now}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A 32-bit syscall through `int 0x80`: the compat entry of a 64-bit
+/// kernel. Its arguments are 32-bit, so pointers must be below 4 GiB.
+///
+/// # Safety
+/// A raw syscall; the kernel zeroes r8-r15 on the way back.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn int80(nr: u32, a: u32, b: u32, c: u32) -> i32 {
+    let ret: i32;
+    // rbx is reserved by LLVM: swap the first argument in and out.
+    std::arch::asm!(
+        "xchg {a}, rbx",
+        "int 0x80",
+        "xchg {a}, rbx",
+        a = inout(reg) u64::from(a) => _,
+        inlateout("eax") nr => ret,
+        in("ecx") b,
+        in("edx") c,
+        out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+        out("r12") _, out("r13") _, out("r14") _, out("r15") _,
+    );
+    ret
 }

@@ -5,11 +5,20 @@ use gadget_proto::v1::{self, event, run_gadget_request, ExecEvent};
 
 use super::{Frontend, Gadget, GadgetColumn, GadgetFrontend};
 use crate::render::json::{key, write_bool, write_bytes, write_error};
-use crate::render::{write_escaped, write_number, Cell};
+use crate::render::words::{write_name, write_words};
+use crate::render::{write_number, Cell};
 use crate::request::TraceRequestError;
 
 /// The `trace_exec` gadget, for [`super::GADGETS`].
 pub const GADGET: Gadget = Gadget::new(&Frontend::<TraceExec>::NEW);
+
+/// Arguments of one exec kept at most: the node's kernel program's bound
+/// (`EXEC_ARGS_COUNT_CAP`).
+pub const MAX_ARGS: u32 = 1024;
+
+/// Bytes of arguments of one exec kept at most: the node's kernel
+/// program's bound (`EXEC_ARGS_BYTES_CAP`).
+pub const MAX_ARGS_BYTES: u32 = 32768;
 
 /// `trace exec`.
 pub struct TraceExec;
@@ -50,7 +59,10 @@ impl GadgetFrontend for TraceExec {
             name: "exe",
             header: "EXE",
             width: 32,
-            cell: |exec, _| Cell::Text(&exec.exe),
+            cell: |exec, scratch| {
+                write_exe(scratch, exec);
+                Cell::Escaped
+            },
         },
         GadgetColumn {
             name: "pcomm",
@@ -65,7 +77,7 @@ impl GadgetFrontend for TraceExec {
             width: 40,
             cell: |exec, scratch| {
                 write_args(scratch, exec);
-                Cell::Formatted
+                Cell::Escaped
             },
         },
     ];
@@ -107,8 +119,8 @@ impl GadgetFrontend for TraceExec {
             ignore_failed: flags.ignore_failed,
             // 0 on the wire means "the node's default", so an explicit 0
             // would silently mean something else than asked.
-            max_args: nonzero("--max-args", flags.max_args)?,
-            max_args_bytes: nonzero("--max-args-bytes", flags.max_args_bytes)?,
+            max_args: limit("--max-args", flags.max_args, MAX_ARGS)?,
+            max_args_bytes: limit("--max-args-bytes", flags.max_args_bytes, MAX_ARGS_BYTES)?,
         }))
     }
 
@@ -123,6 +135,10 @@ impl GadgetFrontend for TraceExec {
         write_error(out, Self::failure(exec));
         key(out, "exe");
         write_bytes(out, &exec.exe);
+        key(out, "exe_truncated");
+        write_bool(out, exec.exe_truncated);
+        key(out, "exe_unreadable");
+        write_bool(out, exec.exe_unreadable);
         key(out, "args");
         out.push(b'[');
         for (i, arg) in exec.args.iter().enumerate() {
@@ -138,48 +154,40 @@ impl GadgetFrontend for TraceExec {
         write_bytes(out, &exec.parent_comm);
     }
 
-    /// The program as exec'd, then its arguments after `argv[0]`.
-    fn write_compact(out: &mut Vec<u8>, comm: &[u8], exec: &ExecEvent) {
-        // The program as exec'd; `argv[0]` or the new comm when it was not seen.
-        let program = [
-            &exec.exe[..],
-            exec.args.first().map_or(&[][..], |a| &a[..]),
-            comm,
-        ]
-        .into_iter()
-        .find(|name| !name.is_empty())
-        .unwrap_or_default();
+    /// The program as the kernel ran it (never `argv[0]`, which the caller
+    /// chooses), then its arguments after `argv[0]`.
+    fn write_compact(out: &mut Vec<u8>, _comm: &[u8], exec: &ExecEvent) {
         out.push(b' ');
-        write_escaped(out, program);
-        for arg in exec.args.iter().skip(1) {
+        write_exe(out, exec);
+        if exec.args.len() > 1 || exec.args_truncated {
             out.push(b' ');
-            write_escaped(out, arg);
-        }
-        if exec.args_truncated {
-            out.extend_from_slice(" …".as_bytes());
+            write_words(
+                out,
+                exec.args.iter().skip(1).map(|a| &a[..]),
+                exec.args_truncated,
+            );
         }
     }
 }
 
-/// Joins argv with spaces, raw (escaping happens when the cell is written),
-/// and marks a cut argument list with ` …`.
+/// The program, quoted when its content could be misread, marked when cut
+/// or unreadable.
+fn write_exe(out: &mut Vec<u8>, exec: &ExecEvent) {
+    write_name(out, &exec.exe, exec.exe_truncated, exec.exe_unreadable);
+}
+
+/// argv, one word per argument, then ` …` when the list was cut.
 fn write_args(out: &mut Vec<u8>, exec: &ExecEvent) {
-    for (i, arg) in exec.args.iter().enumerate() {
-        if i > 0 {
-            out.push(b' ');
-        }
-        out.extend_from_slice(arg);
-    }
-    if exec.args_truncated {
-        out.extend_from_slice(" …".as_bytes());
-    }
+    write_words(out, exec.args.iter().map(|a| &a[..]), exec.args_truncated);
 }
 
 /// A limit flag: 0 is refused, because the protocol reads it as "the node's
 /// default"; unset is sent as 0.
-fn nonzero(flag: &'static str, value: Option<u32>) -> Result<u32, TraceRequestError> {
+fn limit(flag: &'static str, value: Option<u32>, max: u32) -> Result<u32, TraceRequestError> {
     match value {
         Some(0) => Err(TraceRequestError::ZeroLimit { flag }),
+        // Refused here rather than by every node.
+        Some(value) if value > max => Err(TraceRequestError::AboveLimit { flag, value, max }),
         Some(value) => Ok(value),
         None => Ok(0),
     }

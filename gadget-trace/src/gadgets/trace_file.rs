@@ -61,6 +61,7 @@ use gadget_proto::v1::{
 
 use super::{Frontend, Gadget, GadgetColumn, GadgetFrontend};
 use crate::render::json::{key, write_bool, write_bytes, write_error, write_str};
+use crate::render::words::write_words;
 use crate::render::{signal_name, write_escaped, write_number, write_signal, Cell};
 use crate::request::TraceRequestError;
 
@@ -195,16 +196,8 @@ impl GadgetFrontend for TraceFile {
             width: 40,
             cell: |file, scratch| match args(file) {
                 Some((args, truncated)) => {
-                    for (i, arg) in args.iter().enumerate() {
-                        if i > 0 {
-                            scratch.push(b' ');
-                        }
-                        scratch.extend_from_slice(arg);
-                    }
-                    if truncated {
-                        scratch.extend_from_slice(" …".as_bytes());
-                    }
-                    Cell::Formatted
+                    write_words(scratch, args.iter().map(|a| &a[..]), truncated);
+                    Cell::Escaped
                 }
                 None => Cell::EMPTY,
             },
@@ -549,12 +542,9 @@ fn write_resolved_path(out: &mut Vec<u8>, path: &[u8], truncated: bool) {
 /// The arguments after `argv[0]`, each led by a space, then ` …` when the
 /// list was cut.
 fn write_compact_args(out: &mut Vec<u8>, args: &[Bytes], truncated: bool) {
-    for arg in args.iter().skip(1) {
+    if args.len() > 1 || truncated {
         out.push(b' ');
-        write_escaped(out, arg);
-    }
-    if truncated {
-        out.extend_from_slice(" …".as_bytes());
+        write_words(out, args.iter().skip(1).map(|a| &a[..]), truncated);
     }
 }
 
@@ -835,6 +825,9 @@ impl Policy {
         })
     }
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {
@@ -1828,12 +1821,12 @@ mod tests {
         let line = compact(&event);
         assert_eq!(
             line,
-            "🚀 process default/xwing /usr/bin/vi -c echo \\x1b]0;owned\\x07"
+            "🚀 process default/xwing /usr/bin/vi -c \"echo \\x1b]0;owned\\x07\""
         );
         assert!(!line.chars().any(char::is_control));
         assert_eq!(
             render("columns=args", None, &event),
-            "sh -c echo \\x1b]0;owned\\x07"
+            "sh -c \"echo \\x1b]0;owned\\x07\""
         );
     }
 }

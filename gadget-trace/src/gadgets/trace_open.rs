@@ -8,6 +8,7 @@ use gadget_proto::v1::{self, event, run_gadget_request, OpenEvent, OpenSyscall};
 
 use super::{Frontend, Gadget, GadgetColumn, GadgetFrontend};
 use crate::render::json::{key, write_bool, write_bytes, write_error, write_str};
+use crate::render::words::write_name;
 use crate::render::{write_escaped, write_i64, write_u64, Cell};
 use crate::request::TraceRequestError;
 
@@ -82,13 +83,8 @@ impl GadgetFrontend for TraceOpen {
             header: "PATH",
             width: 40,
             cell: |open, scratch| {
-                if open.path_truncated {
-                    scratch.extend_from_slice(&open.path);
-                    scratch.extend_from_slice("…".as_bytes());
-                    Cell::Formatted
-                } else {
-                    Cell::Text(&open.path)
-                }
+                write_name(scratch, &open.path, open.path_truncated, false);
+                Cell::Escaped
             },
         },
     ];
@@ -179,10 +175,7 @@ impl GadgetFrontend for TraceOpen {
         out.push(b' ');
         write_escaped(out, comm);
         out.push(b' ');
-        write_escaped(out, &open.path);
-        if open.path_truncated {
-            out.extend_from_slice("…".as_bytes());
-        }
+        write_name(out, &open.path, open.path_truncated, false);
     }
 }
 

@@ -310,6 +310,15 @@ pub(crate) fn write_row(out: &mut Vec<u8>, scratch: &mut Vec<u8>, columns: &[Col
         let (text, may_cut) = match column.cell(row, process, scratch) {
             Cell::Text(text) => (text, true),
             Cell::Formatted => (&scratch[..], true),
+            Cell::Escaped => {
+                if i + 1 == columns.len() {
+                    out.extend_from_slice(scratch);
+                } else {
+                    let used = write_fit(out, scratch, width);
+                    pad(out, used, width);
+                }
+                continue;
+            }
             // Numbers are not cut: a shortened pid would be another pid.
             Cell::Number => (&scratch[..], false),
         };
@@ -335,6 +344,10 @@ pub enum Cell<'r> {
     Formatted,
     /// A number formatted into the scratch buffer; never cut.
     Number,
+    /// Text written into the scratch buffer already escaped (by the
+    /// `words` writers), so that the quotes and markers it added are not
+    /// escaped again.
+    Escaped,
 }
 
 impl Cell<'_> {
@@ -353,6 +366,24 @@ impl Cell<'_> {
 fn short_container_id(id: &str) -> &[u8] {
     let id = id.rsplit("://").next().unwrap_or(id).as_bytes();
     &id[..id.len().min(12)]
+}
+
+/// Writes escaped text (printable, one column per character) into at most
+/// `width` columns, ending with `…` when cut; returns the columns used.
+fn write_fit(out: &mut Vec<u8>, escaped: &[u8], width: usize) -> usize {
+    let text = String::from_utf8_lossy(escaped);
+    let count = text.chars().count();
+    if count <= width {
+        out.extend_from_slice(text.as_bytes());
+        return count;
+    }
+    let Some(keep) = width.checked_sub(1) else {
+        return 0;
+    };
+    let end = text.char_indices().nth(keep).map_or(text.len(), |(i, _)| i);
+    out.extend_from_slice(&text.as_bytes()[..end]);
+    out.extend_from_slice("…".as_bytes());
+    width
 }
 
 fn pad(out: &mut Vec<u8>, used: usize, width: usize) {
@@ -505,6 +536,37 @@ mod tests {
         assert_eq!(
             line(&cols(EXEC, "ret,err,args"), &row),
             "-13  EACCES       vi /etc/passwd …\n"
+        );
+    }
+
+    /// Regression: `["x /etc/shadow"]` and a name ending in `…` were
+    /// shown like two arguments and a cut name.
+    #[test]
+    fn exec_args_and_exe_are_quoted_when_their_content_could_be_misread() {
+        let mut event = exec_event("/tmp/x…".as_bytes(), &[b"cat", b"x /etc/shadow"], 0);
+        let row = Row {
+            node: "n",
+            workload: None,
+            event: &event,
+        };
+        assert_eq!(
+            line(&cols(EXEC, "exe,args"), &row),
+            format!("{:32} cat \"x /etc/shadow\"\n", "\"/tmp/x…\"")
+        );
+        if let Some(event::Kind::Exec(exec)) = &mut event.kind {
+            exec.exe = vec![b'a'; 40].into();
+            exec.exe_truncated = true;
+            exec.args = vec!["\x1b[2J".into()];
+        }
+        let row = Row {
+            node: "n",
+            workload: None,
+            event: &event,
+        };
+        // Cut to the column: 31 characters and `…`; the escapes stay.
+        assert_eq!(
+            line(&cols(EXEC, "exe,args"), &row),
+            format!("{}… \\x1b[2J\n", "a".repeat(31))
         );
     }
 

@@ -156,22 +156,58 @@ mod tests {
         assert_eq!(line(&row), "🚀 process host node-1 /usr/sbin/sshd -D\n");
     }
 
+    /// Regression: a fileless exec (`execveat(fd, "", AT_EMPTY_PATH)`)
+    /// showed `argv[0]`, which the caller chooses, as the program.
     #[test]
-    fn exec_without_exe_falls_back_to_argv0_then_comm() {
-        let event = exec_event(b"", &[b"sh", b"-c", b"true"], 0);
+    fn exec_without_exe_never_shows_argv0_as_the_program() {
+        let event = exec_event(b"", &[b"sshd", b"-c", b"true"], -2);
         let row = Row {
             node: "n",
             workload: None,
             event: &event,
         };
-        assert_eq!(line(&row), "🚀 process host n sh -c true\n");
-        let event = exec_event(b"", &[], 0);
+        assert_eq!(line(&row), "❌ process host n \"\" -c true ENOENT\n");
+        let mut event = exec_event(b"", &[b"sshd"], -14);
+        if let Some(event::Kind::Exec(exec)) = &mut event.kind {
+            exec.exe_unreadable = true;
+        }
         let row = Row {
             node: "n",
             workload: None,
             event: &event,
         };
-        assert_eq!(line(&row), "🚀 process host n vi\n");
+        assert_eq!(line(&row), "❌ process host n <unreadable> EFAULT\n");
+    }
+
+    #[test]
+    fn exec_names_and_arguments_cannot_fake_boundaries_or_cuts() {
+        let mut event = exec_event(
+            "/tmp/a b…".as_bytes(),
+            &[b"a", b"x /etc/shadow", "…".as_bytes()],
+            0,
+        );
+        let row = Row {
+            node: "n",
+            workload: None,
+            event: &event,
+        };
+        assert_eq!(
+            line(&row),
+            "🚀 process host n \"/tmp/a b…\" \"x /etc/shadow\" \"…\"\n"
+        );
+        if let Some(event::Kind::Exec(exec)) = &mut event.kind {
+            exec.exe_truncated = true;
+            exec.args_truncated = true;
+        }
+        let row = Row {
+            node: "n",
+            workload: None,
+            event: &event,
+        };
+        assert_eq!(
+            line(&row),
+            "🚀 process host n \"/tmp/a b…\"… \"x /etc/shadow\" \"…\" …\n"
+        );
     }
 
     #[test]

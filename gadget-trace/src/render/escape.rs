@@ -202,7 +202,7 @@ fn unicode_escape(c: char, buf: &mut [u8; 12]) -> &[u8] {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn escaped(text: &[u8]) -> String {
@@ -220,7 +220,7 @@ mod tests {
 
     /// Parses escaped text back into bytes, to show the escaping loses
     /// nothing.
-    fn unescape(text: &str) -> Vec<u8> {
+    pub(crate) fn unescape(text: &str) -> Vec<u8> {
         let mut out = Vec::new();
         let mut chars = text.chars();
         while let Some(c) = chars.next() {
@@ -251,7 +251,7 @@ mod tests {
         out
     }
 
-    fn assert_terminal_safe(out: &str) {
+    pub(crate) fn assert_terminal_safe(out: &str) {
         for c in out.chars() {
             assert!(
                 !c.is_control() && !is_invisible(c),

@@ -26,8 +26,9 @@
 //!
 //! (on one line). `k8s` is `null` for a process in no container. `error` is
 //! `null` on success; its `name` is `null` for an errno without a known
-//! name. An exec has `ret`, `error`, `exe`, `args` (an array), `args_truncated`
-//! and `pcomm` instead of the open fields.
+//! name. An exec has `ret`, `error`, `exe`, `exe_truncated`, `exe_unreadable`
+//! (the name could not be read, so `exe` is empty), `args` (an array),
+//! `args_truncated` and `pcomm` instead of the open fields.
 //!
 //! Trace file's events all have `exe` (the executable the kernel resolved)
 //! and `exe_truncated`, then:
@@ -153,6 +154,8 @@ pub(crate) fn write_status(out: &mut Vec<u8>, node: &str, status: &TraceStatus) 
     write_number(out, &status.lost_node);
     key(out, "malformed");
     write_number(out, &status.malformed);
+    key(out, "unjudged");
+    write_number(out, &status.unjudged);
     key(out, "warnings");
     out.push(b'[');
     for (i, warning) in status.warnings.iter().enumerate() {
@@ -395,6 +398,8 @@ mod tests {
         assert_eq!(value["exe"], "/usr/bin/vi");
         assert_eq!(value["args"], json!(["vi", "", "/etc/passwd"]));
         assert_eq!(value["args_truncated"], false);
+        assert_eq!(value["exe_truncated"], false);
+        assert_eq!(value["exe_unreadable"], false);
         assert_eq!(value["pcomm"], "bash");
     }
 
@@ -552,6 +557,7 @@ mod tests {
             warnings: vec!["kernel lacks \"openat2\"".into()],
             error: String::new(),
             started: true,
+            unjudged: 5,
         };
         let mut out = Vec::new();
         write_status(&mut out, "node-1", &status);
@@ -566,6 +572,7 @@ mod tests {
                 "lost_kernel": 42,
                 "lost_node": 3,
                 "malformed": 0,
+                "unjudged": 5,
                 "warnings": ["kernel lacks \"openat2\""],
                 "error": null,
             })

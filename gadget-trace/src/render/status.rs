@@ -28,6 +28,11 @@ pub(crate) fn write_status_lines(out: &mut Vec<u8>, node: &str, status: &TraceSt
         (status.lost_kernel, "event", "lost (ring buffer full)"),
         (status.lost_node, "event", "dropped (client too slow)"),
         (status.malformed, "record", "malformed"),
+        (
+            status.unjudged,
+            "event",
+            "of containers not identified in time for the selection",
+        ),
     ];
     let mut first = true;
     for (count, noun, what) in losses {
@@ -95,6 +100,14 @@ mod tests {
         assert_eq!(
             lines(&status),
             "node-1: 1 event dropped (client too slow), 2 records malformed\n"
+        );
+        let status = TraceStatus {
+            unjudged: 7,
+            ..TraceStatus::default()
+        };
+        assert_eq!(
+            lines(&status),
+            "node-1: 7 events of containers not identified in time for the selection\n"
         );
     }
 
