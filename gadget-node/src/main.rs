@@ -17,6 +17,7 @@ use gadget_node::local::{self, LocalTrace};
 use gadget_node::server::{self, HealthProbe, NodeLimits};
 use gadget_trace::cli::TraceCommand;
 use gadget_trace::error_line::error_chain;
+use gadget_trace::render::escaped;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Exit code of a bad command line, as clap uses.
@@ -128,7 +129,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => match serve(args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("gadget-node: {}", one_line(&err));
+                eprintln!("gadget-node: {}", escaped(&one_line(&err)));
                 ExitCode::FAILURE
             }
         },
@@ -174,7 +175,7 @@ async fn trace_locally(args: LocalTraceArgs) -> ExitCode {
     let agent = match Agent::start(args.node_name, pods).await {
         Ok(agent) => agent,
         Err(err) => {
-            eprintln!("gadget-node: {}", one_line(&err));
+            eprintln!("gadget-node: {}", escaped(&one_line(&err)));
             return ExitCode::FAILURE;
         }
     };
@@ -182,7 +183,7 @@ async fn trace_locally(args: LocalTraceArgs) -> ExitCode {
         Ok(summary) => match summary.failure() {
             None => ExitCode::SUCCESS,
             Some(failure) => {
-                eprintln!("error: {failure}");
+                eprintln!("error: {}", escaped(&failure));
                 ExitCode::FAILURE
             }
         },

@@ -327,16 +327,12 @@ async fn an_exec_the_full_map_cannot_follow_is_counted() {
         libc::execve(program.as_ptr(), argv.pointers.as_ptr(), env.as_ptr());
         3
     });
-    let mut request = host_request(gadget_proto::TRACE_EXEC, None, None);
-    request.filter.as_mut().unwrap().uid = Some(UID);
-    let mut plan = TracePlan::from_proto(&request).unwrap();
-    plan.gadget = Box::new(common::SmallMap {
-        inner: plan.gadget,
-        map: gadget_node::gadgets::trace_exec::EXEC_STARTS_MAP,
-        entries: 1,
-    });
-    let mut trace = trace::start(plan, Arc::new(common::local_identity())).unwrap();
-    wait_started(&mut trace.events).await;
+    let mut trace = common::start_with_one_entry_map(
+        gadget_proto::TRACE_EXEC,
+        UID,
+        gadget_node::gadgets::trace_exec::EXEC_STARTS_MAP,
+    )
+    .await;
 
     holder.release();
     common::wait_in_syscall(holder.pid, libc::SYS_execve);

@@ -477,16 +477,12 @@ async fn an_open_the_full_map_cannot_follow_is_counted() {
         }
         i32::from(libc::openat(libc::AT_FDCWD, hostname.as_ptr(), libc::O_RDONLY) < 0)
     });
-    let mut request = host_request(gadget_proto::TRACE_OPEN, None, None);
-    request.filter.as_mut().unwrap().uid = Some(UID);
-    let mut plan = TracePlan::from_proto(&request).unwrap();
-    plan.gadget = Box::new(common::SmallMap {
-        inner: plan.gadget,
-        map: gadget_node::gadgets::trace_open::OPEN_ARGS_MAP,
-        entries: 1,
-    });
-    let mut trace = trace::start(plan, Arc::new(common::local_identity())).unwrap();
-    wait_started(&mut trace.events).await;
+    let mut trace = common::start_with_one_entry_map(
+        gadget_proto::TRACE_OPEN,
+        UID,
+        gadget_node::gadgets::trace_open::OPEN_ARGS_MAP,
+    )
+    .await;
 
     holder.release();
     common::wait_in_syscall(holder.pid, libc::SYS_openat);

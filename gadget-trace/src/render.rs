@@ -58,7 +58,7 @@ pub(crate) mod words;
 pub(crate) use columns::Cell;
 pub use columns::Column;
 pub use errno::errno_name;
-pub use escape::write_escaped;
+pub use escape::{escaped, write_escaped};
 pub use json::bytes_from_json;
 pub use signal::signal_name;
 pub(crate) use signal::write_signal;

@@ -11,16 +11,9 @@
 //! passed on, a node's name in JSON output) stay raw, so nothing is escaped
 //! twice.
 
-use gadget_trace::render::write_escaped;
-
 /// `text` with every control, invisible or invalid part escaped (`\x1b`,
 /// `\n`, `\u{202e}`...), so that it cannot drive the terminal.
-pub fn escaped(text: &str) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    write_escaped(&mut out, text.as_bytes());
-    // The escaper writes ASCII escapes and whole UTF-8 characters only.
-    String::from_utf8(out).expect("escaped text is UTF-8")
-}
+pub use gadget_trace::render::escaped;
 
 /// The line `main` prints for an error that ended the command: `error: `
 /// and the error with its causes, escaped, on one line.

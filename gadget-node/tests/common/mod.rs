@@ -339,6 +339,27 @@ impl gadget_node::gadgets::PreparedGadget for SmallMap {
     }
 }
 
+/// Starts a host trace of `gadget` for processes of `uid`, with the
+/// gadget's map `map` cut to one entry (see [`SmallMap`]), once its start
+/// status arrived.
+pub async fn start_with_one_entry_map(
+    gadget: &str,
+    uid: u32,
+    map: &'static str,
+) -> gadget_node::trace::Trace {
+    let mut request = host_request(gadget, None, None);
+    request.filter.as_mut().unwrap().uid = Some(uid);
+    let mut plan = gadget_node::trace::TracePlan::from_proto(&request).unwrap();
+    plan.gadget = Box::new(SmallMap {
+        inner: plan.gadget,
+        map,
+        entries: 1,
+    });
+    let mut trace = gadget_node::trace::start(plan, std::sync::Arc::new(local_identity())).unwrap();
+    wait_started(&mut trace.events).await;
+    trace
+}
+
 /// Waits (at most 10 s) until `pid` is blocked in syscall `nr`, as
 /// `/proc/<pid>/syscall` shows.
 pub fn wait_in_syscall(pid: u32, nr: libc::c_long) {

@@ -42,6 +42,16 @@ pub fn write_escaped(out: &mut Vec<u8>, text: &[u8]) {
     });
 }
 
+/// `text` escaped as by [`write_escaped`], for a line composed as a
+/// string: an error or report line with text from the API server, a node
+/// or the kernel in it.
+pub fn escaped(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    write_escaped(&mut out, text.as_bytes());
+    // The escaper writes ASCII escapes and whole UTF-8 characters only.
+    String::from_utf8(out).expect("escaped text is UTF-8")
+}
+
 /// Writes `text` escaped into at most `width` display columns and returns
 /// the columns used. Text that does not fit is cut at a character or escape
 /// boundary and ends with `…`; an escape is never cut in half.
