@@ -21,6 +21,19 @@ pub struct Usage {
 /// (wait4(2)). The child is reaped here, so it must not be waited for or
 /// signalled through `Child` afterwards: it is consumed.
 pub fn wait_with_usage(child: Child) -> Result<(ExitStatus, Usage)> {
+    let reaped = reap(&child, 0)?.context("wait4 returned without the child")?;
+    drop(child);
+    Ok(reaped)
+}
+
+/// Like [`wait_with_usage`], but returns `Ok(None)` at once when the
+/// child still runs; when it returns `Some`, the child is reaped and must
+/// be dropped without waiting for or signalling it.
+pub fn try_wait_with_usage(child: &Child) -> Result<Option<(ExitStatus, Usage)>> {
+    reap(child, libc::WNOHANG)
+}
+
+fn reap(child: &Child, options: libc::c_int) -> Result<Option<(ExitStatus, Usage)>> {
     let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
     let mut status = 0;
     // SAFETY: rusage is plain integers, for which all zeroes is valid.
@@ -28,25 +41,27 @@ pub fn wait_with_usage(child: Child) -> Result<(ExitStatus, Usage)> {
     loop {
         // SAFETY: both pointers are to live locals of the right types, and
         // `pid` is an unreaped child of this process (`child` owns it).
-        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        let reaped = unsafe { libc::wait4(pid, &mut status, options, &mut usage) };
         if reaped == pid {
             break;
+        }
+        if reaped == 0 {
+            return Ok(None);
         }
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
             return Err(err).context("wait4");
         }
     }
-    drop(child);
     let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 / 1e6;
-    Ok((
+    Ok(Some((
         ExitStatus::from_raw(status),
         Usage {
             cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
             // ru_maxrss is in KiB on Linux.
             peak_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
         },
-    ))
+    )))
 }
 
 /// CPU seconds (user plus system) that running process `pid` has used.
@@ -121,6 +136,10 @@ mod tests {
             ])
             .spawn()
             .unwrap();
+        assert!(
+            try_wait_with_usage(&child).unwrap().is_none(),
+            "it still spins"
+        );
         let (status, usage) = wait_with_usage(child).unwrap();
         assert_eq!(status.code(), Some(3));
         assert!(usage.cpu_seconds > 0.0, "{usage:?}");

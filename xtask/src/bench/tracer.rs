@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::process::{wait_with_usage, Usage};
+use super::process::{try_wait_with_usage, Usage};
 use super::workload::Workload;
 
 /// How a workload is traced.
@@ -74,6 +74,13 @@ const BPFTRACE_STARTED: &str = "bench: started";
 
 /// How long a tracer may take to start on a busy machine.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a tracer may take to stop once interrupted (it writes out what
+/// it holds first).
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often the SIGINT is repeated while the tracer has not stopped.
+const INTERRUPT_AGAIN: Duration = Duration::from_secs(2);
 
 /// A tracer that runs.
 pub struct Running {
@@ -213,14 +220,35 @@ impl Running {
     }
 
     /// Stops the tracer with SIGINT (Ctrl-C: it prints what it holds and
-    /// exits) and reaps it.
+    /// exits) and reaps it. The SIGINT is sent again every
+    /// [`INTERRUPT_AGAIN`]: bpftrace 0.17 sometimes stays in its event
+    /// loop after one, when no event wakes it (seen with the floor).
     pub fn stop(mut self) -> Result<Stopped> {
-        let child = self.child.take().context("the tracer was stopped")?;
-        let pid = libc::pid_t::try_from(child.id())?;
-        // SAFETY: kill(2) takes no pointers; the child is not reaped yet,
-        // so the pid is still ours.
-        unsafe { libc::kill(pid, libc::SIGINT) };
-        let (status, usage) = wait_with_usage(child)?;
+        let pid = self.child.as_ref().context("the tracer was stopped")?.id();
+        let pid = libc::pid_t::try_from(pid)?;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let mut interrupted_at: Option<Instant> = None;
+        let (status, usage) = loop {
+            if interrupted_at.is_none_or(|at| at.elapsed() >= INTERRUPT_AGAIN) {
+                // SAFETY: kill(2) takes no pointers; the child is not
+                // reaped yet, so the pid is still ours.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+                interrupted_at = Some(Instant::now());
+            }
+            let child = self.child.as_ref().context("the tracer was stopped")?;
+            if let Some(reaped) = try_wait_with_usage(child)? {
+                // Reaped: `Drop` must not kill or wait for it.
+                self.child = None;
+                break reaped;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{:?} did not stop within {STOP_TIMEOUT:?} of SIGINT",
+                    self.tracer
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
         // Ours exit 130 on Ctrl-C, bpftrace 0.
         if !status.success() && status.code() != Some(130) {
             bail!(
