@@ -2,6 +2,7 @@
 //! collected while they run, and killed when dropped.
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
@@ -106,6 +107,18 @@ impl Running {
     /// Starts `command` with stdout and stderr captured and stdin empty.
     pub fn spawn(command: &mut Command) -> Result<Running> {
         let line = display(command);
+        // SAFETY: between fork and exec the child only calls signal(2),
+        // which is async-signal-safe, and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                // The suite stops what it started with SIGINT, as a user's
+                // Ctrl-C would. A shell without job control starts its
+                // background jobs with SIGINT ignored, and an ignored
+                // signal stays ignored across exec: restore the default.
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
