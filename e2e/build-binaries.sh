@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Builds the binaries of the local e2e cluster from the Go module proxy:
-#   kube-apiserver, kube-controller-manager, kube-scheduler  (e2e/k8s, k8s.io/kubernetes)
-#   etcd                                                     (e2e/etcd, go.etcd.io/etcd/server/v3)
-#   kwok, kwokctl                                            (go install sigs.k8s.io/kwok/cmd/...@tag)
+#   kube-apiserver, kube-controller-manager, kube-scheduler,
+#   kubelet                                    (e2e/k8s, k8s.io/kubernetes)
+#   etcd                                       (e2e/etcd, go.etcd.io/etcd/server/v3)
+#   kwok, kwokctl                              (go install sigs.k8s.io/kwok/cmd/...@tag)
+#   containerd, containerd-shim-runc-v2, ctr   (e2e/containerd, github.com/containerd/containerd/v2)
+#   pause                                      (build/pause/linux/pause.c of k8s.io/kubernetes,
+#                                               compiled statically with cc)
+# kubelet, containerd and pause run the real node (node.sh).
 #
 # They land in a cache directory keyed by the pinned versions:
-#   ${XDG_CACHE_HOME:-$HOME/.cache}/kubectl-gadget/e2e/<k8s>-<etcd>-<kwok>/bin
+#   ${XDG_CACHE_HOME:-$HOME/.cache}/kubectl-gadget/e2e/<k8s>-<etcd>-<kwok>-<containerd>/bin
 # (GADGET_E2E_CACHE overrides the part before <k8s>-<etcd>-<kwok>).
 # A binary is built to a temporary name and renamed into place when done; the
 # stamp file .complete is written after the last one, so an interrupted build
@@ -24,14 +29,16 @@ mod_version() { # <go.mod> <module path>
 }
 K8S_VERSION="$(mod_version "$here/k8s/go.mod" k8s.io/kubernetes)"
 ETCD_VERSION="$(mod_version "$here/etcd/go.mod" go.etcd.io/etcd/server/v3)"
+CONTAINERD_VERSION="$(mod_version "$here/containerd/go.mod" github.com/containerd/containerd/v2)"
 KWOK_VERSION=v0.8.0
-if [[ ! "$K8S_VERSION" =~ ^v1\.[0-9]+\.[0-9]+$ || ! "$ETCD_VERSION" =~ ^v3\.[0-9]+\.[0-9]+$ ]]; then
-	echo "build-binaries: cannot read the pinned versions from e2e/k8s/go.mod and e2e/etcd/go.mod" >&2
+if [[ ! "$K8S_VERSION" =~ ^v1\.[0-9]+\.[0-9]+$ || ! "$ETCD_VERSION" =~ ^v3\.[0-9]+\.[0-9]+$ ||
+	! "$CONTAINERD_VERSION" =~ ^v2\.[0-9]+\.[0-9]+$ ]]; then
+	echo "build-binaries: cannot read the pinned versions from e2e/k8s/go.mod, e2e/etcd/go.mod and e2e/containerd/go.mod" >&2
 	exit 1
 fi
 
 cache_root="${GADGET_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubectl-gadget/e2e}"
-dir="$cache_root/$K8S_VERSION-$ETCD_VERSION-$KWOK_VERSION"
+dir="$cache_root/$K8S_VERSION-$ETCD_VERSION-$KWOK_VERSION-containerd-$CONTAINERD_VERSION"
 bin="$dir/bin"
 stamp="$dir/.complete"
 
@@ -41,6 +48,7 @@ if [[ "${1:-}" == --dir || -f "$stamp" ]]; then
 fi
 
 command -v go >/dev/null || { echo "build-binaries: go is not installed" >&2; exit 1; }
+command -v cc >/dev/null || { echo "build-binaries: cc is not installed (it compiles pause)" >&2; exit 1; }
 mkdir -p "$bin"
 
 # One build at a time per cache directory (parallel test runs may all call this).
@@ -92,6 +100,16 @@ k8s_build() { # <command>
 etcd_build() {
 	(cd "$here/etcd" && go build -ldflags "-s -w" -o "$bin/etcd.tmp" .)
 }
+containerd_build() { # <command>
+	(cd "$here/containerd" && go build -ldflags "-s -w" -o "$bin/$1.tmp" "github.com/containerd/containerd/v2/cmd/$1")
+}
+# The pod sandbox's process, from the same Kubernetes release: a static C
+# program (no libc in its image), as Kubernetes' build/pause builds it.
+pause_build() {
+	local source
+	source="$(cd "$here/k8s" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
+	cc -Os -static -Wall -Werror -DVERSION="$K8S_VERSION" -o "$bin/pause.tmp" "$source"
+}
 kwok_build() { # <command>: go install into a scratch GOBIN, then into place
 	local gobin="$dir/gobin.$1"
 	rm -rf "$gobin"
@@ -101,7 +119,7 @@ kwok_build() { # <command>: go install into a scratch GOBIN, then into place
 	rm -rf "$gobin"
 }
 
-log "Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, KWOK $KWOK_VERSION -> $bin"
+log "Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, KWOK $KWOK_VERSION, containerd $CONTAINERD_VERSION -> $bin"
 # kube-apiserver first: it is the longest and compiles most of what the others share.
 timed kube-apiserver k8s_build kube-apiserver
 timed kube-controller-manager k8s_build kube-controller-manager
@@ -109,6 +127,11 @@ timed kube-scheduler k8s_build kube-scheduler
 timed etcd etcd_build
 timed kwok kwok_build kwok
 timed kwokctl kwok_build kwokctl
+timed kubelet k8s_build kubelet
+timed containerd containerd_build containerd
+timed containerd-shim-runc-v2 containerd_build containerd-shim-runc-v2
+timed ctr containerd_build ctr
+timed pause pause_build
 
 "$bin/kube-apiserver" --version >&2
 touch "$stamp"

@@ -13,7 +13,8 @@
 #
 # Environment (all optional):
 #   GADGET_E2E_CLUSTER  cluster name                       (gadget-e2e)
-#   GADGET_E2E_NODES    number of KWOK nodes               (3)
+#   GADGET_E2E_NODES    number of KWOK nodes, 0 for none   (3)
+#                       (node.sh adds a real node to the cluster)
 #   GADGET_E2E_WORKDIR  kwokctl's work directory: cluster state, pki, logs
 #                       (${XDG_STATE_HOME:-$HOME/.local/state}/kubectl-gadget/e2e/kwok)
 #   GADGET_E2E_BIN      directory holding the binaries; if unset,
@@ -35,12 +36,15 @@ timeout="${GADGET_E2E_TIMEOUT:-120}"
 export KWOK_WORKDIR="${GADGET_E2E_WORKDIR:-${XDG_STATE_HOME:-$HOME/.local/state}/kubectl-gadget/e2e/kwok}"
 cluster_dir="$KWOK_WORKDIR/clusters/$name"
 kubeconfig="$cluster_dir/kubeconfig.yaml"
+# The kubernetes service's cluster IP: the first address of kwokctl's
+# default service range, 10.0.0.0/24.
+service_ip=10.0.0.1
 
 log() { echo "cluster: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 [[ "$name" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || die "bad cluster name '$name'"
-[[ "$nodes" =~ ^[1-9][0-9]*$ ]] || die "GADGET_E2E_NODES must be a positive number, not '$nodes'"
+[[ "$nodes" =~ ^(0|[1-9][0-9]*)$ ]] || die "GADGET_E2E_NODES must be a number, not '$nodes'"
 
 bin_dir() {
 	if [[ -n "${GADGET_E2E_BIN:-}" ]]; then
@@ -163,6 +167,31 @@ options:
   enableCRDs:
   - PortForward
   - ClusterPortForward
+  # The real node's pods reach the API server through the kubernetes
+  # service's cluster IP (node.sh routes it there), so its certificate names it.
+  kubeApiserverCertSANs:
+  - $service_ip
+componentsPatches:
+# KWOK simulates only the nodes annotated as fake, never the real node.
+- name: kwok-controller
+  extraArgs:
+  - key: manage-all-nodes
+    value: "false"
+    override: true
+  - key: manage-nodes-with-annotation-selector
+    value: kwok.x-k8s.io/node=fake
+# The API server authenticates to the real kubelet (port-forward, logs) with
+# kwokctl's admin certificate; the kubelet checks it against the cluster CA
+# and asks the API server whether that user may (webhook authorization).
+- name: kube-apiserver
+  extraArgs:
+  - key: kubelet-client-certificate
+    value: $cluster_dir/pki/admin.crt
+  - key: kubelet-client-key
+    value: $cluster_dir/pki/admin.key
+  # The node's host name is not in this machine's DNS; its address is.
+  - key: kubelet-preferred-address-types
+    value: InternalIP
 EOF
 
 	log "creating cluster $name in $cluster_dir"
@@ -192,8 +221,10 @@ ready() {
 	wait_for "the API server" k get --raw /readyz || return 1
 	wait_for "the PortForward CRDs" k wait --for condition=established --timeout 1s \
 		crd/portforwards.kwok.x-k8s.io crd/clusterportforwards.kwok.x-k8s.io || return 1
-	node_manifest | k apply -f - >&2 || { log "creating the nodes failed"; return 1; }
-	wait_for "the nodes to be Ready" k wait --for condition=Ready --timeout 1s $(node_names | sed 's|^|node/|') || return 1
+	if ((nodes > 0)); then
+		node_manifest | k apply -f - >&2 || { log "creating the nodes failed"; return 1; }
+		wait_for "the nodes to be Ready" k wait --for condition=Ready --timeout 1s $(node_names | sed 's|^|node/|') || return 1
+	fi
 	wait_for "the default service account" k get serviceaccount default --namespace default || return 1
 	wait_for "the controller-manager lease" k get lease kube-controller-manager --namespace kube-system || return 1
 	wait_for "the scheduler lease" k get lease kube-scheduler --namespace kube-system || return 1

@@ -149,11 +149,17 @@ enum Runner {
         tree: CgroupTree,
         /// The cgroup of each container, below the tree's top.
         cgroups: Vec<String>,
+        /// How many pods there are (their cgroup layouts take turns).
+        pods: usize,
         cat: PathBuf,
         sh: PathBuf,
     },
     /// A real cluster: `kubectl exec`.
-    Cluster(Kubectl),
+    Cluster {
+        kubectl: Kubectl,
+        /// The containers' image.
+        image: String,
+    },
 }
 
 /// The running workloads.
@@ -172,41 +178,23 @@ impl Workloads {
         cluster: &Cluster,
         plan: &[PodPlan],
         markers: &Path,
-        mut tree: CgroupTree,
+        tree: CgroupTree,
     ) -> Result<Workloads> {
-        let mut containers = Vec::new();
-        let mut cgroups = Vec::new();
-        for (index, pod_plan) in plan.iter().enumerate() {
-            let pod = create_pod(cluster, pod_plan, &pod_spec(pod_plan, None))?;
-            let uid = pod.metadata.uid.clone().context("a pod without uid")?;
-            let ids: Vec<String> = pod_plan
-                .containers
-                .iter()
-                .map(|_| random_container_id())
-                .collect::<Result<_>>()?;
-            set_container_ids(cluster, pod_plan, &pod, &ids)?;
-            for (container, id) in pod_plan.containers.iter().zip(ids) {
-                let cgroup = format!(
-                    "{}{}",
-                    node_cgroup(&pod_plan.node),
-                    kubelet_cgroup(index, &uid, &id)
-                );
-                // The container's main process, as the runtime would start it.
-                tree.place(&cgroup);
-                cgroups.push(cgroup);
-                containers.push(pod_plan.container(container, &uid, id));
-            }
-        }
-        Ok(Workloads {
-            containers,
+        let mut workloads = Workloads {
+            containers: Vec::new(),
             markers: markers.to_path_buf(),
             runner: Runner::Local {
                 tree,
-                cgroups,
+                cgroups: Vec::new(),
+                pods: 0,
                 cat: find_program("cat")?,
                 sh: find_program("sh")?,
             },
-        })
+        };
+        for pod_plan in plan {
+            workloads.add_pod(cluster, pod_plan)?;
+        }
+        Ok(workloads)
     }
 
     /// Creates the pods in a real cluster, running `image` (which needs
@@ -218,35 +206,78 @@ impl Workloads {
         image: &str,
         markers: &Path,
     ) -> Result<Workloads> {
-        let mut containers = Vec::new();
+        let mut workloads = Workloads {
+            containers: Vec::new(),
+            markers: markers.to_path_buf(),
+            runner: Runner::Cluster {
+                kubectl: kubectl.clone(),
+                image: image.to_string(),
+            },
+        };
         for pod_plan in plan {
-            let pod = create_pod(cluster, pod_plan, &pod_spec(pod_plan, Some(image)))?;
-            let uid = pod.metadata.uid.clone().context("a pod without uid")?;
-            for container in pod_plan.containers {
-                let status = pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.container_statuses.as_ref())
-                    .and_then(|all| all.iter().find(|s| s.name == *container))
-                    .and_then(|s| s.container_id.clone())
-                    .with_context(|| {
-                        format!(
-                            "pod {}/{} has no container id for {container}",
-                            pod_plan.namespace, pod_plan.name
-                        )
-                    })?;
-                let id = status
-                    .split_once("://")
-                    .map_or(status.as_str(), |(_, id)| id)
-                    .to_string();
-                containers.push(pod_plan.container(container, &uid, id));
+            workloads.add_pod(cluster, pod_plan)?;
+        }
+        Ok(workloads)
+    }
+
+    /// Creates one more pod, as the workloads' first ones were, and waits
+    /// until it runs; its containers are added to [`Workloads::containers`].
+    pub fn add_pod(&mut self, cluster: &Cluster, pod_plan: &PodPlan) -> Result<()> {
+        match &mut self.runner {
+            Runner::Local {
+                tree,
+                cgroups,
+                pods,
+                ..
+            } => {
+                let pod = create_pod(cluster, pod_plan, &pod_spec(pod_plan, None))?;
+                let uid = pod.metadata.uid.clone().context("a pod without uid")?;
+                let ids: Vec<String> = pod_plan
+                    .containers
+                    .iter()
+                    .map(|_| random_container_id())
+                    .collect::<Result<_>>()?;
+                set_container_ids(cluster, pod_plan, &pod, &ids)?;
+                for (container, id) in pod_plan.containers.iter().zip(ids) {
+                    let cgroup = format!(
+                        "{}{}",
+                        node_cgroup(&pod_plan.node),
+                        kubelet_cgroup(*pods, &uid, &id)
+                    );
+                    // The container's main process, as the runtime would start it.
+                    tree.place(&cgroup);
+                    cgroups.push(cgroup);
+                    self.containers
+                        .push(pod_plan.container(container, &uid, id));
+                }
+                *pods += 1;
+            }
+            Runner::Cluster { image, .. } => {
+                let pod = create_pod(cluster, pod_plan, &pod_spec(pod_plan, Some(image)))?;
+                let uid = pod.metadata.uid.clone().context("a pod without uid")?;
+                for container in pod_plan.containers {
+                    let status = pod
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.container_statuses.as_ref())
+                        .and_then(|all| all.iter().find(|s| s.name == *container))
+                        .and_then(|s| s.container_id.clone())
+                        .with_context(|| {
+                            format!(
+                                "pod {}/{} has no container id for {container}",
+                                pod_plan.namespace, pod_plan.name
+                            )
+                        })?;
+                    let id = status
+                        .split_once("://")
+                        .map_or(status.as_str(), |(_, id)| id)
+                        .to_string();
+                    self.containers
+                        .push(pod_plan.container(container, &uid, id));
+                }
             }
         }
-        Ok(Workloads {
-            containers,
-            markers: markers.to_path_buf(),
-            runner: Runner::Cluster(kubectl.clone()),
-        })
+        Ok(())
     }
 
     /// What every marker starts with (for `trace open --prefix`).
@@ -305,7 +336,7 @@ impl Workloads {
                         );
                     }
                 }
-                Runner::Cluster(kubectl) => {
+                Runner::Cluster { kubectl, .. } => {
                     // The marker does not exist in the container: cat fails
                     // with ENOENT, after the exec and the open the traces see.
                     let finished = run(
@@ -377,7 +408,7 @@ impl Workloads {
                     stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
                 })
             }
-            Runner::Cluster(kubectl) => {
+            Runner::Cluster { kubectl, .. } => {
                 let finished = run(
                     &mut kubectl.command([
                         "exec",
@@ -415,7 +446,7 @@ impl Workloads {
             Runner::Local { .. } => {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))
             }
-            Runner::Cluster(_) => {
+            Runner::Cluster { .. } => {
                 self.run_to_success(index, &format!("mkdir -p {}", shell_quote(dir)))
             }
         }
@@ -428,7 +459,7 @@ impl Workloads {
             Runner::Local { .. } => {
                 std::fs::write(path, content).with_context(|| format!("cannot write {path}"))
             }
-            Runner::Cluster(_) => {
+            Runner::Cluster { .. } => {
                 let script = format!("printf %s {} > {}", shell_quote(content), shell_quote(path));
                 self.run_to_success(index, &script)
             }
@@ -452,7 +483,7 @@ impl Workloads {
             Runner::Local { .. } => {
                 std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))
             }
-            Runner::Cluster(_) => {
+            Runner::Cluster { .. } => {
                 let script = format!("cat {}", shell_quote(path));
                 match self.run_shell(index, &script)? {
                     ShellRun {

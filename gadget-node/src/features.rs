@@ -9,6 +9,12 @@ use std::os::fd::{FromRawFd, OwnedFd};
 /// A kernel eBPF feature a gadget may need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Feature {
+    /// Loading a tracepoint program (`BPF_PROG_TYPE_TRACEPOINT`, a kernel
+    /// with `CONFIG_BPF_EVENTS`): every gadget's programs are tracepoint
+    /// programs. Besides CAP_BPF it needs CAP_PERFMON, which creating a map
+    /// does not: without this probe a pod lacking CAP_PERFMON would look
+    /// able to trace and fail at every load.
+    TracepointPrograms,
     /// `BPF_MAP_TYPE_RINGBUF` (Linux 5.8): every gadget sends its events
     /// through one.
     RingBuf,
@@ -26,7 +32,8 @@ pub enum Feature {
 
 impl Feature {
     /// Every feature the node looks for, in the order they are reported.
-    pub const ALL: [Feature; 4] = [
+    pub const ALL: [Feature; 5] = [
+        Feature::TracepointPrograms,
         Feature::RingBuf,
         Feature::Btf,
         Feature::BpfLoop,
@@ -36,6 +43,7 @@ impl Feature {
     /// The feature's name in `NodeInfoResponse.features`.
     pub fn name(self) -> &'static str {
         match self {
+            Feature::TracepointPrograms => "tracepoint_prog",
             Feature::RingBuf => "ringbuf",
             Feature::Btf => "btf",
             Feature::BpfLoop => "bpf_loop",
@@ -47,6 +55,7 @@ impl Feature {
     /// gadget is unavailable.
     pub fn requirement(self) -> &'static str {
         match self {
+            Feature::TracepointPrograms => "a kernel built with CONFIG_BPF_EVENTS",
             Feature::RingBuf => "Linux 5.8 or later",
             Feature::Btf => "a kernel built with CONFIG_DEBUG_INFO_BTF (/sys/kernel/btf/vmlinux)",
             Feature::BpfLoop => "Linux 5.17 or later",
@@ -61,9 +70,10 @@ impl std::fmt::Display for Feature {
     }
 }
 
-/// Features every gadget needs because the trace runtime does: the events
-/// ring buffer, and CO-RE relocation of the shared process record.
-const RUNTIME_NEEDS: &[Feature] = &[Feature::RingBuf, Feature::Btf];
+/// Features every gadget needs because the trace runtime does: tracepoint
+/// programs, the events ring buffer, and CO-RE relocation of the shared
+/// process record.
+const RUNTIME_NEEDS: &[Feature] = &[Feature::TracepointPrograms, Feature::RingBuf, Feature::Btf];
 
 /// What probing one feature found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +136,9 @@ impl KernelFeatures {
             .into_iter()
             .map(|feature| {
                 let support = match feature {
+                    Feature::TracepointPrograms => {
+                        Support::from_probe("bpf(BPF_PROG_LOAD)", probe_tracepoint_program())
+                    }
                     Feature::RingBuf => Support::from_probe("bpf(BPF_MAP_CREATE)", probe_ringbuf()),
                     Feature::Btf => {
                         Support::from_probe("open(/sys/kernel/btf/vmlinux)", probe_btf())
@@ -278,6 +291,7 @@ struct ProgLoadAttr {
 
 /// One `struct bpf_insn`.
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct Insn {
     code: u8,
     /// dst_reg in the low nibble, src_reg in the high one.
@@ -350,21 +364,59 @@ fn probe_helper(helper: i32) -> std::io::Result<bool> {
             off: 0,
             imm: helper,
         },
-        // BPF_ALU64 | BPF_MOV | BPF_K, r0 = 0
-        Insn {
-            code: 0xb7,
-            regs: 0,
-            off: 0,
-            imm: 0,
-        },
-        // BPF_JMP | BPF_EXIT
-        Insn {
-            code: 0x95,
-            regs: 0,
-            off: 0,
-            imm: 0,
-        },
+        RETURN_ZERO[0],
+        RETURN_ZERO[1],
     ];
+    let (err, log) = match load_tracepoint_program(&program) {
+        Ok(_fd) => return Ok(true),
+        Err(refused) => refused,
+    };
+    // The verifier rejects with EACCES too, after writing its log; an LSM
+    // (SELinux, AppArmor) refuses with EACCES before it runs, and missing
+    // capabilities with EPERM.
+    if err.raw_os_error() == Some(libc::EPERM) || (is_permission_error(&err) && log.is_empty()) {
+        return Err(err);
+    }
+    // An empty log means the kernel refused before the verifier ran: unknown.
+    Ok(!log.is_empty() && !helper_unknown_to_verifier(&log))
+}
+
+/// `r0 = 0; exit`: the smallest program the verifier accepts.
+const RETURN_ZERO: [Insn; 2] = [
+    // BPF_ALU64 | BPF_MOV | BPF_K, r0 = 0
+    Insn {
+        code: 0xb7,
+        regs: 0,
+        off: 0,
+        imm: 0,
+    },
+    // BPF_JMP | BPF_EXIT
+    Insn {
+        code: 0x95,
+        regs: 0,
+        off: 0,
+        imm: 0,
+    },
+];
+
+/// Loads (and closes) a tracepoint program that only returns: what every
+/// gadget does first. A permission error is the caller's (CAP_PERFMON
+/// missing, seccomp, an LSM); any other refusal means the kernel cannot
+/// run tracepoint programs.
+fn probe_tracepoint_program() -> std::io::Result<bool> {
+    match load_tracepoint_program(&RETURN_ZERO) {
+        Ok(_fd) => Ok(true),
+        Err((err, _)) if is_permission_error(&err) => Err(err),
+        Err((err, log)) => {
+            tracing::debug!(error = %err, log, "tracepoint program probe failed");
+            Ok(false)
+        }
+    }
+}
+
+/// `BPF_PROG_LOAD` of `program` as a GPL tracepoint program; the error and
+/// the verifier's log when refused.
+fn load_tracepoint_program(program: &[Insn]) -> Result<OwnedFd, (std::io::Error, String)> {
     let license = c"GPL";
     let mut log = vec![0u8; 4096];
     let mut attr = ProgLoadAttr {
@@ -377,21 +429,10 @@ fn probe_helper(helper: i32) -> std::io::Result<bool> {
         log_buf: log.as_mut_ptr() as u64,
         ..Default::default()
     };
-    let err = match bpf(BPF_PROG_LOAD, &mut attr) {
-        Ok(_fd) => return Ok(true),
-        Err(err) => err,
-    };
-    let log =
-        String::from_utf8_lossy(CStr::from_bytes_until_nul(&log).map_or(&[][..], |s| s.to_bytes()))
-            .into_owned();
-    // The verifier rejects with EACCES too, after writing its log; an LSM
-    // (SELinux, AppArmor) refuses with EACCES before it runs, and missing
-    // capabilities with EPERM.
-    if err.raw_os_error() == Some(libc::EPERM) || (is_permission_error(&err) && log.is_empty()) {
-        return Err(err);
-    }
-    // An empty log means the kernel refused before the verifier ran: unknown.
-    Ok(!log.is_empty() && !helper_unknown_to_verifier(&log))
+    bpf(BPF_PROG_LOAD, &mut attr).map_err(|err| {
+        let log = CStr::from_bytes_until_nul(&log).map_or(&[][..], |s| s.to_bytes());
+        (err, String::from_utf8_lossy(log).into_owned())
+    })
 }
 
 /// The verifier's words for a call to a helper it does not offer: an id past
@@ -418,7 +459,8 @@ mod tests {
 
     #[test]
     fn trace_exec_needs_bpf_loop_and_says_so() {
-        let features = KernelFeatures::with(&[Feature::RingBuf, Feature::Btf]);
+        let features =
+            KernelFeatures::with(&[Feature::TracepointPrograms, Feature::RingBuf, Feature::Btf]);
         assert_eq!(
             features.gadget_availability(gadget_proto::TRACE_OPEN),
             Ok(())
@@ -432,7 +474,8 @@ mod tests {
 
     #[test]
     fn every_gadget_needs_a_ring_buffer() {
-        let features = KernelFeatures::with(&[Feature::Btf, Feature::BpfLoop]);
+        let features =
+            KernelFeatures::with(&[Feature::TracepointPrograms, Feature::Btf, Feature::BpfLoop]);
         for gadget in crate::gadgets::names() {
             let reason = features.gadget_availability(gadget).unwrap_err();
             assert!(reason.contains("ringbuf"), "{gadget}: {reason}");
@@ -471,6 +514,7 @@ mod tests {
                     Err(std::io::Error::from_raw_os_error(libc::EPERM)),
                 ),
             ),
+            (Feature::TracepointPrograms, Support::Present),
             (Feature::Btf, Support::Present),
             (Feature::BpfLoop, Support::Present),
         ]);
@@ -486,11 +530,42 @@ mod tests {
         assert!(!reason.contains("lacks"), "{reason}");
     }
 
+    /// A pod with CAP_BPF but not CAP_PERFMON creates maps but may not load
+    /// tracepoint programs: no gadget is available, and the reason is the
+    /// refused load, so the pod is not Ready instead of failing every trace.
+    #[test]
+    fn a_refused_tracepoint_program_makes_every_gadget_unavailable() {
+        let features = KernelFeatures::with_support([
+            (
+                Feature::TracepointPrograms,
+                Support::from_probe(
+                    "bpf(BPF_PROG_LOAD)",
+                    Err(std::io::Error::from_raw_os_error(libc::EPERM)),
+                ),
+            ),
+            (Feature::RingBuf, Support::Present),
+            (Feature::Btf, Support::Present),
+            (Feature::BpfLoop, Support::Present),
+        ]);
+        assert!(!features.any_gadget_available());
+        for gadget in crate::gadgets::names() {
+            let reason = features.gadget_availability(gadget).unwrap_err();
+            assert!(reason.starts_with("permission denied"), "{reason}");
+            assert!(
+                reason.contains("tracepoint_prog: bpf(BPF_PROG_LOAD)"),
+                "{reason}"
+            );
+        }
+    }
+
     #[test]
     fn every_feature_is_reported() {
         let features = KernelFeatures::with(&[]);
         let names: Vec<&str> = features.iter().map(|(f, _)| f.name()).collect();
-        assert_eq!(names, ["ringbuf", "btf", "bpf_loop", "lsm"]);
+        assert_eq!(
+            names,
+            ["tracepoint_prog", "ringbuf", "btf", "bpf_loop", "lsm"]
+        );
     }
 
     #[test]
@@ -514,8 +589,12 @@ mod tests {
     // The probes against the real kernel (CI runs as root on Linux 5.17+,
     // where every probed gadget feature exists).
     #[test]
-    fn probes_find_ringbuf_btf_and_bpf_loop() {
+    fn probes_find_tracepoint_programs_ringbuf_btf_and_bpf_loop() {
         let features = KernelFeatures::detect();
+        assert!(
+            features.supports(Feature::TracepointPrograms),
+            "{features:?}"
+        );
         assert!(features.supports(Feature::RingBuf), "{features:?}");
         assert!(features.supports(Feature::Btf), "{features:?}");
         assert!(features.supports(Feature::BpfLoop), "{features:?}");

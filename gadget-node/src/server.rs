@@ -942,7 +942,8 @@ mod tests {
 
     #[test]
     fn node_info_lists_gadgets_with_their_availability() {
-        let info = service(&[Feature::RingBuf, Feature::Btf]).describe();
+        let info =
+            service(&[Feature::TracepointPrograms, Feature::RingBuf, Feature::Btf]).describe();
         assert_eq!(info.node_name, "node-1");
         assert_eq!(info.kernel_release, "6.1.0");
         assert_eq!(info.protocol_version, gadget_proto::PROTOCOL_VERSION);
@@ -966,7 +967,7 @@ mod tests {
 
     #[tokio::test]
     async fn unavailable_gadget_is_refused_before_loading() {
-        let service = service(&[Feature::RingBuf, Feature::Btf]);
+        let service = service(&[Feature::TracepointPrograms, Feature::RingBuf, Feature::Btf]);
         let request = v1::RunGadgetRequest {
             protocol_version: gadget_proto::PROTOCOL_VERSION,
             gadget: gadget_proto::TRACE_EXEC.into(),
@@ -1143,7 +1144,7 @@ mod tests {
             .parse()
             .unwrap();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let service = self::service(&[Feature::RingBuf, Feature::Btf]);
+        let service = self::service(&[Feature::TracepointPrograms, Feature::RingBuf, Feature::Btf]);
         let server = tokio::spawn(serve(address.bind().await.unwrap(), service, async {
             let _ = stop_rx.await;
         }));

@@ -15,7 +15,7 @@
 //! `SOURCE_DATE_EPOCH` when it is set, else the Unix epoch.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -63,6 +63,54 @@ const DIRECTORIES: [(&str, u32); 8] = [
     ("usr/", 0o755),
     ("usr/bin/", 0o755),
 ];
+
+/// A file of the layer.
+pub struct File {
+    /// Its path in the image, without the leading `/`.
+    pub path: &'static str,
+    /// What it holds.
+    pub bytes: Vec<u8>,
+    /// Its permission bits.
+    pub mode: u32,
+}
+
+/// What a single-layer image holds and runs. Its executables must be
+/// statically linked: the images have no libc.
+pub struct Content {
+    /// `org.opencontainers.image.title`.
+    pub title: &'static str,
+    /// `org.opencontainers.image.description`.
+    pub description: &'static str,
+    /// Empty directories, with their modes, created first.
+    pub directories: &'static [(&'static str, u32)],
+    /// The files; the first is the image's executable.
+    pub files: Vec<File>,
+    /// Symbolic links (path, target).
+    pub symlinks: Vec<(&'static str, &'static str)>,
+    /// The config's `Entrypoint` (left out when empty).
+    pub entrypoint: Vec<&'static str>,
+    /// The config's `Cmd` (left out when empty).
+    pub cmd: Vec<&'static str>,
+}
+
+impl Content {
+    /// The gadget-node image: the binary and the mount points.
+    pub fn gadget_node(binary: Vec<u8>) -> Content {
+        Content {
+            title: "gadget-node",
+            description: "kubectl-gadget node agent: eBPF gadgets for Kubernetes",
+            directories: &DIRECTORIES,
+            files: vec![File {
+                path: BINARY_IN_IMAGE,
+                bytes: binary,
+                mode: 0o755,
+            }],
+            symlinks: Vec::new(),
+            entrypoint: vec![ENTRYPOINT],
+            cmd: CMD.to_vec(),
+        }
+    }
+}
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -117,31 +165,48 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     let binary = std::fs::read(&binary_path)
         .with_context(|| format!("cannot read {}", binary_path.display()))?;
-    let architecture = static_elf_architecture(&binary).map_err(|reason| {
-        anyhow::anyhow!(
-            "{} cannot be the image's gadget-node: {reason}",
-            binary_path.display()
-        )
-    })?;
-    let image = Image::build(&binary, &options.tag, architecture, source_date_epoch()?)?;
-    if let Some(parent) = options.output.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let file = std::fs::File::create(&options.output)
-        .with_context(|| format!("cannot create {}", options.output.display()))?;
-    image
-        .write_archive(std::io::BufWriter::new(file))
-        .with_context(|| format!("cannot write {}", options.output.display()))?;
+    let written = write_image(Content::gadget_node(binary), &options.tag, &options.output)
+        .with_context(|| format!("cannot make the image of {}", binary_path.display()))?;
     let output = options.output.display();
     eprintln!(
-        "wrote {output}: {} (linux/{architecture}, manifest {})\n\
+        "wrote {output}: {} (linux/{}, manifest {})\n\
          load it with: docker load -i {output}\n\
          \x20          or: kind load image-archive {output}\n\
          \x20          or: ctr images import {output}",
-        options.tag, image.manifest.digest
+        options.tag, written.architecture, written.digest
     );
     Ok(())
+}
+
+/// Writes the image of `content`, tagged `reference`, as an archive at
+/// `output`. Refuses an executable that is not statically linked.
+pub fn write_image(content: Content, reference: &str, output: &Path) -> Result<Written> {
+    check_reference(reference)?;
+    let executable = content.files.first().context("an image without files")?;
+    let architecture = static_elf_architecture(&executable.bytes)
+        .map_err(|reason| anyhow::anyhow!("/{}: {reason}", executable.path))?;
+    let image = Image::build(&content, reference, architecture, source_date_epoch()?)?;
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let file = std::fs::File::create(output)
+        .with_context(|| format!("cannot create {}", output.display()))?;
+    image
+        .write_archive(std::io::BufWriter::new(file))
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    Ok(Written {
+        digest: image.manifest.digest,
+        architecture,
+    })
+}
+
+/// What [`write_image`] wrote.
+pub struct Written {
+    /// The manifest's digest, `sha256:<hex>`.
+    pub digest: String,
+    /// The platform's architecture, `amd64` or `arm64`.
+    pub architecture: &'static str,
 }
 
 /// The Rust target a static gadget-node is built for on this machine.
@@ -151,7 +216,7 @@ fn musl_target() -> String {
 
 /// Builds gadget-node for the musl target, which links statically by
 /// default, and returns the binary's path.
-fn build_static_node() -> Result<PathBuf> {
+pub fn build_static_node() -> Result<PathBuf> {
     let target = musl_target();
     ensure_rust_target(&target)?;
     let mut build = cargo();
@@ -348,12 +413,12 @@ struct Image {
 
 impl Image {
     fn build(
-        binary: &[u8],
+        content: &Content,
         reference: &str,
         architecture: &'static str,
         epoch: u64,
     ) -> Result<Self> {
-        let layer_tar = layer_tar(binary, epoch)?;
+        let layer_tar = layer_tar(content, epoch)?;
         let diff_id = sha256_digest(&layer_tar);
         let mut gzip = GzBuilder::new()
             .mtime(0)
@@ -361,25 +426,30 @@ impl Image {
         gzip.write_all(&layer_tar)?;
         let layer = Blob::new(finish(gzip)?);
         let created = rfc3339(epoch)?;
+        let mut image_config = json!({
+            "Env": ["PATH=/usr/bin:/bin"],
+            // uid 0 on purpose: loading eBPF programs needs capabilities
+            // that Kubernetes grants only to root processes (and the e2e
+            // images run as root as their usual images do).
+            "User": "0:0",
+            "Labels": {
+                "org.opencontainers.image.title": content.title,
+                "org.opencontainers.image.description": content.description,
+                "org.opencontainers.image.version": env!("CARGO_PKG_VERSION"),
+                "org.opencontainers.image.licenses": "Apache-2.0",
+            },
+        });
+        if !content.entrypoint.is_empty() {
+            image_config["Entrypoint"] = json!(content.entrypoint);
+        }
+        if !content.cmd.is_empty() {
+            image_config["Cmd"] = json!(content.cmd);
+        }
         let config = Blob::json(&json!({
             "created": created,
             "architecture": architecture,
             "os": "linux",
-            "config": {
-                "Entrypoint": [ENTRYPOINT],
-                "Cmd": CMD,
-                "Env": ["PATH=/usr/bin"],
-                // uid 0 on purpose: loading eBPF programs needs capabilities
-                // that Kubernetes grants only to root processes.
-                "User": "0:0",
-                "Labels": {
-                    "org.opencontainers.image.title": "gadget-node",
-                    "org.opencontainers.image.description":
-                        "kubectl-gadget node agent: eBPF gadgets for Kubernetes",
-                    "org.opencontainers.image.version": env!("CARGO_PKG_VERSION"),
-                    "org.opencontainers.image.licenses": "Apache-2.0",
-                },
-            },
+            "config": image_config,
             "rootfs": { "type": "layers", "diff_ids": [diff_id] },
             "history": [{ "created": created, "created_by": "cargo xtask image" }],
         }));
@@ -467,13 +537,22 @@ fn finish(gzip: GzEncoder<Vec<u8>>) -> Result<Vec<u8>> {
     Ok(gzip.finish()?)
 }
 
-/// The image's only layer: the directories, then the binary, owned by root.
-fn layer_tar(binary: &[u8], epoch: u64) -> Result<Vec<u8>> {
+/// The image's only layer: the directories, the files, then the symbolic
+/// links, all owned by root.
+fn layer_tar(content: &Content, epoch: u64) -> Result<Vec<u8>> {
     let mut layer = tar::Builder::new(Vec::new());
-    for (path, mode) in DIRECTORIES {
-        append_directory(&mut layer, path, mode, epoch)?;
+    for (path, mode) in content.directories {
+        append_directory(&mut layer, path, *mode, epoch)?;
     }
-    append_file(&mut layer, BINARY_IN_IMAGE, binary, 0o755, epoch)?;
+    for file in &content.files {
+        append_file(&mut layer, file.path, &file.bytes, file.mode, epoch)?;
+    }
+    for (path, target) in &content.symlinks {
+        let mut header = header(tar::EntryType::Symlink, 0o777, 0, epoch);
+        layer
+            .append_link(&mut header, path, target)
+            .with_context(|| format!("cannot add {path}"))?;
+    }
     Ok(layer.into_inner()?)
 }
 
@@ -616,9 +695,71 @@ mod tests {
 
     #[test]
     fn same_binary_gives_the_same_digests() {
-        let first = Image::build(&tiny_static_elf(), "g:1", "amd64", 0).unwrap();
-        let second = Image::build(&tiny_static_elf(), "g:1", "amd64", 0).unwrap();
+        let content = || Content::gadget_node(tiny_static_elf());
+        let first = Image::build(&content(), "g:1", "amd64", 0).unwrap();
+        let second = Image::build(&content(), "g:1", "amd64", 0).unwrap();
         assert_eq!(first.manifest.digest, second.manifest.digest);
         assert_eq!(first.layer.bytes, second.layer.bytes);
+    }
+
+    #[test]
+    fn the_layer_holds_directories_files_and_links_in_order() {
+        let content = Content {
+            title: "t",
+            description: "d",
+            directories: &[("bin/", 0o755)],
+            files: vec![File {
+                path: "bin/busybox",
+                bytes: tiny_static_elf(),
+                mode: 0o755,
+            }],
+            symlinks: vec![("bin/sh", "busybox")],
+            entrypoint: Vec::new(),
+            cmd: vec!["sh"],
+        };
+        let layer = layer_tar(&content, 7).unwrap();
+        let mut archive = tar::Archive::new(layer.as_slice());
+        let entries: Vec<(String, tar::EntryType, Option<String>, u32, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                let header = entry.header();
+                (
+                    entry.path().unwrap().display().to_string(),
+                    header.entry_type(),
+                    entry
+                        .link_name()
+                        .unwrap()
+                        .map(|target| target.display().to_string()),
+                    header.mode().unwrap(),
+                    header.mtime().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("bin/".into(), tar::EntryType::Directory, None, 0o755, 7),
+                (
+                    "bin/busybox".into(),
+                    tar::EntryType::Regular,
+                    None,
+                    0o755,
+                    7
+                ),
+                (
+                    "bin/sh".into(),
+                    tar::EntryType::Symlink,
+                    Some("busybox".into()),
+                    0o777,
+                    7
+                ),
+            ]
+        );
+        let image = Image::build(&content, "t:1", "amd64", 7).unwrap();
+        let config: Value = serde_json::from_slice(&image.config.bytes).unwrap();
+        assert_eq!(config["config"]["Cmd"], json!(["sh"]));
+        assert!(config["config"].get("Entrypoint").is_none());
     }
 }

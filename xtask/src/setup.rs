@@ -3,7 +3,9 @@
 //! The kernel programs are C compiled by clang with libbpf's helper headers
 //! and the kernel's uapi headers; the kernel tests need root, BTF and a
 //! kernel with ring buffers. The end-to-end suite builds its Kubernetes
-//! control plane with Go and drives it with kubectl; the benchmark runs
+//! control plane, kubelet and containerd with Go, runs its real node's
+//! containers with Debian's runc and CNI plugins, and drives it all with
+//! kubectl; the benchmark runs
 //! bpftrace beside our gadgets. Installs the
 //! Debian/Ubuntu packages when run as root, and otherwise (and for Go and
 //! kubectl, which distributions ship too old) says exactly what is missing.
@@ -56,6 +58,44 @@ const NEEDS: &[Need] = &[
     },
 ];
 
+/// What the end-to-end suite's real node needs beyond the control plane's
+/// tools: the container runtime's parts that Debian ships (containerd and
+/// the kubelet are built from Go modules) and the workload image's shell.
+const REAL_NODE_NEEDS: &[Need] = &[
+    Need {
+        present: || on_path("runc"),
+        what: "runc (containerd's runtime on the real node)",
+        package: "runc",
+    },
+    Need {
+        present: || {
+            ["/usr/lib/cni", "/opt/cni/bin"]
+                .iter()
+                .any(|dir| Path::new(dir).join("bridge").exists())
+        },
+        what: "the CNI plugins bridge, host-local and loopback (the real node's pod network)",
+        package: "containernetworking-plugins",
+    },
+    Need {
+        present: || on_path("iptables"),
+        what: "iptables (routes the kubernetes service to the API server for the real node's pods)",
+        package: "iptables",
+    },
+    Need {
+        present: || on_path("ip"),
+        what: "ip (the real node's pod bridge)",
+        package: "iproute2",
+    },
+    Need {
+        present: || Path::new(STATIC_BUSYBOX).exists(),
+        what: "a static busybox (the shell and tools of the real node's workload image)",
+        package: "busybox-static",
+    },
+];
+
+/// Where Debian's busybox-static puts its binary.
+pub const STATIC_BUSYBOX: &str = "/bin/busybox";
+
 /// The Go release `k8s.io/kubernetes` v1.36 needs (its go.mod says
 /// `go 1.26.0`); see e2e/README.md.
 const GO_NEEDED: (u32, u32) = (1, 26);
@@ -72,10 +112,12 @@ pub fn run(_args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// What the end-to-end suite needs: the build tools, Go to build the
-/// control plane, and kubectl.
+/// What the end-to-end suite needs: the build tools, the real node's
+/// packages, Go to build the control plane, containerd and the kubelet, and
+/// kubectl.
 pub fn ensure_e2e_tools() -> Result<()> {
     ensure_build_tools()?;
+    ensure_packages(REAL_NODE_NEEDS)?;
     require_go()?;
     if !on_path("kubectl") {
         bail!("{KUBECTL_MISSING}");

@@ -25,5 +25,5 @@ pub fn run(_args: &[String]) -> Result<()> {
     setup::require_kernel_access("the test suite")?;
     run_checked(cargo().args(["test", "--workspace"]))?;
     // Against a real API server; a cluster that does not start fails.
-    e2e::run_local(false)
+    e2e::run_local()
 }

@@ -9,7 +9,6 @@ use crate::gadgets::{AttachPoint, AttachTarget};
 /// A program could not be loaded, or could not be attached to a hook the
 /// trace needs.
 #[derive(Debug, thiserror::Error)]
-#[error("attaching {program} to {target}: {source}")]
 pub struct AttachError {
     /// The program.
     pub program: &'static str,
@@ -17,7 +16,26 @@ pub struct AttachError {
     pub target: AttachTarget,
     /// What aya said, verifier log included (boxed: aya's errors are large
     /// and every `Result` in the load path would carry them).
+    #[source]
     pub source: Box<ProgramError>,
+}
+
+impl std::fmt::Display for AttachError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "attaching {} to {}: ", self.program, self.target)?;
+        match &*self.source {
+            // Refused before the verifier ran (EPERM for a missing
+            // capability, EACCES from an LSM): aya's "Verifier output: "
+            // would end on nothing; the call and its errno say it all.
+            ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } if verifier_log.to_string().trim().is_empty() => {
+                write!(f, "bpf(BPF_PROG_LOAD): {io_error}")
+            }
+            source => write!(f, "{source}"),
+        }
+    }
 }
 
 /// Loads each program of `points` from `ebpf` and attaches it to its hook;
@@ -147,4 +165,42 @@ fn load_and_attach(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_error(errno: i32, log: &str) -> AttachError {
+        AttachError {
+            program: "tracepoint__syscalls__sys_enter_openat",
+            target: AttachTarget::Tracepoint {
+                category: "syscalls",
+                name: "sys_enter_openat",
+            },
+            source: Box::new(ProgramError::LoadError {
+                io_error: std::io::Error::from_raw_os_error(errno),
+                verifier_log: aya_obj::VerifierLog::new(log.to_string()),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_load_refused_before_the_verifier_names_the_call_and_errno() {
+        let message = load_error(libc::EPERM, "").to_string();
+        assert_eq!(
+            message,
+            "attaching tracepoint__syscalls__sys_enter_openat to syscalls/sys_enter_openat: \
+             bpf(BPF_PROG_LOAD): Operation not permitted (os error 1)"
+        );
+    }
+
+    #[test]
+    fn a_load_the_verifier_refused_keeps_its_log() {
+        let message = load_error(libc::EACCES, "R1 invalid mem access 'scalar'\n").to_string();
+        assert!(
+            message.contains("R1 invalid mem access 'scalar'"),
+            "{message}"
+        );
+    }
 }

@@ -1,13 +1,19 @@
 //! `cargo xtask e2e`: the end-to-end suite (the `gadget-e2e` binary of the
 //! `e2e` crate) against a real API server.
 //!
-//! By default against the local control plane of `e2e/`: the cluster
-//! binaries are built from the Go module proxy (cached after the first
-//! time), the cluster is started, the suite runs, and the cluster is deleted
-//! whether the suite passed or not. A cluster that does not start is a
+//! By default against the local control plane of `e2e/`, twice: the
+//! cluster binaries are built from the Go module proxy (cached after the
+//! first time); then the cluster is started with KWOK nodes whose agents
+//! the suite runs on this host, the suite runs, and the cluster is deleted;
+//! then it is started again with one real node (a kubelet and containerd on
+//! this host, see [`real_node`]) and no KWOK node, and the suite runs there
+//! as against a user's cluster. Clusters and the node are deleted whether
+//! the suite passed or not. A cluster or node that does not start is a
 //! failure, never a skip. With `--existing-cluster` the suite runs against
 //! the cluster of `$GADGET_E2E_KUBECONFIG` (or `$KUBECONFIG`) instead and
 //! skips what needs the local harness.
+
+mod real_node;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,15 +24,20 @@ use anyhow::{bail, Context, Result};
 use crate::setup;
 use crate::util::{cargo, display, on_path, run_checked, target_dir, workspace_root};
 
-const USAGE: &str = "usage: cargo xtask e2e [--keep-cluster]
+const USAGE: &str = "usage: cargo xtask e2e [--only kwok|real-node [--keep-cluster]]
        cargo xtask e2e --existing-cluster [--image IMAGE] [--workload-image IMAGE]
 
 Runs the end-to-end suite of kubectl-gadget (see e2e/README.md).
 
   (no flag)           against the local control plane: builds its binaries with Go
-                      (cached), starts it, runs the suite, deletes it; needs root
-  --keep-cluster      leave the local cluster running afterwards, for a look around
-                      (delete it with e2e/cluster.sh down)
+                      (cached), starts it with KWOK nodes, runs the suite, deletes
+                      it; then starts it with a real node (kubelet and containerd on
+                      this host), runs the suite, deletes both; needs root
+  --only kwok|real-node
+                      only the KWOK nodes' run, or only the real node's
+  --keep-cluster      with --only: leave the cluster (and real node) running
+                      afterwards, for a look around (delete them with
+                      e2e/node.sh down and e2e/cluster.sh down)
   --existing-cluster  against the cluster of $GADGET_E2E_KUBECONFIG, or else $KUBECONFIG;
                       deploys and undeploys gadget-node there, and skips the steps
                       that need the local harness
@@ -43,12 +54,20 @@ const PACKAGES: [&str; 6] = ["-p", "kubectl-gadget", "-p", "gadget-node", "-p", 
 pub fn run(args: &[String]) -> Result<()> {
     let mut existing = false;
     let mut keep_cluster = false;
+    let mut only: Option<Nodes> = None;
     let mut suite_args: Vec<String> = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--existing-cluster" => existing = true,
             "--keep-cluster" => keep_cluster = true,
+            "--only" => {
+                only = Some(match args.next().map(String::as_str) {
+                    Some("kwok") => Nodes::Kwok,
+                    Some("real-node") => Nodes::Real,
+                    _ => bail!("--only takes kwok or real-node\n\n{USAGE}"),
+                })
+            }
             "--image" | "--workload-image" => {
                 let value = args
                     .next()
@@ -63,63 +82,122 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     if existing {
-        if keep_cluster {
-            bail!("--keep-cluster is for the local cluster\n\n{USAGE}");
+        if keep_cluster || only.is_some() {
+            bail!("--keep-cluster and --only are for the local cluster\n\n{USAGE}");
         }
-        run_existing(&suite_args)
-    } else {
-        if !suite_args.is_empty() {
-            bail!("--image and --workload-image go with --existing-cluster\n\n{USAGE}");
+        return run_existing(&suite_args);
+    }
+    if !suite_args.is_empty() {
+        bail!("--image and --workload-image go with --existing-cluster\n\n{USAGE}");
+    }
+    match only {
+        None if keep_cluster => {
+            bail!("--keep-cluster needs --only: the first cluster is deleted before the second\n\n{USAGE}")
         }
-        run_local(keep_cluster)
+        None => run_local(),
+        Some(nodes) => run_local_with(&[nodes], keep_cluster),
     }
 }
 
-/// The suite against the local control plane, as `cargo xtask test` runs it.
-pub fn run_local(keep_cluster: bool) -> Result<()> {
+/// The nodes of a local run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Nodes {
+    /// KWOK's simulated nodes; the suite runs their agents on this host.
+    Kwok,
+    /// One real node, a kubelet and containerd on this host.
+    Real,
+}
+
+/// The suite against the local control plane, with KWOK nodes and then with
+/// a real node, as `cargo xtask test` runs it.
+pub fn run_local() -> Result<()> {
+    run_local_with(&[Nodes::Kwok, Nodes::Real], false)
+}
+
+fn run_local_with(runs: &[Nodes], keep_cluster: bool) -> Result<()> {
     let start = Instant::now();
     setup::ensure_e2e_tools()?;
     setup::require_kernel_access("the end-to-end suite")?;
     let e2e_dir = workspace_root().join("e2e");
 
     let phase = Instant::now();
-    let bin = last_line(Command::new(e2e_dir.join("build-binaries.sh")))
-        .context("cannot build the cluster binaries")?;
+    let bin = PathBuf::from(
+        last_line(Command::new(e2e_dir.join("build-binaries.sh")))
+            .context("cannot build the cluster binaries")?,
+    );
     eprintln!(
-        "e2e: cluster binaries in {bin} ({:.1}s)",
+        "e2e: cluster binaries in {} ({:.1}s)",
+        bin.display(),
         phase.elapsed().as_secs_f64()
     );
 
     run_checked(cargo().arg("build").args(PACKAGES))?;
+    let images = if runs.contains(&Nodes::Real) {
+        let phase = Instant::now();
+        let images = real_node::build_images(&e2e_dir, &bin)?;
+        eprintln!(
+            "e2e: the real node's images ({:.1}s)",
+            phase.elapsed().as_secs_f64()
+        );
+        images
+    } else {
+        Vec::new()
+    };
 
-    let phase = Instant::now();
     stop_on_interrupt_later();
-    let cluster = LocalCluster::up(&e2e_dir, &bin, keep_cluster)?;
-    eprintln!("e2e: cluster up ({:.1}s)", phase.elapsed().as_secs_f64());
-
-    let phase = Instant::now();
     let debug = target_dir().join("debug");
-    let result = run_checked(
-        Command::new(debug.join("gadget-e2e"))
+    for nodes in runs {
+        let phase = Instant::now();
+        let cluster = LocalCluster::up(&e2e_dir, &bin, keep_cluster, *nodes)?;
+        let mut suite = Command::new(debug.join("gadget-e2e"));
+        suite
             .arg("--kubeconfig")
             .arg(&cluster.kubeconfig)
             .arg("--kubectl-gadget")
-            .arg(debug.join("kubectl-gadget"))
-            .arg("--gadget-node")
-            .arg(debug.join("gadget-node"))
-            .arg("--cluster-pki")
-            .arg(
-                cluster
-                    .kubeconfig
-                    .parent()
-                    .unwrap_or(Path::new("."))
-                    .join("pki"),
-            ),
-    );
-    eprintln!("e2e: suite ({:.1}s)", phase.elapsed().as_secs_f64());
-    drop(cluster);
+            .arg(debug.join("kubectl-gadget"));
+        let node = match nodes {
+            Nodes::Kwok => {
+                suite
+                    .arg("--gadget-node")
+                    .arg(debug.join("gadget-node"))
+                    .arg("--cluster-pki")
+                    .arg(cluster.pki());
+                None
+            }
+            Nodes::Real => {
+                let node = real_node::RealNode::up(&e2e_dir, &bin, &images, keep_cluster)?;
+                suite
+                    .arg("--existing-cluster")
+                    .arg("--image")
+                    .arg(real_node::gadget_node_image())
+                    .arg("--workload-image")
+                    .arg(real_node::WORKLOAD_IMAGE)
+                    .arg("--real-node-on-this-host")
+                    .arg(&node.name);
+                Some(node)
+            }
+        };
+        let what = match nodes {
+            Nodes::Kwok => "KWOK nodes",
+            Nodes::Real => "a real node",
+        };
+        eprintln!(
+            "e2e: cluster with {what} up ({:.1}s)",
+            phase.elapsed().as_secs_f64()
+        );
+        let phase = Instant::now();
+        let result = run_checked(&mut suite);
+        eprintln!(
+            "e2e: suite with {what} ({:.1}s)",
+            phase.elapsed().as_secs_f64()
+        );
+        // The node goes first: its kubelet still talks to the cluster.
+        drop(node);
+        drop(cluster);
+        result?;
+    }
     eprintln!("e2e: total {:.1}s", start.elapsed().as_secs_f64());
-    result
+    Ok(())
 }
 
 /// The suite against a cluster of the user's.
@@ -159,24 +237,37 @@ fn run_existing(suite_args: &[String]) -> Result<()> {
 /// The local cluster; deleted when dropped unless kept.
 struct LocalCluster {
     script: PathBuf,
-    bin: String,
+    bin: PathBuf,
     kubeconfig: PathBuf,
     keep: bool,
 }
 
 impl LocalCluster {
-    fn up(e2e_dir: &Path, bin: &str, keep: bool) -> Result<LocalCluster> {
+    /// Starts the cluster: with KWOK's three nodes, or with none for the
+    /// real node to join.
+    fn up(e2e_dir: &Path, bin: &Path, keep: bool, nodes: Nodes) -> Result<LocalCluster> {
         let script = e2e_dir.join("cluster.sh");
         let mut command = Command::new(&script);
         command.arg("up").env("GADGET_E2E_BIN", bin);
+        if nodes == Nodes::Real {
+            command.env("GADGET_E2E_NODES", "0");
+        }
         // cluster.sh deletes what it started when `up` fails.
         let kubeconfig = last_line(command).context("the local cluster did not start")?;
         Ok(LocalCluster {
             script,
-            bin: bin.to_string(),
+            bin: bin.to_path_buf(),
             kubeconfig: PathBuf::from(kubeconfig),
             keep,
         })
+    }
+
+    /// The cluster CA's directory (`ca.crt`, `ca.key`).
+    fn pki(&self) -> PathBuf {
+        self.kubeconfig
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("pki")
     }
 }
 
@@ -184,7 +275,8 @@ impl Drop for LocalCluster {
     fn drop(&mut self) {
         if self.keep {
             eprintln!(
-                "e2e: the cluster is kept: KUBECONFIG={}; delete it with e2e/cluster.sh down",
+                "e2e: the cluster is kept: KUBECONFIG={}; delete it with e2e/node.sh down \
+                 (if it has the real node) and e2e/cluster.sh down",
                 self.kubeconfig.display()
             );
             return;
