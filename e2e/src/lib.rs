@@ -22,6 +22,7 @@ pub mod agents;
 pub mod cluster;
 pub mod events;
 pub mod file_trace;
+pub mod host;
 pub mod kubectl;
 pub mod process;
 pub mod suite;

@@ -48,6 +48,13 @@ struct Args {
         requires = "existing_cluster"
     )]
     workload_image: String,
+    /// With --existing-cluster: the name of a node of the cluster whose
+    /// kubelet runs on this host (`e2e/node.sh`). Adds the steps that look
+    /// at that node from the host: the gadget pod's privileges as the kernel
+    /// holds them, each added capability being necessary (they edit the
+    /// DaemonSet), and no BPF program left loaded after undeploy.
+    #[arg(long, value_name = "NODE", requires = "existing_cluster")]
+    real_node_on_this_host: Option<String>,
     /// Keep the work directory (logs, kubeconfigs) even when the suite passes.
     #[arg(long)]
     keep_work_dir: bool,
@@ -76,6 +83,7 @@ fn main() -> ExitCode {
         _ => Mode::Existing {
             image: args.image,
             workload_image: args.workload_image,
+            real_node: args.real_node_on_this_host,
         },
     };
     let options = Options {

@@ -27,7 +27,7 @@
 //! 13. `undeploy --wait` leaves nothing of deploy's behind, and a trace says
 //!     again to run deploy.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,7 @@ use crate::cgroups::CgroupTree;
 use crate::cluster::Cluster;
 use crate::events::{self, Line, Unmarked};
 use crate::file_trace::FileTraceRun;
+use crate::host;
 use crate::kubectl::Kubectl;
 use crate::process::{run, Running};
 use crate::traces::{self, join, RunningTrace, TraceCase};
@@ -102,6 +103,8 @@ pub enum Mode {
         image: Option<String>,
         /// The image of the workload pods (needs `sleep`, `cat` and `sh`).
         workload_image: String,
+        /// A node whose kubelet runs on this host, to look at from here.
+        real_node: Option<String>,
     },
 }
 
@@ -216,6 +219,13 @@ pub fn run_suite(options: Options) -> Result<Vec<StepReport>> {
             "the cluster's kubelets run the gadget pods",
         );
     }
+    let real_node = suite.real_node().is_some();
+    if real_node {
+        suite.step(
+            "the real node's gadget pod holds the manifest's privileges and no more",
+            Suite::real_node_privileges,
+        )?;
+    }
     suite.step("version reaches every node", Suite::version)?;
     suite.step(
         "deploy does not downgrade a newer deployment without --force",
@@ -238,6 +248,10 @@ pub fn run_suite(options: Options) -> Result<Vec<StepReport>> {
         Suite::selection,
     )?;
     suite.step(
+        "a pod started during a trace is attributed from its first event",
+        Suite::late_pod,
+    )?;
+    suite.step(
         "trace file follows a pod's files",
         Suite::file_follows_a_pods_files,
     )?;
@@ -256,10 +270,21 @@ pub fn run_suite(options: Options) -> Result<Vec<StepReport>> {
             "killing the agent of a real node is not something to do to a user's cluster",
         );
     }
-    suite.step(
-        "undeploy --wait leaves nothing of deploy's",
-        Suite::undeploy,
-    )?;
+    if real_node {
+        suite.step(
+            "without any one of its added capabilities the gadget pod is not Ready and says why",
+            Suite::each_capability_is_necessary,
+        )?;
+        suite.step(
+            "undeploy --wait during a trace ends the trace, leaves nothing of deploy's and no BPF program",
+            Suite::undeploy_during_trace,
+        )?;
+    } else {
+        suite.step(
+            "undeploy --wait leaves nothing of deploy's",
+            Suite::undeploy,
+        )?;
+    }
     suite.step(
         "a trace after undeploy says to run deploy",
         Suite::expect_not_deployed,
@@ -270,6 +295,14 @@ pub fn run_suite(options: Options) -> Result<Vec<StepReport>> {
 impl Suite {
     fn is_local(&self) -> bool {
         matches!(self.options.mode, Mode::Local { .. })
+    }
+
+    /// The node whose kubelet runs on this host, if any.
+    fn real_node(&self) -> Option<String> {
+        match &self.options.mode {
+            Mode::Existing { real_node, .. } => real_node.clone(),
+            Mode::Local { .. } => None,
+        }
     }
 
     /// Runs a step, timing and announcing it.
@@ -1280,6 +1313,324 @@ impl Suite {
         }
         // The node agents' pods are gone; so are they.
         self.agents.clear();
+        Ok(())
+    }
+
+    /// A pod created while traces of its namespace run: its container did
+    /// not exist when the traces started, and its events must still carry
+    /// its namespace, pod and container.
+    fn late_pod(&mut self) -> Result<()> {
+        let plan = workloads::late_pod(&self.namespaces, &self.nodes);
+        // Long enough for the pod to start (the image is on the node) and a
+        // round to run in it.
+        let seconds = self.trace_seconds() + 30;
+        let alliance = self.namespaces.alliance.clone();
+        let prefix = self
+            .workloads
+            .as_ref()
+            .map(Workloads::marker_prefix)
+            .context("no workloads yet")?;
+        let (ns, ns2) = (alliance.clone(), alliance.clone());
+        let cases = vec![
+            TraceCase::new(&["exec", "-n", &alliance], &self.nodes, move |c| {
+                c.identity.namespace == ns
+            }),
+            TraceCase::new(
+                &["open", "-n", &alliance, "--prefix", &prefix],
+                &self.nodes,
+                move |c| c.identity.namespace == ns2,
+            ),
+        ];
+        let mut running = Vec::new();
+        for case in cases {
+            running.push(RunningTrace::start(&self.kubectl, case, seconds)?);
+        }
+        for trace in &mut running {
+            trace.wait_started()?;
+        }
+        let unmarked = self.unmarked();
+        let workloads = self.workloads.as_mut().context("no workloads yet")?;
+        workloads.add_pod(&self.cluster, &plan)?;
+        let caused = workloads.run_round("late", |c| c.identity.pod == plan.name)?;
+        let containers = workloads.containers.clone();
+        let mut failed = Vec::new();
+        for trace in running {
+            let (case, finished) = trace.finish(seconds)?;
+            let problems =
+                traces::problems(&case, &finished, &containers, &caused, &prefix, unmarked);
+            if problems.is_empty() {
+                eprintln!(
+                    "e2e:   {}: {}/{} attributed",
+                    case.title(),
+                    plan.name,
+                    plan.containers.join(",")
+                );
+            } else {
+                failed.push((
+                    case.title(),
+                    problems,
+                    format!("{}\n{}", finished.stdout, finished.stderr),
+                ));
+            }
+        }
+        self.plan.push(plan);
+        traces::report(failed)
+    }
+
+    /// The gadget pod on `node` that is not being deleted.
+    fn gadget_pod_on(&self, node: &str) -> Result<Option<Pod>> {
+        let pods = self
+            .cluster
+            .list::<Pod>(&self.cluster.namespaced(NAMESPACE), Some(POD_SELECTOR))?;
+        Ok(pods.into_iter().find(|pod| {
+            pod.metadata.deletion_timestamp.is_none()
+                && pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
+        }))
+    }
+
+    /// The gadget container's spec in the deployed DaemonSet.
+    fn gadget_container_spec(&self) -> Result<k8s_openapi::api::core::v1::Container> {
+        let daemon_set = self
+            .cluster
+            .get(&self.cluster.namespaced::<DaemonSet>(NAMESPACE), NODE_AGENT)?
+            .context("the DaemonSet is not there")?;
+        daemon_set
+            .spec
+            .and_then(|spec| spec.template.spec)
+            .and_then(|spec| spec.containers.into_iter().next())
+            .context("the DaemonSet has no container")
+    }
+
+    /// The capabilities the deployed DaemonSet adds back.
+    fn added_capabilities(&self) -> Result<Vec<String>> {
+        Ok(self
+            .gadget_container_spec()?
+            .security_context
+            .and_then(|context| context.capabilities)
+            .and_then(|capabilities| capabilities.add)
+            .unwrap_or_default())
+    }
+
+    /// The gadget-node process of the real node's gadget pod, as the kernel
+    /// holds it: exactly the capabilities the DaemonSet adds (effective,
+    /// permitted and bounding; none ambient), no_new_privs, the seccomp mode
+    /// of its profile, and a read-only root.
+    fn real_node_privileges(&mut self) -> Result<()> {
+        let node = self.real_node().context("no real node")?;
+        let pod = self
+            .gadget_pod_on(&node)?
+            .with_context(|| format!("no gadget pod on {node}"))?;
+        let status = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|all| all.first())
+            .context("the gadget pod has no container status")?;
+        let container_id = status
+            .container_id
+            .clone()
+            .context("the gadget container has no id")?;
+        if let Mode::Existing {
+            image: Some(image), ..
+        } = &self.options.mode
+        {
+            if !status.image.ends_with(image.as_str()) {
+                bail!("the gadget container runs {}, not {image}", status.image);
+            }
+        }
+        let spec = self.gadget_container_spec()?;
+        let added = self.added_capabilities()?;
+        let unconfined = spec
+            .security_context
+            .as_ref()
+            .and_then(|context| context.seccomp_profile.as_ref())
+            .is_some_and(|profile| profile.type_ == "Unconfined");
+        let pid = host::container_process(&container_id, "gadget-node")?;
+        let held = host::ProcessPrivileges::of(pid)?;
+        let wanted = host::capability_mask(&added)?;
+        let mut problems = Vec::new();
+        for (set, mask) in [
+            ("effective", held.effective),
+            ("permitted", held.permitted),
+            ("bounding", held.bounding),
+        ] {
+            if mask != wanted {
+                problems.push(format!(
+                    "its {set} capabilities are {mask:#x}, not {wanted:#x} ({added:?})"
+                ));
+            }
+        }
+        if held.ambient != 0 {
+            problems.push(format!("it has ambient capabilities {:#x}", held.ambient));
+        }
+        if !held.no_new_privs {
+            problems.push("no_new_privs is not set (allowPrivilegeEscalation: false)".into());
+        }
+        let wanted_seccomp = if unconfined { 0 } else { 2 };
+        if held.seccomp != wanted_seccomp {
+            problems.push(format!(
+                "its seccomp mode is {}, not {wanted_seccomp}",
+                held.seccomp
+            ));
+        }
+        if !held.read_only_root {
+            problems.push("its root file system is writable".into());
+        }
+        if !problems.is_empty() {
+            bail!(
+                "gadget-node (pid {pid}) on {node}: {}",
+                problems.join("; ")
+            );
+        }
+        eprintln!(
+            "e2e:   gadget-node (host pid {pid}) holds exactly {added:?} (CapEff {:#x}), \
+             no_new_privs, seccomp mode {}, a read-only root",
+            held.effective, held.seccomp
+        );
+        Ok(())
+    }
+
+    /// For each capability the DaemonSet adds, the DaemonSet without it: the
+    /// new gadget pod starts, logs which call the kernel refused, and does
+    /// not become Ready. Then deploy puts the manifest back, as a user would.
+    fn each_capability_is_necessary(&mut self) -> Result<()> {
+        let node = self.real_node().context("no real node")?;
+        let added = self.added_capabilities()?;
+        if added.is_empty() {
+            bail!("the DaemonSet adds no capability");
+        }
+        let daemon_sets = self.cluster.namespaced::<DaemonSet>(NAMESPACE);
+        for capability in &added {
+            let others: Vec<&String> = added.iter().filter(|c| *c != capability).collect();
+            // A strategic merge patch replaces the list (it has no merge key).
+            let without = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+                {"name": NODE_AGENT, "securityContext": {"capabilities": {"add": others}}}
+            ]}}}});
+            let old_uid = self
+                .gadget_pod_on(&node)?
+                .and_then(|pod| pod.metadata.uid)
+                .unwrap_or_default();
+            self.cluster
+                .block_on(daemon_sets.patch(
+                    NODE_AGENT,
+                    &PatchParams::default(),
+                    &Patch::Strategic(&without),
+                ))
+                .with_context(|| format!("cannot remove {capability} from the DaemonSet"))?;
+            let pod = poll(
+                &format!("a gadget pod without {capability} to run on {node}"),
+                Duration::from_secs(120),
+                || {
+                    let pod = self.gadget_pod_on(&node)?;
+                    let running = pod.as_ref().is_some_and(|pod| {
+                        pod.metadata.uid.as_deref() != Some(old_uid.as_str())
+                            && pod
+                                .status
+                                .as_ref()
+                                .and_then(|s| s.container_statuses.as_ref())
+                                .and_then(|all| all.first())
+                                .and_then(|c| c.state.as_ref())
+                                .is_some_and(|state| state.running.is_some())
+                    });
+                    Ok(match pod {
+                        Some(pod) if running => Poll::Ready(pod),
+                        _ => Poll::Pending("not running yet".into()),
+                    })
+                },
+            )?;
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let refused = poll(
+                &format!("pod {name}'s log to say what the kernel refused"),
+                Duration::from_secs(60),
+                || {
+                    let finished = run(
+                        &mut self
+                            .kubectl
+                            .command(["logs", "-n", NAMESPACE, name.as_str()]),
+                        Duration::from_secs(30),
+                    )?;
+                    let line = finished
+                        .stdout_lines()
+                        .find(|line| {
+                            line.contains("gadget unavailable") && line.contains("permission denied")
+                        })
+                        .map(str::to_string);
+                    Ok(match line {
+                        Some(line) => Poll::Ready(line),
+                        None => Poll::Pending(format!("log: {}", finished.stdout.trim())),
+                    })
+                },
+            )?;
+            // The readiness probe runs every 5 s; three periods without
+            // becoming Ready is the probe saying no, not a slow start.
+            std::thread::sleep(Duration::from_secs(15));
+            let pod = self
+                .gadget_pod_on(&node)?
+                .with_context(|| format!("pod {name} is gone"))?;
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if ready {
+                bail!("without {capability}, pod {name} became Ready; its log says: {refused}");
+            }
+            eprintln!("e2e:   without {capability}: not Ready; {refused}");
+            // As a user would: deploy again puts the manifest back.
+            run(
+                &mut self.kubectl.gadget(self.deploy_args(&[
+                    "--wait",
+                    "--timeout",
+                    ROLLOUT_TIMEOUT,
+                ])),
+                ROLLOUT_DEADLINE,
+            )?
+            .success()?;
+            if self.added_capabilities()? != added {
+                bail!("deploy did not put back the capabilities {added:?}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Undeploy while a trace runs on the real node: the trace ends by
+    /// itself (the node ends it as its pod stops), everything deploy made is
+    /// gone, and so is every BPF program the trace had loaded.
+    fn undeploy_during_trace(&mut self) -> Result<()> {
+        let before = host::loaded_programs()?;
+        let case = TraceCase::new(&["open", "-A"], &self.nodes, |_| true);
+        let mut trace = RunningTrace::start(&self.kubectl, case, 0)?;
+        trace.wait_started()?;
+        let ours: BTreeMap<u32, String> = host::loaded_programs()?
+            .into_iter()
+            .filter(|(id, _)| !before.contains_key(id))
+            .collect();
+        if ours.is_empty() {
+            bail!("bpftool shows no new BPF program while the trace runs");
+        }
+        self.undeploy()?;
+        let finished = trace.process.finish(Duration::from_secs(30)).context(
+            "the trace did not end within 30 s of undeploy removing its node's pod",
+        )?;
+        let left: Vec<String> = host::loaded_programs()?
+            .into_iter()
+            .filter(|(id, _)| ours.contains_key(id))
+            .map(|(id, name)| format!("{id} {name}"))
+            .collect();
+        if !left.is_empty() {
+            bail!(
+                "after undeploy these BPF programs of the trace are still loaded: {}",
+                left.join(", ")
+            );
+        }
+        let names: BTreeSet<&str> = ours.values().map(String::as_str).collect();
+        eprintln!(
+            "e2e:   the trace had loaded {} programs ({}); none is left; it ended ({}) with: {}",
+            ours.len(),
+            names.into_iter().collect::<Vec<_>>().join(", "),
+            finished.status,
+            finished.stderr.lines().last().unwrap_or_default()
+        );
         Ok(())
     }
 

@@ -104,6 +104,18 @@ pub fn plan(namespaces: &Namespaces, nodes: &[String]) -> Vec<PodPlan> {
     ]
 }
 
+/// The pod [`Workloads::add_pod`] adds while traces run: one container, in
+/// the first namespace, on the first node.
+pub fn late_pod(namespaces: &Namespaces, nodes: &[String]) -> PodPlan {
+    PodPlan {
+        namespace: namespaces.alliance.clone(),
+        name: "ywing",
+        node: nodes[0].clone(),
+        labels: &[("org", "alliance"), ("class", "fighter")],
+        containers: &["cockpit"],
+    }
+}
+
 /// A container of a running workload pod.
 #[derive(Debug, Clone)]
 pub struct WorkloadContainer {

@@ -87,6 +87,11 @@ const REAL_NODE_NEEDS: &[Need] = &[
         package: "iproute2",
     },
     Need {
+        present: || on_path("bpftool"),
+        what: "bpftool (the suite checks that undeploy leaves no BPF program loaded)",
+        package: "bpftool",
+    },
+    Need {
         present: || Path::new(STATIC_BUSYBOX).exists(),
         what: "a static busybox (the shell and tools of the real node's workload image)",
         package: "busybox-static",
