@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use gadget_proto::kernel_version::{KernelVersion, MEMCG_BPF_ACCOUNTING};
 use tokio::task::JoinHandle;
 
 use crate::cgroup::{find_cgroup2_mount, CgroupResolver};
@@ -106,19 +107,47 @@ impl Drop for Background {
 /// to RLIMIT_MEMLOCK, whose container default is far below one ring
 /// buffer; this is what the DaemonSet's CAP_SYS_RESOURCE is for. From 5.11
 /// on memory cgroups account for BPF memory and the limit is not used, so a
-/// refusal is only worth a debug line.
+/// refusal there is only worth a debug line; before, gadgets will fail to
+/// load, and the warning says what to do.
 fn raise_memlock_limit() {
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: setrlimit reads the struct it is given and nothing else.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
-        tracing::debug!(
-            error = %std::io::Error::last_os_error(),
-            "cannot raise RLIMIT_MEMLOCK (not needed on Linux 5.11 and later)"
-        );
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } == 0 {
+        return;
     }
+    let error = std::io::Error::last_os_error();
+    let release = kernel_release().unwrap_or_default();
+    match memlock_refusal_warning(&release) {
+        Some(warning) => tracing::warn!(%error, "{warning}"),
+        None => tracing::debug!(
+            %error,
+            "cannot raise RLIMIT_MEMLOCK (not needed on Linux 5.11 and later)"
+        ),
+    }
+}
+
+/// What a refused raise of RLIMIT_MEMLOCK means on the kernel `release`
+/// (`uname -r`): `None` when the kernel does not charge BPF memory to it;
+/// otherwise, or when the release is not a version, the warning. This node
+/// joined after the last deploy, which left the capability out because
+/// every node it saw runs 5.11 or later: deploying again adds it.
+fn memlock_refusal_warning(release: &str) -> Option<String> {
+    let since = MEMCG_BPF_ACCOUNTING.major_minor();
+    let kernel = match KernelVersion::parse(release) {
+        Some(version) if !version.charges_bpf_to_memlock() => return None,
+        Some(_) => format!("this node runs Linux {release}, older than {since}"),
+        None => format!(
+            "this node's kernel release {release:?} is not a version, so it may be older than {since}"
+        ),
+    };
+    Some(format!(
+        "cannot raise RLIMIT_MEMLOCK: {kernel}, where BPF memory counts against that limit, so \
+         gadgets may fail to load; the gadget pod needs CAP_SYS_RESOURCE: run \
+         \"kubectl gadget deploy\" again, which adds it when a node runs Linux before {since}"
+    ))
 }
 
 async fn kube_client_from(path: &Path) -> anyhow::Result<kube::Client> {
@@ -167,6 +196,49 @@ fn log_description(description: &NodeDescription) {
     for gadget in crate::gadgets::names() {
         if let Err(reason) = description.features.gadget_availability(gadget) {
             tracing::warn!(gadget, reason, "gadget unavailable");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_memlock_raise_warns_before_linux_5_11() {
+        for release in ["5.10.0-1057-aws", "4.18.0-513.el8.x86_64", "5.8.0"] {
+            let warning = memlock_refusal_warning(release).expect(release);
+            assert!(
+                warning.contains(&format!("this node runs Linux {release}, older than 5.11")),
+                "{warning}"
+            );
+            assert!(warning.contains("CAP_SYS_RESOURCE"), "{warning}");
+            assert!(
+                warning.contains("run \"kubectl gadget deploy\" again"),
+                "{warning}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_memlock_raise_is_harmless_from_linux_5_11() {
+        for release in ["5.11.0", "6.18.44-fc-v657", "5.15.0-100-generic", "10.0.0"] {
+            assert_eq!(memlock_refusal_warning(release), None, "{release}");
+        }
+    }
+
+    /// A release that is not a version may be an old kernel: warn.
+    #[test]
+    fn a_refused_memlock_raise_warns_when_the_version_is_unknown() {
+        for release in ["", "garbage"] {
+            let warning = memlock_refusal_warning(release).expect(release);
+            assert!(
+                warning.contains(&format!(
+                    "kernel release {release:?} is not a version, so it may be older than 5.11"
+                )),
+                "{warning}"
+            );
+            assert!(warning.contains("CAP_SYS_RESOURCE"), "{warning}");
         }
     }
 }

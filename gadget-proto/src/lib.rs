@@ -1,9 +1,12 @@
 //! The node service protocol of kubectl-gadget: the generated messages and
 //! service, its version, the gadgets' names on the wire, and what a field's
 //! encoding means to both ends (the label selector syntax a selector is
-//! sent in, the Kubernetes name rules, the open flags' encoding).
+//! sent in, the Kubernetes name rules, the open flags' encoding), and the
+//! one rule both read from a node's kernel version (whether the gadget pod
+//! needs `CAP_SYS_RESOURCE`).
 
 pub mod k8s_names;
+pub mod kernel_version;
 pub mod label_selector;
 pub mod open_flags;
 

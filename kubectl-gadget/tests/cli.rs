@@ -272,17 +272,35 @@ fn unreachable_api_server_is_one_line() {
 }
 
 /// A fake API server: answers each request whose path starts with a route's
-/// prefix with that route's status and JSON body, 404 otherwise.
+/// prefix (the first such route) with that route's status and JSON body,
+/// 404 otherwise.
 struct FakeApi {
     url: String,
+    /// The path of every request, in order.
     requests: Arc<Mutex<Vec<String>>>,
+    /// The path and body of every request with a body (applies, reviews).
+    bodies: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+/// What a [`FakeApi`] records of the requests it answers.
+#[derive(Clone)]
+struct Seen {
+    paths: Arc<Mutex<Vec<String>>>,
+    bodies: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 fn fake_api(routes: Vec<(&'static str, u16, String)>) -> FakeApi {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let seen = requests.clone();
+    let seen = Seen {
+        paths: Arc::new(Mutex::new(Vec::new())),
+        bodies: Arc::new(Mutex::new(Vec::new())),
+    };
+    let api = FakeApi {
+        url,
+        requests: seen.paths.clone(),
+        bodies: seen.bodies.clone(),
+    };
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
@@ -291,10 +309,10 @@ fn fake_api(routes: Vec<(&'static str, u16, String)>) -> FakeApi {
             std::thread::spawn(move || answer(stream, &routes, &seen));
         }
     });
-    FakeApi { url, requests }
+    api
 }
 
-fn answer(stream: TcpStream, routes: &[(&'static str, u16, String)], seen: &Mutex<Vec<String>>) {
+fn answer(stream: TcpStream, routes: &[(&'static str, u16, String)], seen: &Seen) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     loop {
         let mut request_line = String::new();
@@ -322,7 +340,11 @@ fn answer(stream: TcpStream, routes: &[(&'static str, u16, String)], seen: &Mute
             return;
         }
         let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
-        seen.lock().unwrap().push(path.clone());
+        seen.paths.lock().unwrap().push(path.clone());
+        if !body.is_empty() {
+            let body = String::from_utf8_lossy(&body).into_owned();
+            seen.bodies.lock().unwrap().push((path.clone(), body));
+        }
         let not_found = (
             "",
             404,
@@ -569,4 +591,214 @@ fn deploy_and_undeploy_need_a_cluster() {
             format!("error: {command} works on the whole cluster: --node-address cannot be used with it\n")
         );
     }
+}
+
+/// The objects deploy applies, as a fake API server answers both the read
+/// before the apply and the apply: made by deploy (its label), the
+/// DaemonSet without a version label (deployed by an earlier version).
+/// The namespace comes last: its path is a prefix of the others'.
+fn deployed_objects() -> Vec<(&'static str, u16, String)> {
+    let meta = |name: &str| {
+        format!(
+            r#""metadata":{{"name":"{name}","labels":{{"app.kubernetes.io/managed-by":"kubectl-gadget"}}}}"#
+        )
+    };
+    vec![
+        (
+            "/api/v1/namespaces/kubectl-gadget/serviceaccounts/gadget-node",
+            200,
+            format!(
+                r#"{{"apiVersion":"v1","kind":"ServiceAccount",{}}}"#,
+                meta("gadget-node")
+            ),
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles/gadget-node",
+            200,
+            format!(
+                r#"{{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole",{}}}"#,
+                meta("gadget-node")
+            ),
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles/kubectl-gadget-tracer",
+            200,
+            format!(
+                r#"{{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole",{}}}"#,
+                meta("kubectl-gadget-tracer")
+            ),
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/gadget-node",
+            200,
+            format!(
+                r#"{{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding",{},
+                    "roleRef":{{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"gadget-node"}}}}"#,
+                meta("gadget-node")
+            ),
+        ),
+        (
+            DAEMONSET_PATH,
+            200,
+            format!(
+                r#"{{"apiVersion":"apps/v1","kind":"DaemonSet",{}}}"#,
+                meta("gadget-node")
+            ),
+        ),
+        (
+            "/api/v1/namespaces/kubectl-gadget",
+            200,
+            format!(
+                r#"{{"apiVersion":"v1","kind":"Namespace",{}}}"#,
+                meta("kubectl-gadget")
+            ),
+        ),
+    ]
+}
+
+const NODES_PATH: &str = "/api/v1/nodes";
+
+/// The node list the API server returns, of (name, kernel version) pairs.
+fn nodes(kernels: &[(&str, &str)]) -> (&'static str, u16, String) {
+    let items: Vec<String> = kernels
+        .iter()
+        .map(|(name, kernel)| {
+            format!(
+                r#"{{"metadata":{{"name":"{name}"}},"status":{{"nodeInfo":{{
+                    "kernelVersion":"{kernel}","architecture":"amd64","bootID":"",
+                    "containerRuntimeVersion":"","kubeProxyVersion":"","kubeletVersion":"",
+                    "machineID":"","operatingSystem":"linux","osImage":"","systemUUID":""}}}}}}"#
+            )
+        })
+        .collect();
+    (
+        NODES_PATH,
+        200,
+        format!(
+            r#"{{"apiVersion":"v1","kind":"NodeList","metadata":{{}},"items":[{}]}}"#,
+            items.join(",")
+        ),
+    )
+}
+
+/// Runs `deploy` with `flags` against a fake API server with these nodes
+/// and deploy's objects; returns its output, the capabilities the applied
+/// DaemonSet adds and the node list requests.
+fn deploy_on_nodes(kernels: &[(&str, &str)], flags: &[&str]) -> (Output, Vec<String>, Vec<String>) {
+    let mut routes = vec![nodes(kernels)];
+    routes.extend(deployed_objects());
+    let api = fake_api(routes);
+    let args: Vec<&str> = std::iter::once("deploy")
+        .chain(flags.iter().copied())
+        .collect();
+    let output = run_against(&api, &args);
+    let bodies = api.bodies.lock().unwrap();
+    let applied: serde_json::Value = bodies
+        .iter()
+        .find(|(path, _)| path.starts_with(DAEMONSET_PATH))
+        .map(|(_, body)| serde_json::from_str(body).unwrap())
+        .unwrap_or_else(|| panic!("no DaemonSet applied: {}", stderr(&output)));
+    let capabilities = applied["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+        ["capabilities"]["add"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let node_lists = api
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|path| path.starts_with(NODES_PATH))
+        .cloned()
+        .collect();
+    (output, capabilities, node_lists)
+}
+
+#[test]
+fn deploy_leaves_out_sys_resource_when_every_selected_node_runs_5_11_or_later() {
+    let (output, capabilities, node_lists) = deploy_on_nodes(
+        &[
+            ("node-1", "6.18.44-fc-v657"),
+            ("node-2", "5.15.0-100-generic"),
+        ],
+        &["--node-selector", "disktype=ssd"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let stdout = stdout(&output);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("deploying gadget-node "), "{stdout}");
+    assert_eq!(
+        lines[1],
+        "CAP_SYS_RESOURCE: not added: all 2 selected nodes run Linux 5.11 or later, which \
+         charges BPF memory to the memory cgroup instead of RLIMIT_MEMLOCK"
+    );
+    assert_eq!(capabilities, ["BPF", "PERFMON"]);
+    // Only the nodes the DaemonSet selects are read.
+    assert_eq!(
+        node_lists,
+        ["/api/v1/nodes?&labelSelector=disktype%3Dssd%2Ckubernetes.io%2Fos%3Dlinux"]
+    );
+}
+
+#[test]
+fn deploy_adds_sys_resource_for_a_node_before_5_11() {
+    let (output, capabilities, _) = deploy_on_nodes(
+        &[
+            ("node-1", "6.18.44-fc-v657"),
+            ("old\\u001b[2J", "5.10.0-1057-aws"),
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).lines().any(|line| line
+            == "CAP_SYS_RESOURCE: added: node old\\x1b[2J runs Linux 5.10.0-1057-aws, and \
+                before Linux 5.11 BPF memory counts against RLIMIT_MEMLOCK"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(capabilities, ["BPF", "PERFMON", "SYS_RESOURCE"]);
+}
+
+/// KWOK nodes report no kernel version; a node may join the selector later.
+#[test]
+fn deploy_adds_sys_resource_when_it_cannot_tell() {
+    for kernels in [&[("kwok-1", "")][..], &[]] {
+        let (output, capabilities, _) = deploy_on_nodes(kernels, &[]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        assert!(
+            stdout(&output)
+                .lines()
+                .any(|line| line.starts_with("CAP_SYS_RESOURCE: added: ")),
+            "{}",
+            stdout(&output)
+        );
+        assert_eq!(capabilities, ["BPF", "PERFMON", "SYS_RESOURCE"]);
+    }
+}
+
+#[test]
+fn deploy_without_the_right_to_list_nodes_is_one_line_and_changes_nothing() {
+    let message = r#"nodes is forbidden: User \"dev\" cannot list resource \"nodes\" in API group \"\" at the cluster scope"#;
+    let mut routes = vec![(
+        NODES_PATH,
+        403,
+        format!(
+            r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","message":"{message}","reason":"Forbidden","code":403}}"#
+        ),
+    )];
+    routes.extend(deployed_objects());
+    let api = fake_api(routes);
+    let output = run_against(&api, &["deploy"]);
+    assert_eq!(
+        stderr(&output),
+        "error: forbidden: User \"dev\" cannot list resource \"nodes\" in API group \"\" at \
+         the cluster scope; deploy lists the nodes to read their kernel versions \
+         (CAP_SYS_RESOURCE is only for nodes before Linux 5.11)\n"
+    );
+    assert_eq!(stdout(&output), "");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(api.bodies.lock().unwrap().is_empty(), "nothing is applied");
 }

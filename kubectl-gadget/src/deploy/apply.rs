@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::api_server::ApiServer;
 use super::args::DeployArgs;
+use super::memlock;
 use super::ownership::{check_cluster, check_made_by_deploy, display_name, version_line};
 use super::rollout::wait_for_rollout;
 use crate::manifests::{self, Manifests, NAMESPACE};
@@ -59,7 +60,10 @@ impl ApplyOutcome {
     }
 }
 
-/// `kubectl gadget deploy`: applies the node side with server-side apply and,
+/// `kubectl gadget deploy`: lists the nodes the DaemonSet will run on to
+/// decide whether its pods need CAP_SYS_RESOURCE (only for kernels before
+/// Linux 5.11; see [`MemlockCapability`](super::MemlockCapability)), then
+/// applies the node side with server-side apply and,
 /// with `--wait`, watches the rollout until every scheduled gadget pod is
 /// ready (progress on stderr), or fails with a report of the pods that are
 /// not and why.
@@ -93,9 +97,15 @@ pub async fn deploy(
         client,
         url: server_url,
     };
-    let manifests = manifests::build(&args.render_options()?)?;
+    let options = args.render_options()?;
+    let memlock = memlock::decide(cluster, &options.full_node_selector()?).await?;
+    let manifests = manifests::build(&manifests::RenderOptions {
+        memlock_capability: memlock.is_added(),
+        ..options
+    })?;
     let change = check_cluster(cluster, &manifests, args.force).await?;
     println!("{}", version_line(&change));
+    println!("{}", memlock.line());
     apply_all(cluster, &manifests).await?;
     if args.wait {
         wait_for_rollout(cluster, args.timeout).await?;

@@ -31,7 +31,9 @@ pub struct DeployArgs {
     pub timeout: Duration,
 
     /// Print the manifests that would be applied, with these options, and
-    /// change nothing. Needs no cluster.
+    /// change nothing. Needs no cluster, so it sees no node: it keeps
+    /// CAP_SYS_RESOURCE, which deploy leaves out when every selected node
+    /// runs Linux 5.11 or later.
     #[arg(long, conflicts_with = "wait")]
     pub print_only: bool,
 
@@ -42,7 +44,9 @@ pub struct DeployArgs {
 }
 
 impl DeployArgs {
-    /// The rendering options these flags ask for.
+    /// The rendering options these flags ask for. They keep
+    /// CAP_SYS_RESOURCE, as `--print-only` does: only [`deploy`](super::deploy())
+    /// reads the nodes' kernels, and leaves it out when none needs it.
     pub fn render_options(&self) -> Result<RenderOptions, ManifestError> {
         Ok(RenderOptions {
             image: self.image.clone(),
@@ -50,6 +54,7 @@ impl DeployArgs {
                 .image_pull_policy
                 .unwrap_or_else(|| ImagePullPolicy::default_for(&self.image)),
             node_selector: manifests::node_selector_from_entries(&self.node_selector)?,
+            memlock_capability: true,
         })
     }
 }

@@ -7,16 +7,19 @@
 //! [`MANAGED_BY`](crate::manifests::MANAGED_BY) label. Failed API calls
 //! become one line each, worded by [`crate::api_error`].
 //!
-//! One concern per file: the flags ([`DeployArgs`], [`UndeployArgs`]), the
-//! apply ([`deploy()`], [`print_manifests`]), waiting for the rollout with
-//! its progress lines ([`progress_line`]), the report of what is not ready
-//! when the wait times out ([`pod_report`]), and [`undeploy()`]. How a pod's
+//! One concern per file: the flags ([`DeployArgs`], [`UndeployArgs`]),
+//! whether the pods need CAP_SYS_RESOURCE on the selected nodes
+//! ([`MemlockCapability`]), the apply ([`deploy()`], [`print_manifests`]),
+//! waiting for the rollout with its progress lines ([`progress_line`]), the
+//! report of what is not ready when the wait times out ([`pod_report`]),
+//! and [`undeploy()`]. How a pod's
 //! state is put into words is [`crate::pod_status`], shared with
 //! [`crate::connect`].
 
 mod api_server;
 mod apply;
 mod args;
+mod memlock;
 mod ownership;
 mod report;
 mod rollout;
@@ -25,6 +28,7 @@ mod version_skew;
 
 pub use apply::{deploy, print_manifests, FIELD_MANAGER};
 pub use args::{parse_timeout, DeployArgs, UndeployArgs};
+pub use memlock::MemlockCapability;
 pub use ownership::Refusal;
 pub use report::pod_report;
 pub use rollout::progress_line;

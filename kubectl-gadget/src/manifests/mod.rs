@@ -23,8 +23,9 @@ mod render;
 
 pub use error::ManifestError;
 pub use names::{
-    ALLOWED_CAPABILITIES, COMMON_LABELS, GRPC_PORT, MANAGED_BY, MANAGED_SELECTOR, NAMESPACE,
-    NODE_AGENT, OS_LABEL, POD_SELECTOR, TRACE_USER_ROLE, VERSION_LABEL,
+    ALLOWED_CAPABILITIES, COMMON_LABELS, GRPC_PORT, MANAGED_BY, MANAGED_SELECTOR,
+    MEMLOCK_CAPABILITY, NAMESPACE, NODE_AGENT, OS_LABEL, POD_SELECTOR, TRACE_USER_ROLE,
+    VERSION_LABEL,
 };
 pub use options::{
     check_image, default_image, node_selector_from_entries, parse_node_selector_entry,

@@ -48,4 +48,10 @@ pub const OS_LABEL: &str = "kubernetes.io/os";
 
 /// The capabilities the DaemonSet may add back after dropping all; why each
 /// one is needed is written next to it in `manifests/daemonset.yaml`.
-pub const ALLOWED_CAPABILITIES: [&str; 3] = ["BPF", "PERFMON", "SYS_RESOURCE"];
+pub const ALLOWED_CAPABILITIES: [&str; 3] = ["BPF", "PERFMON", MEMLOCK_CAPABILITY];
+
+/// The capability that lets gadget-node raise `RLIMIT_MEMLOCK`, which only
+/// kernels before Linux 5.11 charge BPF memory to: the template adds it, and
+/// deploy renders it out when no node the DaemonSet runs on needs it
+/// ([`RenderOptions::memlock_capability`](super::RenderOptions::memlock_capability)).
+pub const MEMLOCK_CAPABILITY: &str = "SYS_RESOURCE";

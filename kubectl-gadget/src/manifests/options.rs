@@ -1,5 +1,6 @@
 //! What `deploy` lets a user choose about the node side, and the checks on
-//! each choice: the image, its pull policy and the node selector.
+//! each choice: the image, its pull policy and the node selector; and what
+//! deploy chooses from the nodes, whether the pods get `CAP_SYS_RESOURCE`.
 
 use std::collections::BTreeMap;
 
@@ -70,6 +71,11 @@ pub struct RenderOptions {
     pub image_pull_policy: ImagePullPolicy,
     /// Node labels the pods must match, on top of `kubernetes.io/os: linux`.
     pub node_selector: BTreeMap<String, String>,
+    /// Whether the container adds [`MEMLOCK_CAPABILITY`](super::MEMLOCK_CAPABILITY),
+    /// which only nodes before Linux 5.11 use. True by default, as the
+    /// template has it: only deploy, which reads the nodes' kernel versions,
+    /// can tell it is not needed.
+    pub memlock_capability: bool,
 }
 
 impl Default for RenderOptions {
@@ -79,6 +85,7 @@ impl Default for RenderOptions {
             image_pull_policy: ImagePullPolicy::default_for(&image),
             image,
             node_selector: BTreeMap::new(),
+            memlock_capability: true,
         }
     }
 }

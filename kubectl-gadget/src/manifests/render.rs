@@ -1,11 +1,14 @@
 //! Rendering the templates with the deploy options: plain placeholder
 //! substitution, where every value goes in as a double-quoted YAML scalar
 //! (JSON string syntax, which YAML accepts), so an option value can never add
-//! keys or documents.
+//! keys or documents. The one option that is not a value,
+//! [`RenderOptions::memlock_capability`], turns the template's
+//! `- SYS_RESOURCE` line into a comment.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::{check_image, ManifestError, RenderOptions};
+use super::{check_image, ManifestError, RenderOptions, MEMLOCK_CAPABILITY};
 
 /// The templates, in the order their objects are applied: the namespace before
 /// what lives in it, the RBAC objects before the pods that use them.
@@ -63,9 +66,34 @@ pub fn render(options: &RenderOptions) -> Result<String, ManifestError> {
     ]);
     let mut documents = Vec::with_capacity(TEMPLATES.len());
     for (name, template) in TEMPLATES {
-        documents.push(render_template(name, template, &values)?);
+        let template = if options.memlock_capability {
+            Cow::Borrowed(template)
+        } else {
+            Cow::Owned(without_memlock_capability(template))
+        };
+        documents.push(render_template(name, &template, &values)?);
     }
     Ok(documents.join("---\n"))
+}
+
+/// `template` with its `- SYS_RESOURCE` list entry made a comment that
+/// says why, so the comment above it, which explains what it is for, still
+/// stands next to it. Only the template's own text is edited: no option
+/// value has been substituted yet, so none can match.
+fn without_memlock_capability(template: &str) -> String {
+    let entry = format!("- {MEMLOCK_CAPABILITY}");
+    let mut out = String::with_capacity(template.len() + 128);
+    for line in template.lines() {
+        if line.trim() == entry {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            out.push_str(indent);
+            out.push_str("# SYS_RESOURCE not added: every selected node runs Linux 5.11 or later");
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Substitutes `${NAME}` placeholders in one template. A placeholder is only
@@ -121,6 +149,7 @@ fn render_template(
 mod tests {
     use super::*;
     use crate::manifests::{build, parse, ImagePullPolicy, Manifests, OS_LABEL};
+    use k8s_openapi::api::apps::v1::DaemonSet;
 
     fn pod_spec(manifests: &Manifests) -> &k8s_openapi::api::core::v1::PodSpec {
         manifests
@@ -264,6 +293,86 @@ mod tests {
         .unwrap();
         let manifests = parse(&yaml).unwrap();
         assert_eq!(container(&manifests).image.as_deref(), Some(image));
+    }
+
+    fn added_capabilities(daemon_set: &DaemonSet) -> Vec<String> {
+        daemon_set
+            .spec
+            .clone()
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers[0]
+            .security_context
+            .clone()
+            .unwrap()
+            .capabilities
+            .unwrap()
+            .add
+            .unwrap()
+    }
+
+    fn without_memlock() -> RenderOptions {
+        RenderOptions {
+            memlock_capability: false,
+            ..RenderOptions::default()
+        }
+    }
+
+    #[test]
+    fn memlock_capability_is_added_by_default() {
+        let manifests = build(&RenderOptions::default()).unwrap();
+        assert_eq!(
+            added_capabilities(&manifests.daemon_set),
+            ["BPF", "PERFMON", "SYS_RESOURCE"]
+        );
+    }
+
+    #[test]
+    fn without_memlock_capability_only_bpf_and_perfmon_are_added() {
+        // build() runs the policy checks: they pass without it too.
+        let manifests = build(&without_memlock()).unwrap();
+        assert_eq!(
+            added_capabilities(&manifests.daemon_set),
+            ["BPF", "PERFMON"]
+        );
+        // Nothing else changes: the rest of the text is the template's.
+        let with = render(&RenderOptions::default()).unwrap();
+        let without = render(&without_memlock()).unwrap();
+        let changed: Vec<(&str, &str)> = with
+            .lines()
+            .zip(without.lines())
+            .filter(|(a, b)| a != b)
+            .collect();
+        assert_eq!(
+            changed,
+            [(
+                "                - SYS_RESOURCE",
+                "                # SYS_RESOURCE not added: every selected node runs Linux 5.11 or later"
+            )]
+        );
+        assert_eq!(with.lines().count(), without.lines().count());
+    }
+
+    /// Deploy's server-side apply removes SYS_RESOURCE from a DaemonSet
+    /// that an earlier deploy gave it: the schema makes `capabilities.add`
+    /// an atomic list (k8s-openapi's merge follows the same schema), so the
+    /// applied list replaces the live one instead of being merged into it.
+    #[test]
+    fn applying_without_memlock_capability_replaces_the_whole_list() {
+        use k8s_openapi::DeepMerge;
+        let with = || build(&RenderOptions::default()).unwrap().daemon_set;
+        let without = || build(&without_memlock()).unwrap().daemon_set;
+        let mut live = with();
+        live.merge_from(without());
+        assert_eq!(added_capabilities(&live), ["BPF", "PERFMON"]);
+        // And back, when a node with an older kernel has joined.
+        live.merge_from(with());
+        assert_eq!(
+            added_capabilities(&live),
+            ["BPF", "PERFMON", "SYS_RESOURCE"]
+        );
     }
 
     #[test]
