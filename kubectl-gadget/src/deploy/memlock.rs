@@ -110,7 +110,8 @@ impl MemlockCapability {
                 escaped(reported)
             ),
             MemlockCapability::NoNodes => format!(
-                "added: no node matches the node selector yet, and {memlock} on one that joins"
+                "added: no node matches the node selector yet, and one that joins may run \
+                 Linux before {since}, where BPF memory counts against RLIMIT_MEMLOCK"
             ),
             MemlockCapability::NotNeeded { nodes } => format!(
                 "not added: {} Linux {since} or later, which charges BPF memory to the \
@@ -270,8 +271,8 @@ mod tests {
         assert!(decision.is_added());
         assert_eq!(
             decision.line(),
-            "CAP_SYS_RESOURCE: added: no node matches the node selector yet, and before \
-             Linux 5.11 BPF memory counts against RLIMIT_MEMLOCK on one that joins"
+            "CAP_SYS_RESOURCE: added: no node matches the node selector yet, and one that \
+             joins may run Linux before 5.11, where BPF memory counts against RLIMIT_MEMLOCK"
         );
     }
 
