@@ -72,6 +72,14 @@ impl Cluster {
         Api::all(self.client.clone())
     }
 
+    /// The API of a namespaced kind across every namespace.
+    pub fn all_namespaces<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::all(self.client.clone())
+    }
+
     /// Fetches an object; `None` when there is none.
     pub fn get<K>(&self, api: &Api<K>, name: &str) -> Result<Option<K>>
     where

@@ -159,7 +159,10 @@ mod tests {
 
     #[test]
     fn masks_are_the_kernel_bits() {
-        assert_eq!(capability_mask(&["BPF", "PERFMON"]).unwrap(), 0xc0_0000_0000);
+        assert_eq!(
+            capability_mask(&["BPF", "PERFMON"]).unwrap(),
+            0xc0_0000_0000
+        );
         assert_eq!(capability_mask(&["SYS_RESOURCE"]).unwrap(), 0x100_0000);
         assert_eq!(capability_mask::<&str>(&[]).unwrap(), 0);
         assert!(capability_mask(&["SYS_ADMIN"]).is_err());

@@ -54,7 +54,7 @@ use crate::process::{run, Running};
 use crate::traces::{self, join, RunningTrace, TraceCase};
 use crate::users::{self, Unprivileged};
 use crate::wait::{check_interrupted, poll, secs, Poll};
-use crate::workloads::{self, node_cgroup, Namespaces, PodPlan, Workloads};
+use crate::workloads::{self, node_cgroup, Namespaces, PodPlan, WorkloadContainer, Workloads};
 
 /// The client version the plugin under test reports.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -1016,6 +1016,7 @@ impl Suite {
         let caused = workloads.run_round("selection", |_| true)?;
         let prefix = workloads.marker_prefix();
         let containers = workloads.containers.clone();
+        let containers = self.with_bystanders(containers)?;
         let mut failed = Vec::new();
         for trace in running {
             let (case, finished) = trace.finish(seconds)?;
@@ -1353,6 +1354,7 @@ impl Suite {
         workloads.add_pod(&self.cluster, &plan)?;
         let caused = workloads.run_round("late", |c| c.identity.pod == plan.name)?;
         let containers = workloads.containers.clone();
+        let containers = self.with_bystanders(containers)?;
         let mut failed = Vec::new();
         for trace in running {
             let (case, finished) = trace.finish(seconds)?;
@@ -1375,6 +1377,19 @@ impl Suite {
         }
         self.plan.push(plan);
         traces::report(failed)
+    }
+
+    /// `containers` and, in a real cluster, the containers of every other
+    /// pod, which traces may see too (the gadget pods' exec probes).
+    fn with_bystanders(
+        &self,
+        mut containers: Vec<WorkloadContainer>,
+    ) -> Result<Vec<WorkloadContainer>> {
+        if !self.is_local() {
+            let others = workloads::bystanders(&self.cluster, &containers)?;
+            containers.extend(others);
+        }
+        Ok(containers)
     }
 
     /// The gadget pod on `node` that is not being deleted.
@@ -1477,10 +1492,7 @@ impl Suite {
             problems.push("its root file system is writable".into());
         }
         if !problems.is_empty() {
-            bail!(
-                "gadget-node (pid {pid}) on {node}: {}",
-                problems.join("; ")
-            );
+            bail!("gadget-node (pid {pid}) on {node}: {}", problems.join("; "));
         }
         eprintln!(
             "e2e:   gadget-node (host pid {pid}) holds exactly {added:?} (CapEff {:#x}), \
@@ -1552,7 +1564,8 @@ impl Suite {
                     let line = finished
                         .stdout_lines()
                         .find(|line| {
-                            line.contains("gadget unavailable") && line.contains("permission denied")
+                            line.contains("gadget unavailable")
+                                && line.contains("permission denied")
                         })
                         .map(str::to_string);
                     Ok(match line {
@@ -1609,9 +1622,10 @@ impl Suite {
             bail!("bpftool shows no new BPF program while the trace runs");
         }
         self.undeploy()?;
-        let finished = trace.process.finish(Duration::from_secs(30)).context(
-            "the trace did not end within 30 s of undeploy removing its node's pod",
-        )?;
+        let finished = trace
+            .process
+            .finish(Duration::from_secs(30))
+            .context("the trace did not end within 30 s of undeploy removing its node's pod")?;
         let left: Vec<String> = host::loaded_programs()?
             .into_iter()
             .filter(|(id, _)| ours.contains_key(id))

@@ -70,7 +70,11 @@ impl PodPlan {
                 container_id: id,
             },
             node: self.node.clone(),
-            labels: self.labels,
+            labels: self
+                .labels
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
         }
     }
 }
@@ -124,14 +128,66 @@ pub struct WorkloadContainer {
     /// Its node.
     pub node: String,
     /// Its pod's labels.
-    pub labels: &'static [(&'static str, &'static str)],
+    pub labels: BTreeMap<String, String>,
 }
 
 impl WorkloadContainer {
     /// Whether its pod has the label `key=value`.
     pub fn has_label(&self, key: &str, value: &str) -> bool {
-        self.labels.iter().any(|(k, v)| *k == key && *v == value)
+        self.labels.get(key).is_some_and(|v| v == value)
     }
+}
+
+/// The containers of every other pod of a real cluster that runs (the
+/// gadget pods, whose exec probes a trace of all namespaces sees, and on a
+/// user's cluster anything else), so that a trace's selection can be
+/// checked on them too. Not for the local harness, whose other pods run
+/// nothing.
+pub fn bystanders(
+    cluster: &Cluster,
+    workloads: &[WorkloadContainer],
+) -> Result<Vec<WorkloadContainer>> {
+    let mut bystanders = Vec::new();
+    for pod in cluster.list::<Pod>(&cluster.all_namespaces(), None)? {
+        let (Some(namespace), Some(name), Some(uid)) = (
+            pod.metadata.namespace.clone(),
+            pod.metadata.name.clone(),
+            pod.metadata.uid.clone(),
+        ) else {
+            continue;
+        };
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.node_name.clone())
+            .unwrap_or_default();
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let statuses = pod.status.and_then(|status| status.container_statuses);
+        for status in statuses.into_iter().flatten() {
+            let Some(id) = status.container_id else {
+                continue;
+            };
+            let identity = Identity {
+                namespace: namespace.clone(),
+                pod: name.clone(),
+                container: status.name,
+                pod_uid: uid.clone(),
+                container_id: id
+                    .split_once("://")
+                    .map_or(id.as_str(), |(_, id)| id)
+                    .to_string(),
+            };
+            if workloads.iter().any(|w| w.identity == identity) {
+                continue;
+            }
+            bystanders.push(WorkloadContainer {
+                identity,
+                node: node.clone(),
+                labels: labels.clone(),
+            });
+        }
+    }
+    Ok(bystanders)
 }
 
 /// How a command run in a container ended.
