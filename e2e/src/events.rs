@@ -112,7 +112,10 @@ pub enum Unmarked {
     /// nothing but the suite runs in the containers).
     Forbidden,
     /// Allowed when they come from a container the trace selects (a real
-    /// cluster, where the runtime may exec its own helpers in a container).
+    /// cluster, where the runtime may exec its own helpers in a container),
+    /// or from a selected pod with no container name: a container's events
+    /// before its status reaches the node (its entrypoint's exec) and its
+    /// sandbox's, which the README documents.
     FromSelected,
 }
 
@@ -154,7 +157,13 @@ pub fn check(
             seen.entry(marker).or_default().push(line);
             continue;
         }
-        let from_selected = event.k8s.as_ref().is_some_and(|k8s| selected.contains(k8s));
+        let from_selected = event.k8s.as_ref().is_some_and(|k8s| {
+            selected.contains(k8s)
+                || (k8s.container.is_empty()
+                    && selected.iter().any(|s| {
+                        (&s.namespace, &s.pod, &s.pod_uid) == (&k8s.namespace, &k8s.pod, &k8s.pod_uid)
+                    }))
+        });
         if unmarked == Unmarked::Forbidden || !from_selected {
             problems.push(format!("unexpected event: {}", describe(line)));
         }
@@ -373,6 +382,38 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(run_check(&output, &[xwing], Unmarked::Forbidden).len(), 1);
+    }
+
+    /// A container's entrypoint exec, before its status reaches the node,
+    /// and its pod sandbox's, carry the pod but no container name.
+    #[test]
+    fn unnamed_containers_of_selected_pods_pass_only_when_allowed() {
+        let xwing = expected("xwing", "spaceship", "node-0");
+        let early = Identity {
+            container: String::new(),
+            container_id: "id-sandbox".into(),
+            ..xwing.identity.clone()
+        };
+        let other_pod = Identity {
+            pod: "tiefighter".into(),
+            pod_uid: "uid-tiefighter".into(),
+            ..early.clone()
+        };
+        let output = [
+            exec_line("node-0", Some(&xwing.identity), &xwing.marker),
+            exec_line("node-0", Some(&early), "/pause"),
+        ];
+        let want = std::slice::from_ref(&xwing);
+        assert_eq!(
+            run_check(&output, want, Unmarked::FromSelected),
+            Vec::<String>::new()
+        );
+        assert_eq!(run_check(&output, want, Unmarked::Forbidden).len(), 1);
+        let elsewhere = [
+            exec_line("node-0", Some(&xwing.identity), &xwing.marker),
+            exec_line("node-0", Some(&other_pod), "/pause"),
+        ];
+        assert_eq!(run_check(&elsewhere, want, Unmarked::FromSelected).len(), 1);
     }
 
     #[test]

@@ -1361,8 +1361,21 @@ impl Suite {
             let problems =
                 traces::problems(&case, &finished, &containers, &caused, &prefix, unmarked);
             if problems.is_empty() {
+                // Documented: what ran before the container's status reached
+                // the node carries the pod, without a container name.
+                let unnamed = events::parse(&finished.stdout)?
+                    .iter()
+                    .filter(|line| match line {
+                        Line::Exec(event) | Line::Open(event) => event
+                            .k8s
+                            .as_ref()
+                            .is_some_and(|k8s| k8s.pod == plan.name && k8s.container.is_empty()),
+                        Line::Status(_) => false,
+                    })
+                    .count();
                 eprintln!(
-                    "e2e:   {}: {}/{} attributed",
+                    "e2e:   {}: {}/{} attributed ({unnamed} earlier events of the pod without a \
+                     container name)",
                     case.title(),
                     plan.name,
                     plan.containers.join(",")
