@@ -248,7 +248,7 @@ pub fn run_suite(options: Options) -> Result<Vec<StepReport>> {
         Suite::selection,
     )?;
     suite.step(
-        "a pod started during a trace is attributed from its first event",
+        "a pod started during a trace is attributed (by container name once its status is out)",
         Suite::late_pod,
     )?;
     suite.step(
@@ -1318,8 +1318,10 @@ impl Suite {
     }
 
     /// A pod created while traces of its namespace run: its container did
-    /// not exist when the traces started, and its events must still carry
-    /// its namespace, pod and container.
+    /// not exist when the traces started, and its round's events must carry
+    /// its namespace, pod and container. What ran before its status reached
+    /// the node (its entrypoint, its sandbox) carries the pod with no
+    /// container name, as the README documents; the count is printed.
     fn late_pod(&mut self) -> Result<()> {
         let plan = workloads::late_pod(&self.namespaces, &self.nodes);
         // Long enough for the pod to start (the image is on the node) and a

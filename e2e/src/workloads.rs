@@ -499,7 +499,12 @@ impl Workloads {
                 };
                 Ok(ShellRun {
                     ended,
-                    stdout: finished.stdout,
+                    // Captured line by line: each line as written, ended
+                    // by its newline (a last line without one gains it).
+                    stdout: finished
+                        .stdout_lines()
+                        .map(|line| format!("{line}\n"))
+                        .collect(),
                     stderr: finished.stderr,
                 })
             }
