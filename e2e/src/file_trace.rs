@@ -116,12 +116,13 @@ impl FileTraceRun<'_> {
         let title = format!("kubectl gadget {}", args.join(" "));
         wait_started_on_stderr(&mut trace, &title, self.nodes)?;
 
-        // cat's stdout is a pipe, so it reads with read(2): to a regular
-        // file GNU cat copies with copy_file_range(2), which trace file
-        // does not follow.
+        // dd reads with read(2), GNU's and busybox's alike. cat would not
+        // do here: busybox's copies with sendfile(2) and GNU's, to a
+        // regular file, with copy_file_range(2), which trace file does not
+        // follow (README: what it cannot see).
         let script = |file: &str| {
             let file = shell_quote(file);
-            format!("echo {SECRET} > {file}; cat {file}")
+            format!("echo {SECRET} > {file}; dd if={file} bs=64 count=1 2>/dev/null")
         };
         let selected_script = script(&pair.selected_file);
         let other_script = script(&pair.other_file);

@@ -29,9 +29,10 @@ pub fn gadget_node_image() -> String {
 pub const WORKLOAD_IMAGE: &str = "registry.invalid/gadget-e2e/workload:1";
 
 /// The busybox applets the suite runs in workload containers (`sleep` to
-/// keep them up, `cat`, `sh` and `mkdir` for the traced commands), each a
-/// link to `/bin/busybox`.
-const WORKLOAD_APPLETS: [(&str, &str); 8] = [
+/// keep them up, `cat`, `dd`, `sh` and `mkdir` for the traced commands),
+/// each a link to `/bin/busybox`.
+const WORKLOAD_APPLETS: [(&str, &str); 9] = [
+    ("bin/dd", "busybox"),
     ("bin/sh", "busybox"),
     ("bin/sleep", "busybox"),
     ("bin/cat", "busybox"),
