@@ -189,9 +189,10 @@ componentsPatches:
     value: $cluster_dir/pki/admin.crt
   - key: kubelet-client-key
     value: $cluster_dir/pki/admin.key
-  # The node's host name is not in this machine's DNS; its address is.
+  # The real node's host name is not in this machine's DNS, its address is;
+  # KWOK's nodes have only a host name (localhost).
   - key: kubelet-preferred-address-types
-    value: InternalIP
+    value: InternalIP,Hostname
 EOF
 
 	log "creating cluster $name in $cluster_dir"
