@@ -161,7 +161,8 @@ pub fn check(
             selected.contains(k8s)
                 || (k8s.container.is_empty()
                     && selected.iter().any(|s| {
-                        (&s.namespace, &s.pod, &s.pod_uid) == (&k8s.namespace, &k8s.pod, &k8s.pod_uid)
+                        (&s.namespace, &s.pod, &s.pod_uid)
+                            == (&k8s.namespace, &k8s.pod, &k8s.pod_uid)
                     }))
         });
         if unmarked == Unmarked::Forbidden || !from_selected {
