@@ -211,8 +211,9 @@ pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
         // names are mostly that, and it is decided from the byte alone,
         // without decoding a character (a third of the client's time per
         // JSON row went into decoding and classifying every character).
-        if matches!(bytes[i], b' '..=b'~') && bytes[i] != b'"' && bytes[i] != b'\\' {
-            i += 1;
+        let plain = plain_prefix_len(&bytes[i..]);
+        if plain > 0 {
+            i += plain;
             continue;
         }
         // `i` is on a character boundary: it only ever moves by whole
@@ -245,6 +246,39 @@ pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
     }
     out.extend_from_slice(&text.as_bytes()[run_start..]);
     out.push(b'"');
+}
+
+/// How many of the leading `bytes` a JSON string holds as they are:
+/// printable ASCII but `"` and `\`.
+///
+/// Eight bytes at a time, in a `u64`: byte by byte, the test and the jump
+/// cost more than a dozen instructions a byte, and strings were 28% of
+/// the client's instructions per JSON row.
+fn plain_prefix_len(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // High bit of some byte set when a byte of `word` is zero (exact as an
+    // "any", which is all that is asked).
+    let any_zero = |word: u64| word.wrapping_sub(ONES) & !word;
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
+        // A byte below 0x20 (any byte below n <= 0x80 shows as `(word - n)
+        // & !word`), at 0x80 or above, DEL, `"` or `\` ends the run.
+        let special = (word.wrapping_sub(ONES * 0x20) & !word)
+            | word
+            | any_zero(word ^ (ONES * 0x7f))
+            | any_zero(word ^ (ONES * u64::from(b'"')))
+            | any_zero(word ^ (ONES * u64::from(b'\\')));
+        if special & HIGHS != 0 {
+            break;
+        }
+        i += 8;
+    }
+    i + bytes[i..]
+        .iter()
+        .take_while(|&&b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+        .count()
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -336,6 +370,22 @@ mod tests {
         let mut out = Vec::new();
         write_str(&mut out, text);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn plain_run_stops_at_every_byte_json_does_not_hold_as_it_is_wherever_it_is() {
+        // Every byte value at every place of a word and past it, as the
+        // eight-byte test sees it, against the byte-by-byte rule.
+        for byte in 0..=u8::MAX {
+            let plain = matches!(byte, b' '..=b'~') && byte != b'"' && byte != b'\\';
+            for at in 0..20 {
+                let mut bytes = vec![b'a'; 20];
+                bytes[at] = byte;
+                let expected = if plain { 20 } else { at };
+                assert_eq!(plain_prefix_len(&bytes), expected, "{byte:#x} at {at}");
+            }
+        }
+        assert_eq!(plain_prefix_len(b""), 0);
     }
 
     #[test]
