@@ -188,6 +188,14 @@ pub(crate) fn write_bool(out: &mut Vec<u8>, value: bool) {
 /// Writes untrusted bytes: a string when they are UTF-8, otherwise
 /// `{"base64":"..."}`.
 pub(crate) fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    // Most paths and names are printable ASCII: UTF-8 with nothing to
+    // escape, written as they are without checking them twice.
+    if plain_prefix_len(bytes) == bytes.len() {
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     match std::str::from_utf8(bytes) {
         Ok(text) => write_str(out, text),
         Err(_) => {
@@ -370,6 +378,28 @@ mod tests {
         let mut out = Vec::new();
         write_str(&mut out, text);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn utf8_bytes_are_written_as_their_string_is_whether_plain_or_not() {
+        for text in [
+            "/usr/lib/python3.11/site-packages/checkout/handlers.py",
+            "",
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "del\u{7f}",
+            "caf\u{e9}",
+            "\u{202e}txt.exe",
+        ] {
+            let mut bytes = Vec::new();
+            write_bytes(&mut bytes, text.as_bytes());
+            assert_eq!(
+                String::from_utf8(bytes).unwrap(),
+                string_json(text),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
