@@ -55,7 +55,7 @@
 
 use gadget_proto::v1::{Process, TraceStatus};
 
-use super::escape::is_invisible;
+use super::escape::{is_invisible, printable_ascii_run};
 use super::{errno, time, write_i64, write_number, write_u64, Row};
 use crate::gadgets;
 
@@ -258,35 +258,8 @@ pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
 
 /// How many of the leading `bytes` a JSON string holds as they are:
 /// printable ASCII but `"` and `\`.
-///
-/// Eight bytes at a time, in a `u64`: byte by byte, the test and the jump
-/// cost more than a dozen instructions a byte, and strings were 28% of
-/// the client's instructions per JSON row.
 fn plain_prefix_len(bytes: &[u8]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // High bit of some byte set when a byte of `word` is zero (exact as an
-    // "any", which is all that is asked).
-    let any_zero = |word: u64| word.wrapping_sub(ONES) & !word;
-    let mut i = 0;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let word = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
-        // A byte below 0x20 (any byte below n <= 0x80 shows as `(word - n)
-        // & !word`), at 0x80 or above, DEL, `"` or `\` ends the run.
-        let special = (word.wrapping_sub(ONES * 0x20) & !word)
-            | word
-            | any_zero(word ^ (ONES * 0x7f))
-            | any_zero(word ^ (ONES * u64::from(b'"')))
-            | any_zero(word ^ (ONES * u64::from(b'\\')));
-        if special & HIGHS != 0 {
-            break;
-        }
-        i += 8;
-    }
-    i + bytes[i..]
-        .iter()
-        .take_while(|&&b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
-        .count()
+    printable_ascii_run(bytes, b'"')
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
