@@ -73,6 +73,12 @@ struct ReleaseOnDrop;
 
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
-        release_free_heap();
+        // The trim walks the heap under the allocator's lock: not on a
+        // runtime worker, where it would hold up other connections, and
+        // the end of the trace's task that frees the trace's place.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(release_free_heap)),
+            Err(_) => release_free_heap(),
+        }
     }
 }
