@@ -11,6 +11,7 @@ pub mod gadgets;
 pub mod identity;
 pub mod listen;
 pub mod local;
+pub mod memory;
 pub mod pods;
 pub mod selector;
 pub mod server;

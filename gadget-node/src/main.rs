@@ -115,9 +115,25 @@ struct HealthArgs {
     liveness: bool,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_)) {
+        // A node runs for weeks: what its traces allocated must not stay
+        // with it. Before the runtime's threads exist, as each takes an
+        // arena of its own at its first allocation.
+        gadget_node::memory::use_one_arena();
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("gadget-node: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
     // Local mode's stdout and stderr are the user's terminal: only what
     // needs their attention.
     init_logging(match cli.command {

@@ -35,6 +35,7 @@ use tonic_health::pb::HealthCheckRequest;
 use crate::features::KernelFeatures;
 use crate::identity::IdentityResolver;
 use crate::listen::{ListenAddress, Listener, NodeUnreachable};
+use crate::memory::ReleaseWhenFreed;
 use crate::trace::{self, InvalidRequest, TraceControls, TracePlan, TraceStartError};
 
 /// The service name clients and health checks ask for.
@@ -222,6 +223,7 @@ impl NodeService {
             events: Some(ReceiverStream::new(trace.events)),
             stopping,
             node_stopping: false,
+            _release: trace.release,
         })
     }
 }
@@ -408,6 +410,8 @@ pub struct TraceStream {
     stopping: BoxFuture<'static, ()>,
     /// Set once `stopping` completed: the trace is sending its last words.
     node_stopping: bool,
+    /// Last, so that it is dropped after `events`.
+    _release: ReleaseWhenFreed,
 }
 
 impl Stream for TraceStream {

@@ -14,7 +14,7 @@
 //! useful to a security trace than a missing one.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 /// A bounded reorder buffer that merges the items of several streams (one
@@ -24,6 +24,12 @@ use std::time::Duration;
 /// current time in nanoseconds on the same clock as the items' timestamps
 /// (wall-clock time since the Unix epoch for events), and sleeps until
 /// [`MergeWindow::next_deadline`] between arrivals.
+///
+/// Items come out in (timestamp, node, arrival) order. Each node's items
+/// wait in a queue of their own, kept in order; one heap holds each
+/// queue's oldest item, so a release looks at as many keys as there are
+/// nodes, not as many as there are items (a heap of every buffered item,
+/// up to 100,000, cost 14-18% of the client's cycles in cache misses).
 ///
 /// # Examples
 ///
@@ -44,15 +50,17 @@ use std::time::Duration;
 pub struct MergeWindow<T> {
     window_ns: u64,
     capacity: usize,
-    /// The buffered items' keys, oldest on top. Items stay in `slots`: a
-    /// heap moves its entries at every push and pop, and events are a few
-    /// hundred bytes where a key is 32.
-    buffered: BinaryHeap<Reverse<Key>>,
-    /// The buffered items, where their keys point; `None` for a free slot.
-    slots: Vec<Option<T>>,
-    /// Free slots, reused before `slots` grows: after the first window's
-    /// worth of events, buffering allocates nothing.
-    free: Vec<usize>,
+    /// Each node's buffered items, in (timestamp, arrival) order. A node's
+    /// items arrive nearly in order (its ring buffer is filled from several
+    /// CPUs), so one arriving is put in place from the back.
+    queues: Vec<VecDeque<Buffered<T>>>,
+    /// The key of each nonempty queue's first item, oldest on top; and
+    /// keys of items that were first when pushed but have since had an
+    /// older item put before them. Those are dropped when they reach the
+    /// top, so the top is always a queue's first item.
+    heads: BinaryHeap<Reverse<Key>>,
+    /// Items buffered in all queues.
+    len: usize,
     /// Arrival counter: among equal timestamps of one node, the order in
     /// which they arrived.
     next_seq: u64,
@@ -63,15 +71,25 @@ pub struct MergeWindow<T> {
     released_early: u64,
 }
 
-/// A buffered item's place in the order, (timestamp, node, arrival), and
-/// its slot.
+/// An item in its node's queue.
+#[derive(Debug)]
+struct Buffered<T> {
+    timestamp_ns: u64,
+    seq: u64,
+    item: T,
+}
+
+/// A queue's first item's place in the order: (timestamp, node, arrival).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
     timestamp_ns: u64,
     node: usize,
     seq: u64,
-    slot: usize,
 }
+
+/// A queue whose capacity is above this and four times its length gives
+/// half back, so that a burst of one node does not keep its memory.
+const QUEUE_KEEP: usize = 1024;
 
 impl<T> MergeWindow<T> {
     /// A merge that holds items for `window` and buffers at most
@@ -80,9 +98,9 @@ impl<T> MergeWindow<T> {
         MergeWindow {
             window_ns: u64::try_from(window.as_nanos()).unwrap_or(u64::MAX),
             capacity,
-            buffered: BinaryHeap::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
+            queues: Vec::new(),
+            heads: BinaryHeap::new(),
+            len: 0,
             next_seq: 0,
             released_up_to: None,
             out_of_order: 0,
@@ -104,24 +122,36 @@ impl<T> MergeWindow<T> {
             // It sorts before every buffered item, so it is the next one out.
             self.out_of_order += 1;
         }
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot] = Some(item);
-                slot
-            }
-            None => {
-                self.slots.push(Some(item));
-                self.slots.len() - 1
-            }
-        };
-        self.buffered.push(Reverse(Key {
-            timestamp_ns,
-            node,
-            seq: self.next_seq,
-            slot,
-        }));
+        if self.queues.len() <= node {
+            self.queues.resize_with(node + 1, VecDeque::new);
+        }
+        let seq = self.next_seq;
         self.next_seq += 1;
-        if self.buffered.len() > self.capacity {
+        let queue = &mut self.queues[node];
+        // After every item of this node with a timestamp up to this one.
+        let at = queue
+            .iter()
+            .rposition(|b| b.timestamp_ns <= timestamp_ns)
+            .map_or(0, |i| i + 1);
+        queue.insert(
+            at,
+            Buffered {
+                timestamp_ns,
+                seq,
+                item,
+            },
+        );
+        if at == 0 {
+            // The queue's new first item; a key of the one before it, if
+            // any, stays behind it in the heap until it reaches the top.
+            self.heads.push(Reverse(Key {
+                timestamp_ns,
+                node,
+                seq,
+            }));
+        }
+        self.len += 1;
+        if self.len > self.capacity {
             self.released_early += 1;
             return self.release_oldest();
         }
@@ -136,7 +166,7 @@ impl<T> MergeWindow<T> {
     pub fn pop_ready(&mut self, now_ns: u64) -> impl Iterator<Item = T> + '_ {
         let due_up_to = now_ns.saturating_sub(self.window_ns);
         std::iter::from_fn(move || {
-            let oldest = self.buffered.peek()?.0.timestamp_ns;
+            let oldest = self.oldest()?.timestamp_ns;
             let late = self.released_up_to.is_some_and(|r| oldest < r);
             if oldest <= due_up_to || late {
                 self.release_oldest()
@@ -149,7 +179,7 @@ impl<T> MergeWindow<T> {
     /// When the oldest buffered item is due, on the clock of `now_ns`; `None`
     /// when nothing is buffered. A time in the past means "now".
     pub fn next_deadline(&self) -> Option<u64> {
-        let oldest = &self.buffered.peek()?.0;
+        let oldest = self.oldest()?;
         if self.released_up_to.is_some_and(|r| oldest.timestamp_ns < r) {
             return Some(oldest.timestamp_ns);
         }
@@ -176,26 +206,55 @@ impl<T> MergeWindow<T> {
 
     /// Number of buffered items.
     pub fn len(&self) -> usize {
-        self.buffered.len()
+        self.len
     }
 
     /// Whether nothing is buffered.
     pub fn is_empty(&self) -> bool {
-        self.buffered.is_empty()
+        self.len == 0
+    }
+
+    /// The oldest buffered item's key.
+    fn oldest(&self) -> Option<Key> {
+        // Outdated keys never stay on top (see `heads`).
+        self.heads.peek().map(|top| top.0)
     }
 
     fn release_oldest(&mut self) -> Option<T> {
-        let Reverse(key) = self.buffered.pop()?;
+        let Reverse(key) = self.heads.pop()?;
+        let queue = &mut self.queues[key.node];
+        let first = queue
+            .pop_front()
+            .expect("the top key is its queue's first item");
+        debug_assert_eq!(first.seq, key.seq);
+        self.len -= 1;
+        if let Some(next) = queue.front() {
+            self.heads.push(Reverse(Key {
+                timestamp_ns: next.timestamp_ns,
+                node: key.node,
+                seq: next.seq,
+            }));
+        }
+        if queue.capacity() > QUEUE_KEEP && queue.len() < queue.capacity() / 4 {
+            queue.shrink_to(queue.capacity() / 2);
+        }
+        self.drop_outdated_heads();
         self.released_up_to = Some(
             self.released_up_to
                 .map_or(key.timestamp_ns, |r| r.max(key.timestamp_ns)),
         );
-        self.free.push(key.slot);
-        Some(
-            self.slots[key.slot]
-                .take()
-                .expect("a buffered key points at its item"),
-        )
+        Some(first.item)
+    }
+
+    /// Pops keys that are no longer their queue's first item off the top.
+    fn drop_outdated_heads(&mut self) {
+        while let Some(Reverse(top)) = self.heads.peek() {
+            let current = self.queues[top.node].front().map(|b| b.seq);
+            if current == Some(top.seq) {
+                return;
+            }
+            self.heads.pop();
+        }
     }
 }
 

@@ -212,15 +212,31 @@ pub(crate) fn write_number(out: &mut Vec<u8>, value: &dyn std::fmt::Display) {
 pub(crate) fn write_u64(out: &mut Vec<u8>, mut value: u64) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
-    loop {
+    // Two digits per division: half the divisions of one at a time.
+    while value >= 100 {
+        start -= 2;
+        digits[start..start + 2].copy_from_slice(two_digits((value % 100) as usize));
+        value /= 100;
+    }
+    if value >= 10 {
+        start -= 2;
+        digits[start..start + 2].copy_from_slice(two_digits(value as usize));
+    } else {
         start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
+        digits[start] = b'0' + value as u8;
     }
     out.extend_from_slice(&digits[start..]);
+}
+
+/// The two decimal digits of `value` (below 100).
+pub(crate) fn two_digits(value: usize) -> &'static [u8] {
+    const PAIRS: &[u8; 200] = b"\
+        0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    &PAIRS[2 * value..2 * value + 2]
 }
 
 /// Writes `value` in decimal, with a `-` when negative.

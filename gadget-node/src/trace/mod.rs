@@ -19,6 +19,7 @@ use gadget_proto::v1;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::identity::IdentityResolver;
+use crate::memory::ReleaseWhenFreed;
 
 mod attach;
 mod batch;
@@ -112,6 +113,10 @@ pub struct Trace {
     /// Why the trace ended on its own (a client that stopped reading),
     /// sent before `events` closes; nothing when it ended as asked.
     pub failure: oneshot::Receiver<String>,
+    /// Gives the trace's freed memory back to the kernel once this and the
+    /// trace's task are both dropped; whoever takes `events` keeps it until
+    /// after dropping them (the batches still queued).
+    pub release: ReleaseWhenFreed,
 }
 
 /// Loads and attaches the gadget of `plan` and starts draining it.
@@ -150,6 +155,7 @@ pub fn start_with(
 
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
     let (failure_tx, failure) = oneshot::channel();
+    let release = ReleaseWhenFreed::default();
     let reader = Reader {
         _ebpf: ebpf,
         maps,
@@ -168,6 +174,7 @@ pub fn start_with(
         batch: BatchBuilder::default(),
         stall_timeout: controls.stall_timeout,
         failure: Some(failure_tx),
+        _release: release.clone(),
     };
     let task = tokio::spawn(reader.run(plan.timeout, controls.stop));
     Ok(Trace {
@@ -175,5 +182,6 @@ pub fn start_with(
         program_ids,
         task,
         failure,
+        release,
     })
 }

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::gadgets::PreparedGadget;
 use crate::identity::IdentityResolver;
+use crate::memory::ReleaseWhenFreed;
 use crate::selector::ContainerSelector;
 
 use super::batch::BatchBuilder;
@@ -50,6 +51,8 @@ pub(super) struct Reader {
     /// Why the trace ended on its own, told before `tx` closes: its queue
     /// has no room left to say it.
     pub(super) failure: Option<oneshot::Sender<String>>,
+    /// Last, so that it is dropped after everything above has been freed.
+    pub(super) _release: ReleaseWhenFreed,
 }
 
 impl Reader {

@@ -91,4 +91,45 @@ proptest! {
         }
         prop_assert_eq!(merge.out_of_order(), behind);
     }
+
+    /// The per-node queues release exactly what one sorted list of every
+    /// buffered item would (the merge as it was before them): the oldest
+    /// by (timestamp, node, arrival), at the same steps.
+    #[test]
+    fn releases_the_oldest_by_timestamp_node_and_arrival(
+        steps in proptest::collection::vec(step(), 0..60),
+        window_ns in prop_oneof![0u64..100, Just(u64::MAX)],
+        capacity in 1usize..8,
+    ) {
+        let mut merge = MergeWindow::new(Duration::from_nanos(window_ns), capacity);
+        // (timestamp, node, arrival) of every buffered item.
+        let mut model: Vec<(u64, usize, usize)> = Vec::new();
+        let take_oldest = |model: &mut Vec<(u64, usize, usize)>| {
+            let oldest = model.iter().enumerate().min_by_key(|(_, key)| **key)?.0;
+            Some(model.remove(oldest).2)
+        };
+        for (arrival, step) in steps.into_iter().enumerate() {
+            match step {
+                Step::Push { node, timestamp_ns } => {
+                    model.push((timestamp_ns, node, arrival));
+                    let expected = if model.len() > capacity { take_oldest(&mut model) } else { None };
+                    prop_assert_eq!(merge.push(node, timestamp_ns, arrival), expected);
+                }
+                Step::Pop { now_ns } => {
+                    let ready: Vec<usize> = merge.pop_ready(now_ns).collect();
+                    for arrival in ready {
+                        prop_assert_eq!(Some(arrival), take_oldest(&mut model));
+                    }
+                    let next = model.iter().min().map(|key| key.0);
+                    prop_assert_eq!(merge.oldest().map(|key| key.timestamp_ns), next);
+                }
+            }
+            prop_assert_eq!(merge.len(), model.len());
+        }
+        let rest: Vec<usize> = merge.finish().collect();
+        for arrival in rest {
+            prop_assert_eq!(Some(arrival), take_oldest(&mut model));
+        }
+        prop_assert!(model.is_empty());
+    }
 }

@@ -55,7 +55,7 @@
 
 use gadget_proto::v1::{Process, TraceStatus};
 
-use super::escape::is_invisible;
+use super::escape::{is_invisible, printable_ascii_run};
 use super::{errno, time, write_i64, write_number, write_u64, Row};
 use crate::gadgets;
 
@@ -188,6 +188,14 @@ pub(crate) fn write_bool(out: &mut Vec<u8>, value: bool) {
 /// Writes untrusted bytes: a string when they are UTF-8, otherwise
 /// `{"base64":"..."}`.
 pub(crate) fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    // Most paths and names are printable ASCII: UTF-8 with nothing to
+    // escape, written as they are without checking them twice.
+    if plain_prefix_len(bytes) == bytes.len() {
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     match std::str::from_utf8(bytes) {
         Ok(text) => write_str(out, text),
         Err(_) => {
@@ -211,8 +219,9 @@ pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
         // names are mostly that, and it is decided from the byte alone,
         // without decoding a character (a third of the client's time per
         // JSON row went into decoding and classifying every character).
-        if matches!(bytes[i], b' '..=b'~') && bytes[i] != b'"' && bytes[i] != b'\\' {
-            i += 1;
+        let plain = plain_prefix_len(&bytes[i..]);
+        if plain > 0 {
+            i += plain;
             continue;
         }
         // `i` is on a character boundary: it only ever moves by whole
@@ -245,6 +254,12 @@ pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
     }
     out.extend_from_slice(&text.as_bytes()[run_start..]);
     out.push(b'"');
+}
+
+/// How many of the leading `bytes` a JSON string holds as they are:
+/// printable ASCII but `"` and `\`.
+fn plain_prefix_len(bytes: &[u8]) -> usize {
+    printable_ascii_run(bytes, b'"')
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -336,6 +351,44 @@ mod tests {
         let mut out = Vec::new();
         write_str(&mut out, text);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn utf8_bytes_are_written_as_their_string_is_whether_plain_or_not() {
+        for text in [
+            "/usr/lib/python3.11/site-packages/checkout/handlers.py",
+            "",
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "del\u{7f}",
+            "caf\u{e9}",
+            "\u{202e}txt.exe",
+        ] {
+            let mut bytes = Vec::new();
+            write_bytes(&mut bytes, text.as_bytes());
+            assert_eq!(
+                String::from_utf8(bytes).unwrap(),
+                string_json(text),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_run_stops_at_every_byte_json_does_not_hold_as_it_is_wherever_it_is() {
+        // Every byte value at every place of a word and past it, as the
+        // eight-byte test sees it, against the byte-by-byte rule.
+        for byte in 0..=u8::MAX {
+            let plain = matches!(byte, b' '..=b'~') && byte != b'"' && byte != b'\\';
+            for at in 0..20 {
+                let mut bytes = vec![b'a'; 20];
+                bytes[at] = byte;
+                let expected = if plain { 20 } else { at };
+                assert_eq!(plain_prefix_len(&bytes), expected, "{byte:#x} at {at}");
+            }
+        }
+        assert_eq!(plain_prefix_len(b""), 0);
     }
 
     #[test]

@@ -1,28 +1,34 @@
 //! RFC 3339 timestamps in UTC with milliseconds, e.g.
 //! `2023-11-14T22:13:20.123Z`, written without a date library.
 
+use super::two_digits;
+
 /// Writes `ns` (nanoseconds since the Unix epoch) as RFC 3339 in UTC with
-/// milliseconds. Always 24 bytes for years 0 to 9999.
+/// milliseconds. Always 24 bytes: a u64 of nanoseconds ends in 2554.
 pub(crate) fn write_rfc3339_ms(out: &mut Vec<u8>, ns: u64) {
     let secs = ns / 1_000_000_000;
-    let millis = (ns / 1_000_000 % 1000) as u32;
+    let millis = (ns / 1_000_000 % 1000) as usize;
     let days = secs / 86_400;
-    let secs_of_day = (secs % 86_400) as u32;
+    let secs_of_day = (secs % 86_400) as usize;
     let (year, month, day) = civil_from_days(days);
-    write_digits(out, year, 4);
-    out.push(b'-');
-    write_digits(out, month, 2);
-    out.push(b'-');
-    write_digits(out, day, 2);
-    out.push(b'T');
-    write_digits(out, secs_of_day / 3600, 2);
-    out.push(b':');
-    write_digits(out, secs_of_day / 60 % 60, 2);
-    out.push(b':');
-    write_digits(out, secs_of_day % 60, 2);
-    out.push(b'.');
-    write_digits(out, millis, 3);
-    out.push(b'Z');
+    let (year, month, day) = (year as usize, month as usize, day as usize);
+    // Filled in place, two digits at a time (digit by digit, the timestamp
+    // was 8% of the client's instructions per JSON row).
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    for (at, value) in [
+        (0, year / 100),
+        (2, year % 100),
+        (5, month),
+        (8, day),
+        (11, secs_of_day / 3600),
+        (14, secs_of_day / 60 % 60),
+        (17, secs_of_day % 60),
+        (20, millis / 10),
+    ] {
+        text[at..at + 2].copy_from_slice(two_digits(value));
+    }
+    text[22] = b'0' + (millis % 10) as u8;
+    out.extend_from_slice(&text);
 }
 
 /// The proleptic Gregorian (year, month, day) of a day count since
@@ -50,22 +56,6 @@ fn civil_from_days(days: u64) -> (u32, u32, u32) {
     };
     let year = era * 400 + year_of_era + u64::from(month <= 2);
     (year as u32, month as u32, day as u32)
-}
-
-/// Writes `value` as exactly `width` decimal digits (more if it needs them).
-fn write_digits(out: &mut Vec<u8>, value: u32, width: usize) {
-    let mut digits = [b'0'; 10];
-    let mut rest = value;
-    let mut len = 0;
-    while rest > 0 || len == 0 {
-        digits[len] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        len += 1;
-    }
-    for _ in len..width {
-        out.push(b'0');
-    }
-    out.extend(digits[..len].iter().rev());
 }
 
 #[cfg(test)]
