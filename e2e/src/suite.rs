@@ -1004,13 +1004,7 @@ impl Suite {
     fn selection(&mut self) -> Result<()> {
         let seconds = self.trace_seconds();
         let cases = self.selection_cases();
-        let mut running = Vec::new();
-        for case in cases {
-            running.push(RunningTrace::start(&self.kubectl, case, seconds)?);
-        }
-        for trace in &mut running {
-            trace.wait_started()?;
-        }
+        let running = RunningTrace::start_all(&self.kubectl, cases, seconds)?;
         let unmarked = self.unmarked();
         let workloads = self.workloads()?;
         let caused = workloads.run_round("selection", |_| true)?;
@@ -1344,13 +1338,7 @@ impl Suite {
                 move |c| c.identity.namespace == ns2,
             ),
         ];
-        let mut running = Vec::new();
-        for case in cases {
-            running.push(RunningTrace::start(&self.kubectl, case, seconds)?);
-        }
-        for trace in &mut running {
-            trace.wait_started()?;
-        }
+        let running = RunningTrace::start_all(&self.kubectl, cases, seconds)?;
         let unmarked = self.unmarked();
         let workloads = self.workloads.as_mut().context("no workloads yet")?;
         workloads.add_pod(&self.cluster, &plan)?;

@@ -72,6 +72,23 @@ impl RunningTrace {
         Ok(RunningTrace { case, process })
     }
 
+    /// Starts every case side by side, then waits until each has started
+    /// on all its nodes.
+    pub fn start_all(
+        kubectl: &Kubectl,
+        cases: Vec<TraceCase>,
+        seconds: u32,
+    ) -> Result<Vec<RunningTrace>> {
+        let mut running = Vec::new();
+        for case in cases {
+            running.push(RunningTrace::start(kubectl, case, seconds)?);
+        }
+        for trace in &mut running {
+            trace.wait_started()?;
+        }
+        Ok(running)
+    }
+
     /// Waits until every node of the case says its trace started.
     pub fn wait_started(&mut self) -> Result<()> {
         let wanted = self.case.nodes.clone();
