@@ -113,9 +113,10 @@ pub enum Unmarked {
     Forbidden,
     /// Allowed when they come from a container the trace selects (a real
     /// cluster, where the runtime may exec its own helpers in a container),
-    /// or from a selected pod with no container name: a container's events
-    /// before its status reaches the node (its entrypoint's exec) and its
-    /// sandbox's, which the README documents.
+    /// or from a selected pod's sandbox, which has no container name. An
+    /// event of one of the pod's containers without its name (sent before
+    /// the container's status reached the node) is a problem: the node holds
+    /// those until the name comes.
     FromSelected,
 }
 
@@ -158,12 +159,12 @@ pub fn check(
             continue;
         }
         let from_selected = event.k8s.as_ref().is_some_and(|k8s| {
-            selected.contains(k8s)
-                || (k8s.container.is_empty()
-                    && selected.iter().any(|s| {
-                        (&s.namespace, &s.pod, &s.pod_uid)
-                            == (&k8s.namespace, &k8s.pod, &k8s.pod_uid)
-                    }))
+            let sandbox_of_selected = k8s.container.is_empty()
+                && selected.iter().any(|s| {
+                    (&s.namespace, &s.pod, &s.pod_uid) == (&k8s.namespace, &k8s.pod, &k8s.pod_uid)
+                })
+                && !selected.iter().any(|s| s.container_id == k8s.container_id);
+            selected.contains(k8s) || sandbox_of_selected
         });
         if unmarked == Unmarked::Forbidden || !from_selected {
             problems.push(format!("unexpected event: {}", describe(line)));
@@ -385,8 +386,8 @@ mod tests {
         assert_eq!(run_check(&output, &[xwing], Unmarked::Forbidden).len(), 1);
     }
 
-    /// A container's entrypoint exec, before its status reaches the node,
-    /// and its pod sandbox's, carry the pod but no container name.
+    /// A pod sandbox's events carry the pod but no container name; one of
+    /// the pod's own containers must carry its name.
     #[test]
     fn unnamed_containers_of_selected_pods_pass_only_when_allowed() {
         let xwing = expected("xwing", "spaceship", "node-0");
@@ -415,6 +416,15 @@ mod tests {
             exec_line("node-0", Some(&other_pod), "/pause"),
         ];
         assert_eq!(run_check(&elsewhere, want, Unmarked::FromSelected).len(), 1);
+        let nameless_container = Identity {
+            container: String::new(),
+            ..xwing.identity.clone()
+        };
+        let early = [
+            exec_line("node-0", Some(&xwing.identity), &xwing.marker),
+            exec_line("node-0", Some(&nameless_container), "/entrypoint"),
+        ];
+        assert_eq!(run_check(&early, want, Unmarked::FromSelected).len(), 1);
     }
 
     #[test]

@@ -46,7 +46,7 @@ use kubectl_gadget::manifests::{
 use crate::agents::{agent_command, free_port, CgroupView, NodeAgent};
 use crate::cgroups::CgroupTree;
 use crate::cluster::Cluster;
-use crate::events::{self, Line, Unmarked};
+use crate::events::{self, Identity, Line, Unmarked};
 use crate::file_trace::FileTraceRun;
 use crate::host;
 use crate::kubectl::Kubectl;
@@ -1312,10 +1312,10 @@ impl Suite {
     }
 
     /// A pod created while traces of its namespace run: its container did
-    /// not exist when the traces started, and its round's events must carry
-    /// its namespace, pod and container. What ran before its status reached
-    /// the node (its entrypoint, its sandbox) carries the pod with no
-    /// container name, as the README documents; the count is printed.
+    /// not exist when the traces started, and every event of it must carry
+    /// its namespace, pod and container, its entrypoint's exec (which runs
+    /// before the container's status reaches the node) included. Only its
+    /// sandbox's carry no container name; their count is printed.
     fn late_pod(&mut self) -> Result<()> {
         let plan = workloads::late_pod(&self.namespaces, &self.nodes);
         // Long enough for the pod to start (the image is on the node) and a
@@ -1343,17 +1343,48 @@ impl Suite {
         let workloads = self.workloads.as_mut().context("no workloads yet")?;
         workloads.add_pod(&self.cluster, &plan)?;
         let caused = workloads.run_round("late", |c| c.identity.pod == plan.name)?;
+        let entrypoint = workloads.entrypoint();
         let containers = workloads.containers.clone();
+        let late: Vec<Identity> = containers
+            .iter()
+            .filter(|c| c.identity.pod == plan.name)
+            .map(|c| c.identity.clone())
+            .collect();
         let containers = self.with_bystanders(containers)?;
         let mut failed = Vec::new();
         for trace in running {
             let (case, finished) = trace.finish(seconds)?;
-            let problems =
+            let mut problems =
                 traces::problems(&case, &finished, &containers, &caused, &prefix, unmarked);
+            if let (Some(entrypoint), "exec") = (entrypoint, case.args[0].as_str()) {
+                // Its first exec, before the kubelet wrote the container's
+                // status: shown, and named (the node held it for the name).
+                let lines = events::parse(&finished.stdout)?;
+                for identity in &late {
+                    let seen = lines.iter().any(|line| match line {
+                        Line::Exec(event) => {
+                            event.k8s.as_ref() == Some(identity)
+                                && event
+                                    .args
+                                    .iter()
+                                    .map(serde_json::Value::as_str)
+                                    .eq(entrypoint.iter().map(|word| Some(*word)))
+                        }
+                        _ => false,
+                    });
+                    if !seen {
+                        problems.push(format!(
+                            "no exec of {entrypoint:?} from {}/{}: a container's first \
+                             exec must be shown with its name",
+                            identity.pod, identity.container
+                        ));
+                    }
+                }
+            }
             if problems.is_empty() {
-                // Documented: what ran before the container's status reached
-                // the node carries the pod, without a container name.
-                let unnamed = events::parse(&finished.stdout)?
+                // The pod's containers' unnamed events are problems (see
+                // Unmarked::FromSelected): these are its sandbox's.
+                let sandbox = events::parse(&finished.stdout)?
                     .iter()
                     .filter(|line| match line {
                         Line::Exec(event) | Line::Open(event) => event
@@ -1364,8 +1395,8 @@ impl Suite {
                     })
                     .count();
                 eprintln!(
-                    "e2e:   {}: {}/{} attributed ({unnamed} earlier events of the pod without a \
-                     container name)",
+                    "e2e:   {}: {}/{} attributed ({sandbox} events of the pod's sandbox, which \
+                     has no container name)",
                     case.title(),
                     plan.name,
                     plan.containers.join(",")

@@ -288,6 +288,16 @@ impl Workloads {
         Ok(workloads)
     }
 
+    /// The command a new container's first process execs, when containers
+    /// run real processes (in a cluster, not in the local harness): a trace
+    /// of exec that runs while the container starts must show it.
+    pub fn entrypoint(&self) -> Option<&'static [&'static str]> {
+        match self.runner {
+            Runner::Local { .. } => None,
+            Runner::Cluster { .. } => Some(&ENTRYPOINT),
+        }
+    }
+
     /// Creates one more pod, as the workloads' first ones were, and waits
     /// until it runs; its containers are added to [`Workloads::containers`].
     pub fn add_pod(&mut self, cluster: &Cluster, pod_plan: &PodPlan) -> Result<()> {
@@ -578,12 +588,16 @@ pub fn shell_quote(text: &str) -> String {
 
 /// The spec of a workload pod: with `image`, one that runs (`sleep`); without,
 /// one for KWOK, whose image is never pulled.
+/// What a workload container runs in a cluster: it only has to stay up for
+/// the rounds, which `kubectl exec` runs in it.
+const ENTRYPOINT: [&str; 2] = ["sleep", "3600"];
+
 fn pod_spec(plan: &PodPlan, image: Option<&str>) -> Pod {
     let containers: Vec<serde_json::Value> = plan
         .containers
         .iter()
         .map(|name| match image {
-            Some(image) => json!({"name": name, "image": image, "command": ["sleep", "3600"]}),
+            Some(image) => json!({"name": name, "image": image, "command": ENTRYPOINT}),
             None => json!({"name": name, "image": format!("registry.invalid/gadget-e2e/{}:1", plan.name)}),
         })
         .collect();

@@ -29,6 +29,10 @@ pub struct Workload {
     pub container_id: String,
     /// The pod's labels.
     pub labels: BTreeMap<String, String>,
+    /// `container` is empty for now, but its pod has a container that has
+    /// not started yet: this may be it, named once its status reaches the
+    /// node (see [`PodInfo::awaiting_containers`](crate::pods::PodInfo)).
+    pub name_pending: bool,
 }
 
 impl Workload {
@@ -46,8 +50,9 @@ impl Workload {
             workload.labels = pod.labels.clone();
             // The pod sandbox (pause) has a cgroup but no container status:
             // it keeps an empty container name.
-            if let Some(name) = pod.container_name(&container.container_id) {
-                workload.container = name.to_string();
+            match pod.container_name(&container.container_id) {
+                Some(name) => workload.container = name.to_string(),
+                None => workload.name_pending = pod.awaiting_containers,
             }
         }
         workload

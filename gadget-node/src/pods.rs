@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::Api;
@@ -28,6 +28,11 @@ pub struct PodInfo {
     /// regular, init and ephemeral containers, including the previous
     /// instance of restarted containers.
     pub containers: HashMap<String, String>,
+    /// Some container of the pod's spec has not started yet, or is about to
+    /// start again: a container cgroup of this pod that `containers` does
+    /// not name may be it, named once its status reaches the node. When
+    /// false, such a cgroup is the pod's sandbox, which never gets a name.
+    pub awaiting_containers: bool,
 }
 
 impl PodInfo {
@@ -55,6 +60,7 @@ impl PodInfo {
             name: metadata.name.clone().unwrap_or_default(),
             labels: metadata.labels.clone().unwrap_or_default(),
             containers,
+            awaiting_containers: awaits_containers(pod),
         })
     }
 
@@ -63,6 +69,58 @@ impl PodInfo {
     pub fn container_name(&self, container_id: &str) -> Option<&str> {
         self.containers.get(container_id).map(String::as_str)
     }
+}
+
+/// Whether a container of `pod`'s spec may still start: one with no status,
+/// no id or a waiting state, or a terminated regular container the kubelet
+/// will restart. Init and ephemeral containers that ran are done; a pod that
+/// succeeded or failed starts nothing.
+fn awaits_containers(pod: &Pod) -> bool {
+    let (Some(spec), status) = (&pod.spec, pod.status.as_ref()) else {
+        return false;
+    };
+    let phase = status.and_then(|status| status.phase.as_deref());
+    if matches!(phase, Some("Succeeded" | "Failed")) {
+        return false;
+    }
+    let listed = |list: fn(&PodStatus) -> &Option<Vec<ContainerStatus>>| -> &[ContainerStatus] {
+        status
+            .and_then(|status| list(status).as_deref())
+            .unwrap_or(&[])
+    };
+    let regular = listed(|status| &status.container_statuses);
+    let init = listed(|status| &status.init_container_statuses);
+    let ephemeral = listed(|status| &status.ephemeral_container_statuses);
+    let restarts = spec.restart_policy.as_deref() != Some("Never");
+    let may_start = |name: &str, statuses: &[ContainerStatus], restarted: bool| {
+        let Some(status) = statuses.iter().find(|status| status.name == name) else {
+            return true;
+        };
+        let state = status.state.as_ref();
+        let running = state.is_some_and(|state| state.running.is_some());
+        let terminated = state.is_some_and(|state| state.terminated.is_some());
+        let has_id = status
+            .container_id
+            .as_deref()
+            .is_some_and(|id| !id.is_empty());
+        let started = running && has_id;
+        let done_for_good = terminated && !restarted;
+        !(started || done_for_good)
+    };
+    spec.containers
+        .iter()
+        .any(|c| may_start(&c.name, regular, restarts))
+        || spec.init_containers.iter().flatten().any(|c| {
+            // A sidecar (an init container that restarts) runs for the
+            // pod's life; the others run once.
+            let sidecar = c.restart_policy.as_deref() == Some("Always");
+            may_start(&c.name, init, sidecar)
+        })
+        || spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .any(|c| may_start(&c.name, ephemeral, false))
 }
 
 /// The ids of a container status: the running instance and, after a restart,
@@ -378,6 +436,107 @@ mod tests {
         assert_eq!(info.container_name("ccc"), Some("debugger"));
         assert_eq!(info.container_name("containerd://aaa"), None);
         assert_eq!(info.containers.len(), 3);
+    }
+
+    /// A status in `state`: "running", "waiting" or "terminated".
+    fn in_state(name: &str, id: Option<&str>, state: &str) -> ContainerStatus {
+        use k8s_openapi::api::core::v1::{ContainerStateRunning, ContainerStateWaiting};
+        let state = match state {
+            "running" => ContainerState {
+                running: Some(ContainerStateRunning::default()),
+                ..Default::default()
+            },
+            "waiting" => ContainerState {
+                waiting: Some(ContainerStateWaiting::default()),
+                ..Default::default()
+            },
+            "terminated" => ContainerState {
+                terminated: Some(ContainerStateTerminated::default()),
+                ..Default::default()
+            },
+            other => panic!("no state {other}"),
+        };
+        ContainerStatus {
+            state: Some(state),
+            ..status(name, id)
+        }
+    }
+
+    /// A pod with containers `main` (and `init`, `debug` when their
+    /// statuses are given) in its spec, and these statuses.
+    fn spec_pod(
+        regular: Vec<ContainerStatus>,
+        init: Option<Vec<ContainerStatus>>,
+        ephemeral: Option<Vec<ContainerStatus>>,
+    ) -> Pod {
+        use k8s_openapi::api::core::v1::{Container, EphemeralContainer, PodSpec};
+        let container = |name: &str| Container {
+            name: name.to_string(),
+            ..Default::default()
+        };
+        let mut p = pod(UID, regular);
+        p.spec = Some(PodSpec {
+            containers: vec![container("main")],
+            init_containers: init.as_ref().map(|_| vec![container("init")]),
+            ephemeral_containers: ephemeral.as_ref().map(|_| {
+                vec![EphemeralContainer {
+                    name: "debug".to_string(),
+                    ..Default::default()
+                }]
+            }),
+            ..Default::default()
+        });
+        let pod_status = p.status.as_mut().unwrap();
+        pod_status.init_container_statuses = init;
+        pod_status.ephemeral_container_statuses = ephemeral;
+        p
+    }
+
+    fn awaiting(pod: &Pod) -> bool {
+        PodInfo::from_pod(pod).unwrap().awaiting_containers
+    }
+
+    #[test]
+    fn a_pod_awaits_the_containers_that_have_not_started() {
+        let running = || vec![in_state("main", Some("containerd://a"), "running")];
+        // Created, not yet reported; being created; running.
+        assert!(awaiting(&spec_pod(vec![], None, None)));
+        assert!(awaiting(&spec_pod(
+            vec![in_state("main", None, "waiting")],
+            None,
+            None
+        )));
+        assert!(!awaiting(&spec_pod(running(), None, None)));
+        // An init container running: main is still to come.
+        let init = vec![in_state("init", Some("containerd://i"), "running")];
+        let main_waiting = vec![in_state("main", None, "waiting")];
+        assert!(awaiting(&spec_pod(main_waiting, Some(init), None)));
+        // Init done and main running: the pod's containers all started.
+        let init_done = vec![in_state("init", Some("containerd://i"), "terminated")];
+        assert!(!awaiting(&spec_pod(running(), Some(init_done), None)));
+        // An ephemeral container on its way, and one that ended.
+        let debug = |state| Some(vec![in_state("debug", Some("containerd://d"), state)]);
+        assert!(awaiting(&spec_pod(running(), None, Some(vec![]))));
+        assert!(!awaiting(&spec_pod(running(), None, debug("terminated"))));
+    }
+
+    #[test]
+    fn a_pod_awaits_a_container_the_kubelet_restarts() {
+        let exited = || vec![in_state("main", Some("containerd://a"), "terminated")];
+        let mut p = spec_pod(exited(), None, None);
+        assert!(awaiting(&p), "restartPolicy Always by default");
+        p.spec.as_mut().unwrap().restart_policy = Some("Never".to_string());
+        assert!(!awaiting(&p));
+        let mut done = spec_pod(exited(), None, None);
+        done.status.as_mut().unwrap().phase = Some("Succeeded".to_string());
+        assert!(!awaiting(&done));
+    }
+
+    /// Without a spec (the tests' pods, or a pod stripped of it), nothing is
+    /// awaited: events are never held for it.
+    #[test]
+    fn a_pod_without_a_spec_awaits_nothing() {
+        assert!(!awaiting(&pod(UID, vec![])));
     }
 
     #[test]

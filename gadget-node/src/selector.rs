@@ -118,6 +118,7 @@ mod tests {
                 ("app".to_string(), "web".to_string()),
                 ("tier".to_string(), "front".to_string()),
             ]),
+            name_pending: false,
         }
     }
 

@@ -63,7 +63,7 @@ pub const DEFAULT_MAX_TRACES: usize = 16;
 /// The default [`NodeLimits::memory_budget`]: 320 MiB, which leaves 192 MiB
 /// of the DaemonSet's 512 MiB memory limit to the process itself (the pod
 /// index, BTF parsed at each load, decoded events, gRPC buffers). A trace
-/// with the default ring buffer is charged 16.5 MiB, so 16 of them fit, or
+/// with the default ring buffer is charged 18.5 MiB, so 16 of them fit, or
 /// one with the largest ring buffer (256 MiB) and two default ones.
 pub const DEFAULT_TRACE_MEMORY_BUDGET: u64 = 320 * 1024 * 1024;
 
@@ -594,7 +594,7 @@ impl RunningTraces {
         let used: u64 = slots.taken.iter().map(|s| s.bytes).sum();
         if bytes > limits.memory_budget {
             return Err(RunGadgetError::Exhausted(format!(
-                "the trace needs {} for its ring buffer and queue, more than the node's \
+                "the trace needs {} for its ring buffer and queues, more than the node's \
                  whole trace memory budget of {} (gadget-node serve --trace-memory-mib); \
                  use a smaller --ring-buffer-size",
                 show_bytes(bytes),
@@ -603,7 +603,7 @@ impl RunningTraces {
         }
         if used + bytes > limits.memory_budget {
             return Err(RunGadgetError::Exhausted(format!(
-                "the trace needs {} for its ring buffer and queue, and {} of the node's \
+                "the trace needs {} for its ring buffer and queues, and {} of the node's \
                  trace memory budget of {} is free ({running} traces running); use a \
                  smaller --ring-buffer-size, or try again when a trace ends",
                 show_bytes(bytes),
@@ -1107,7 +1107,7 @@ mod tests {
         let never = Status::from(traces.reserve(largest_trace).err().unwrap());
         assert_eq!(never.code(), Code::ResourceExhausted);
         assert!(
-            never.message().contains("272.0 MiB") && never.message().contains("--ring-buffer-size"),
+            never.message().contains("274.0 MiB") && never.message().contains("--ring-buffer-size"),
             "{}",
             never.message()
         );

@@ -753,8 +753,8 @@ async fn traces_beyond_max_traces_are_resource_exhausted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ring_buffer_beyond_the_memory_budget_is_resource_exhausted() {
-    // 20 MiB: a default trace (16.5 MiB) fits, one with an 8 MiB ring
-    // buffer (24 MiB) does not.
+    // 20 MiB: a default trace (18.5 MiB) fits, one with an 8 MiB ring
+    // buffer (26 MiB) does not.
     let node = Node::start_with(&["--trace-memory-mib", "20"]).await;
     let mut client = node.client().await;
     let large = v1::RunGadgetRequest {
@@ -764,7 +764,7 @@ async fn ring_buffer_beyond_the_memory_budget_is_resource_exhausted() {
     let refused = client.run_gadget(large).await.err().unwrap();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(
-        refused.message().contains("24.0 MiB")
+        refused.message().contains("26.0 MiB")
             && refused.message().contains("20.0 MiB")
             && refused.message().contains("--ring-buffer-size"),
         "{}",

@@ -153,6 +153,7 @@ fn sample_batch() -> EventBatch {
     EventBatch {
         workloads: vec![workload],
         events: vec![event; BATCH],
+        held: false,
     }
 }
 

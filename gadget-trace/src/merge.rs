@@ -115,9 +115,22 @@ impl<T> MergeWindow<T> {
     /// [`MergeWindow::pop_ready`] returns later.
     #[must_use = "an item released early must be printed"]
     pub fn push(&mut self, node: usize, timestamp_ns: u64, item: T) -> Option<T> {
-        if self
-            .released_up_to
-            .is_some_and(|released| timestamp_ns < released)
+        self.insert(node, timestamp_ns, item, true)
+    }
+
+    /// [`MergeWindow::push`] for an item its node held back on purpose (see
+    /// `EventBatch.held`): put in order like any other while that is still
+    /// possible, but not counted as out of order when it is not.
+    #[must_use = "an item released early must be printed"]
+    pub fn push_held(&mut self, node: usize, timestamp_ns: u64, item: T) -> Option<T> {
+        self.insert(node, timestamp_ns, item, false)
+    }
+
+    fn insert(&mut self, node: usize, timestamp_ns: u64, item: T, count_late: bool) -> Option<T> {
+        if count_late
+            && self
+                .released_up_to
+                .is_some_and(|released| timestamp_ns < released)
         {
             // It sorts before every buffered item, so it is the next one out.
             self.out_of_order += 1;
@@ -356,6 +369,24 @@ mod tests {
             [(1, 600), (0, 700)]
         );
         assert_eq!(merge.out_of_order(), 1);
+    }
+
+    #[test]
+    fn an_item_held_on_purpose_is_released_at_once_and_not_counted() {
+        let mut merge = MergeWindow::new(WINDOW, 1000);
+        assert!(push(&mut merge, 0, 500).is_none());
+        assert_eq!(merge.pop_ready(650).collect::<Vec<_>>(), [(0, 500)]);
+
+        assert!(merge.push_held(0, 300, (0, 300)).is_none());
+        assert_eq!(merge.pop_ready(651).collect::<Vec<_>>(), [(0, 300)]);
+        assert_eq!(merge.out_of_order(), 0);
+        // One still in time is put in order.
+        assert!(push(&mut merge, 1, 700).is_none());
+        assert!(merge.push_held(0, 600, (0, 600)).is_none());
+        assert_eq!(
+            merge.pop_ready(900).collect::<Vec<_>>(),
+            [(0, 600), (1, 700)]
+        );
     }
 
     #[test]

@@ -472,6 +472,7 @@ impl Printer<'_> {
             NodeEvent::Response(response) => match response.kind {
                 Some(run_gadget_response::Kind::Events(batch)) => {
                     let workloads: Arc<[Workload]> = batch.workloads.into();
+                    let held = batch.held;
                     for event in batch.events {
                         let pending = Pending {
                             node: index,
@@ -479,7 +480,12 @@ impl Printer<'_> {
                             event,
                         };
                         let timestamp = pending.event.timestamp_ns;
-                        if let Some(early) = merge.push(index, timestamp, pending) {
+                        let early = if held {
+                            merge.push_held(index, timestamp, pending)
+                        } else {
+                            merge.push(index, timestamp, pending)
+                        };
+                        if let Some(early) = early {
                             self.row(&early);
                         }
                     }
@@ -638,6 +644,7 @@ mod tests {
                     ..Workload::default()
                 }],
                 events,
+                held: false,
             })),
         })
     }
@@ -750,6 +757,38 @@ mod tests {
         assert!(summary.failed.is_empty());
         assert_eq!(summary.out_of_order, 0);
         assert!(!summary.interrupted);
+    }
+
+    fn held(events: Vec<v1::Event>) -> NodeEvent {
+        let NodeEvent::Response(mut response) = batch(events) else {
+            unreachable!()
+        };
+        if let Some(run_gadget_response::Kind::Events(batch)) = &mut response.kind {
+            batch.held = true;
+        }
+        NodeEvent::Response(response)
+    }
+
+    /// A node sends a new container's first events once it is named, after
+    /// newer rows were printed: they are printed, not counted as late.
+    /// The same events in a batch not marked held are.
+    #[tokio::test]
+    async fn a_batch_the_node_held_is_printed_late_without_a_warning() {
+        let (a, a_events) = fake_node();
+        let trace = run(vec![("a".into(), a_events)], "columns=pid", never());
+        let feeder = async move {
+            let first = now_ns();
+            a.unbounded_send(batch(vec![exec(1, now_ns(), 0)])).unwrap();
+            tokio::time::sleep(WINDOW * 2).await;
+            a.unbounded_send(held(vec![exec(2, first - 1, 1)])).unwrap();
+            a.unbounded_send(batch(vec![exec(3, first - 1, 1)]))
+                .unwrap();
+            drop(a);
+        };
+        let ((summary, out, err), ()) = tokio::join!(trace, feeder);
+        assert_eq!(out, "PID\n1\n2\n3\n");
+        assert_eq!(summary.out_of_order, 1, "only the batch not marked held");
+        assert!(err.contains("1 events arrived more than"), "{err}");
     }
 
     #[tokio::test]

@@ -219,6 +219,7 @@ fn batch(events: Vec<Event>) -> Step {
                 ..Workload::default()
             }],
             events,
+            held: false,
         })),
     })
 }

@@ -23,6 +23,7 @@ use crate::memory::ReleaseWhenFreed;
 
 mod attach;
 mod batch;
+mod held;
 mod load;
 mod reader;
 mod request;
@@ -34,6 +35,7 @@ pub use reader::{DRAIN_INTERVAL, FINAL_SEND_TIMEOUT, QUEUE_BATCHES};
 pub use request::{InvalidRequest, TracePlan, DEFAULT_RING_BUFFER_BYTES, MAX_RING_BUFFER_BYTES};
 
 use batch::BatchBuilder;
+use held::HeldEvents;
 use reader::Reader;
 use verdicts::{CgroupFilter, Selection};
 
@@ -68,13 +70,15 @@ pub enum TraceStartError {
 }
 
 /// The most memory one trace holds for its events: its ring buffer
-/// (`ring_buffer_bytes`, kernel memory) and its queue of batches waiting for
-/// the client, counted twice: a decoded event (its structs, vectors and
+/// (`ring_buffer_bytes`, kernel memory), its queue of batches waiting for
+/// the client and the events it holds until their container is named
+/// (see [`held`]), the last two counted twice: a decoded event (its structs, vectors and
 /// strings) weighs about as much again as its record's bytes, which its
 /// fields slice. The connection's send buffer and the allocator's slack are
 /// left to the room between the node's budget and its memory limit.
 pub fn memory_bound(ring_buffer_bytes: u32) -> u64 {
-    u64::from(ring_buffer_bytes) + (2 * QUEUE_BATCHES * batch::MAX_BATCH_BYTES) as u64
+    u64::from(ring_buffer_bytes)
+        + (2 * (QUEUE_BATCHES * batch::MAX_BATCH_BYTES + held::MAX_HELD_BYTES)) as u64
 }
 
 /// What ends a trace besides its client leaving or its timeout.
@@ -172,6 +176,7 @@ pub fn start_with(
         },
         status_dirty: true,
         batch: BatchBuilder::default(),
+        held: HeldEvents::default(),
         stall_timeout: controls.stall_timeout,
         failure: Some(failure_tx),
         _release: release.clone(),

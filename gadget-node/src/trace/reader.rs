@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aya::maps::{HashMap as BpfHashMap, MapData};
 use aya::Ebpf;
 use gadget_proto::v1;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -16,6 +17,7 @@ use crate::memory::ReleaseWhenFreed;
 use crate::selector::ContainerSelector;
 
 use super::batch::BatchBuilder;
+use super::held::HeldEvents;
 use super::load::CommonMaps;
 use super::verdicts::{CgroupFilter, Judgement, Selection};
 
@@ -45,6 +47,8 @@ pub(super) struct Reader {
     pub(super) status: v1::TraceStatus,
     pub(super) status_dirty: bool,
     pub(super) batch: BatchBuilder,
+    /// Events of new containers waiting for their names.
+    pub(super) held: HeldEvents,
     /// The trace ends once its client has taken nothing from a full queue
     /// for this long.
     pub(super) stall_timeout: Duration,
@@ -105,6 +109,9 @@ impl Reader {
             } else {
                 full_since = None;
             }
+            // Held events first: they are older than what the ring
+            // buffer holds now.
+            self.release_held(false);
             self.drain();
             self.update_lost();
             self.flush_status();
@@ -114,7 +121,9 @@ impl Reader {
     /// The last drain and the final status, which waits for room in the
     /// queue (the counters must arrive) for at most [`FINAL_SEND_TIMEOUT`].
     async fn finish(&mut self) {
+        self.release_held(false);
         self.drain();
+        self.release_held(true);
         self.update_lost();
         let last = v1::RunGadgetResponse {
             kind: Some(v1::run_gadget_response::Kind::Status(self.status.clone())),
@@ -138,6 +147,25 @@ impl Reader {
         }
     }
 
+    /// Sends the held events whose containers are named now, or have
+    /// waited long enough (all of them when `force`: the trace ends).
+    fn release_held(&mut self, force: bool) {
+        if self.held.is_empty() {
+            return;
+        }
+        let before = self.status.unjudged;
+        let admit = judge(
+            &mut self.selection,
+            &mut self.maps.verdicts,
+            &self.selector,
+            &self.identity,
+            self.cgroup_filter,
+        );
+        let batch = self.held.release(admit, force, &mut self.status.unjudged);
+        self.status_dirty |= self.status.unjudged != before;
+        self.send(batch);
+    }
+
     /// Empties the ring buffer into batches and queues them.
     fn drain(&mut self) {
         loop {
@@ -146,39 +174,41 @@ impl Reader {
                 return;
             }
             let before = (self.status.malformed, self.status.unjudged);
-            let (selection, map) = (&mut self.selection, &mut self.maps.verdicts);
-            let (selector, identity) = (&self.selector, &self.identity);
-            let filtered = self.cgroup_filter.enabled != 0;
-            let mut may_walk = true;
-            let admit = |cgroup_id| {
-                if filtered {
-                    selection.admit(cgroup_id, map, selector, identity, &mut may_walk)
-                } else {
-                    Judgement::judged(Some(identity.resolve(cgroup_id)))
-                }
-            };
+            let admit = judge(
+                &mut self.selection,
+                &mut self.maps.verdicts,
+                &self.selector,
+                &self.identity,
+                self.cgroup_filter,
+            );
             let batch = self.batch.finish(
                 self.gadget.as_ref(),
                 admit,
+                &mut self.held,
                 &mut self.status.malformed,
                 &mut self.status.unjudged,
             );
             self.status_dirty |= (self.status.malformed, self.status.unjudged) != before;
-            let events = batch.events.len() as u64;
-            if events > 0 {
-                let message = v1::RunGadgetResponse {
-                    kind: Some(v1::run_gadget_response::Kind::Events(batch)),
-                };
-                // Never wait for the client here: a slow client must not
-                // stall the ring buffer. What does not fit is counted.
-                if self.tx.try_send(message).is_err() {
-                    self.status.lost_node += events;
-                    self.status_dirty = true;
-                }
-            }
+            self.send(batch);
             if !more {
                 return;
             }
+        }
+    }
+
+    /// Queues a batch that has events. Never waits for the client: a slow
+    /// client must not stall the ring buffer. What does not fit is counted.
+    fn send(&mut self, batch: v1::EventBatch) {
+        let events = batch.events.len() as u64;
+        if events == 0 {
+            return;
+        }
+        let message = v1::RunGadgetResponse {
+            kind: Some(v1::run_gadget_response::Kind::Events(batch)),
+        };
+        if self.tx.try_send(message).is_err() {
+            self.status.lost_node += events;
+            self.status_dirty = true;
         }
     }
 
@@ -220,6 +250,32 @@ impl Reader {
             self.status_dirty = false;
             self.status.warnings.clear();
             self.status.started = false;
+        }
+    }
+}
+
+/// The judge of one pass over events: `admit(cgroup_id, may_hold)` (see
+/// [`Selection::admit`]). One pass walks the cgroup tree at most once.
+fn judge<'a>(
+    selection: &'a mut Selection,
+    verdicts: &'a mut BpfHashMap<MapData, u64, u32>,
+    selector: &'a ContainerSelector,
+    identity: &'a IdentityResolver,
+    filter: CgroupFilter,
+) -> impl FnMut(u64, bool) -> Judgement + 'a {
+    let mut may_walk = true;
+    move |cgroup_id, may_hold| {
+        if filter.enabled != 0 {
+            selection.admit(
+                cgroup_id,
+                verdicts,
+                selector,
+                identity,
+                &mut may_walk,
+                may_hold,
+            )
+        } else {
+            selection.admit_unfiltered(cgroup_id, selector, identity, may_hold)
         }
     }
 }

@@ -58,6 +58,10 @@ pub(super) struct Judgement {
     /// unknown after a walk (judged as the host's), or the node does not
     /// have its pod or container status yet. Each such event is counted.
     pub(super) unjudged: bool,
+    /// Not judged yet: the container is new, its status (which names it)
+    /// has not reached the node, and may within [`STATUS_GRACE`]. The
+    /// caller holds its events and asks again; `keep` is `None`.
+    pub(super) hold: bool,
 }
 
 impl Judgement {
@@ -66,6 +70,16 @@ impl Judgement {
         Judgement {
             keep,
             unjudged: false,
+            hold: false,
+        }
+    }
+
+    /// Asked again later: see [`Judgement::hold`].
+    pub(super) fn hold() -> Self {
+        Judgement {
+            keep: None,
+            unjudged: false,
+            hold: true,
         }
     }
 }
@@ -88,6 +102,24 @@ fn identity_complete(selector: &ContainerSelector, workload: &Workload, names_po
         || workload.pod.is_empty()
         || selector.container.is_none()
         || !workload.container.is_empty()
+}
+
+/// What the node waits for from a container's status: its name, to judge it
+/// (see [`identity_complete`]) or only to show it.
+#[derive(Debug, Clone, Copy)]
+struct StatusNeeds {
+    to_judge: bool,
+    to_name: bool,
+}
+
+impl StatusNeeds {
+    fn of(selector: &ContainerSelector, workload: &Workload, names_pods: bool) -> Self {
+        let to_judge = !identity_complete(selector, workload, names_pods);
+        StatusNeeds {
+            to_judge,
+            to_name: to_judge || (names_pods && workload.name_pending),
+        }
+    }
 }
 
 /// The cgroup verdicts the trace has put into the kernel map.
@@ -114,24 +146,19 @@ impl Default for Selection {
 }
 
 impl Selection {
-    /// Whether `workload` (of `cgroup_id`) may be judged now: its identity is
-    /// complete, or it has waited [`STATUS_GRACE`] for its status.
-    fn may_judge(
-        &mut self,
-        cgroup_id: u64,
-        selector: &ContainerSelector,
-        workload: &Workload,
-        names_pods: bool,
-    ) -> bool {
-        if identity_complete(selector, workload, names_pods) {
+    /// Whether the node still waits for the status of `cgroup_id`'s
+    /// container, when it `needs` one: until it has waited [`STATUS_GRACE`]
+    /// since it first asked.
+    fn awaits_status(&mut self, cgroup_id: u64, needs: bool) -> bool {
+        if !needs {
             self.waiting_for_status.remove(&cgroup_id);
-            return true;
+            return false;
         }
         let since = *self
             .waiting_for_status
             .entry(cgroup_id)
             .or_insert_with(Instant::now);
-        since.elapsed() >= self.status_grace
+        since.elapsed() < self.status_grace
     }
 
     /// Brings the kernel map in line with what the selector says of every
@@ -150,8 +177,10 @@ impl Selection {
         for (cgroup_id, workload) in containers {
             // No verdict from an incomplete identity: the kernel would
             // drop a new container's events unseen until its status
-            // arrives. Without one, they reach admit(), which counts them.
-            if self.may_judge(cgroup_id, selector, &workload, names_pods) {
+            // arrives. Without one, they reach admit(), which holds them.
+            let needs = StatusNeeds::of(selector, &workload, names_pods);
+            let waiting = self.awaits_status(cgroup_id, needs.to_name);
+            if !(waiting && needs.to_judge) {
                 wanted.insert(cgroup_id, u32::from(selector.matches(&workload)));
             }
         }
@@ -197,14 +226,19 @@ impl Selection {
     /// verdict goes into the kernel map so that its next events are judged
     /// there.
     ///
+    /// A container whose status has not reached the node yet is held if
+    /// `may_hold` (see [`Judgement::hold`]): when the trace needs its name
+    /// to judge it (`-c`), or to show the events it keeps. It is held for
+    /// at most [`STATUS_GRACE`], then judged and shown on what is known.
+    ///
     /// A cgroup no walk has seen yet is worth one walk of the tree now,
     /// whatever the resolver's rate limit (a new container's first exec is
     /// what a security trace is for), but only if `may_walk`, which the
     /// caller sets once per batch: many new cgroups at once cost one walk
     /// per batch, not one each. One still unknown after that is judged as
     /// the host's and not learned; so is a container whose identity is
-    /// incomplete judged without a verdict being stored. Both are marked
-    /// unjudged, for the caller to count.
+    /// incomplete and that is not held judged without a verdict being
+    /// stored. Both are marked unjudged, for the caller to count.
     pub(super) fn admit(
         &mut self,
         cgroup_id: u64,
@@ -212,12 +246,25 @@ impl Selection {
         selector: &ContainerSelector,
         identity: &IdentityResolver,
         may_walk: &mut bool,
+        may_hold: bool,
     ) -> Judgement {
+        let names_pods = identity.names_pods();
         if let Some(&verdict) = self.verdicts.get(&cgroup_id) {
             // The verdict now, not the one the kernel had: an event of a
             // cgroup that had none when it happened and was judged
             // since is kept only if it is selected.
-            return Judgement::judged((verdict != 0).then(|| identity.resolve(cgroup_id)));
+            if verdict == 0 {
+                return Judgement::judged(None);
+            }
+            let workload = identity.resolve(cgroup_id);
+            let unnamed = workload.as_deref().is_some_and(|workload| {
+                let needs = StatusNeeds::of(selector, workload, names_pods);
+                self.awaits_status(cgroup_id, needs.to_name)
+            });
+            if unnamed && may_hold {
+                return Judgement::hold();
+            }
+            return Judgement::judged(Some(workload));
         }
         let mut known = identity.classify(cgroup_id);
         if matches!(known, Identity::Unknown) && std::mem::take(may_walk) {
@@ -226,24 +273,63 @@ impl Selection {
             }
             known = identity.classify(cgroup_id);
         }
-        let (workload, complete) = match known {
+        let (workload, known, waiting_to_judge) = match known {
             Identity::Workload(workload) => {
-                let complete =
-                    self.may_judge(cgroup_id, selector, &workload, identity.names_pods());
-                (Some(workload), complete)
+                let needs = StatusNeeds::of(selector, &workload, names_pods);
+                let waiting = self.awaits_status(cgroup_id, needs.to_name);
+                let kept = needs.to_judge || selector.accepts(Some(&workload));
+                if waiting && may_hold && kept {
+                    if !needs.to_judge {
+                        // Selected whatever its name: the kernel may pass its
+                        // events, which are held here until it is named.
+                        self.store(cgroup_id, 1, map);
+                    }
+                    return Judgement::hold();
+                }
+                (Some(workload), true, waiting && needs.to_judge)
             }
-            Identity::Host => (None, true),
-            Identity::Unknown => (None, false),
+            Identity::Host => (None, true, false),
+            Identity::Unknown => (None, false, false),
         };
+        let complete = known && !waiting_to_judge;
         let keep = selector.accepts(workload.as_deref());
-        // A full map is not an error here: events are judged by the node
-        // until a sync finds room.
-        if complete && map.set(cgroup_id, u32::from(keep)).is_ok() {
-            self.verdicts.insert(cgroup_id, u32::from(keep));
+        if complete {
+            self.store(cgroup_id, u32::from(keep), map);
         }
         Judgement {
             keep: keep.then_some(workload),
             unjudged: !complete,
+            hold: false,
+        }
+    }
+
+    /// [`Selection::admit`] for a trace whose kernel side filters no
+    /// cgroup (every container and the host): everything is kept, and a
+    /// container waiting for its name is held if `may_hold`.
+    pub(super) fn admit_unfiltered(
+        &mut self,
+        cgroup_id: u64,
+        selector: &ContainerSelector,
+        identity: &IdentityResolver,
+        may_hold: bool,
+    ) -> Judgement {
+        let workload = identity.resolve(cgroup_id);
+        let unnamed = workload.as_deref().is_some_and(|workload| {
+            let needs = StatusNeeds::of(selector, workload, identity.names_pods());
+            self.awaits_status(cgroup_id, needs.to_name)
+        });
+        if unnamed && may_hold {
+            return Judgement::hold();
+        }
+        Judgement::judged(Some(workload))
+    }
+
+    /// Puts a verdict into the kernel map and remembers it. A full map is
+    /// not an error here: events are judged by the node until a sync finds
+    /// room.
+    fn store(&mut self, cgroup_id: u64, verdict: u32, map: &mut impl VerdictMap) {
+        if map.set(cgroup_id, verdict).is_ok() {
+            self.verdicts.insert(cgroup_id, verdict);
         }
     }
 }
@@ -396,11 +482,22 @@ mod tests {
             self.judge(cgroup_id, may_walk).keep
         }
 
+        /// What the node decides for `cgroup_id`'s events when it may not
+        /// hold them (its held events overflowed, or the trace ends).
         fn judge(&mut self, cgroup_id: u64, may_walk: &mut bool) -> Judgement {
+            self.judge_or_hold(cgroup_id, may_walk, false)
+        }
+
+        fn judge_or_hold(
+            &mut self,
+            cgroup_id: u64,
+            may_walk: &mut bool,
+            may_hold: bool,
+        ) -> Judgement {
             let identity = &self.node.identity;
             let map = &mut self.map;
             self.selection
-                .admit(cgroup_id, map, &self.selector, identity, may_walk)
+                .admit(cgroup_id, map, &self.selector, identity, may_walk, may_hold)
         }
 
         /// The verdict the kernel has for `cgroup_id`.
@@ -548,6 +645,12 @@ mod tests {
         let mut trace = FakeTrace::with_selector(node, selector, 64);
         trace.rescan_and_sync();
         assert_eq!(trace.verdict(cgroup), None);
+        // Held while it may still be named; judged unnamed (and counted)
+        // when it may not be held.
+        assert_eq!(
+            trace.judge_or_hold(cgroup, &mut true, true),
+            Judgement::hold()
+        );
         let judgement = trace.judge(cgroup, &mut true);
         assert_eq!(judgement.keep, None);
         assert!(judgement.unjudged);
@@ -580,6 +683,137 @@ mod tests {
             "not `main`, as far as is known"
         );
         assert_eq!(trace.judge(cgroup, &mut true), Judgement::judged(None));
+    }
+
+    /// Pod `seed` as the API server lists it while its container `main` is
+    /// created: in its spec, not in its status yet.
+    fn starting_pod(seed: u8, namespace: &str) -> k8s_openapi::api::core::v1::Pod {
+        use k8s_openapi::api::core::v1::{Container, PodSpec};
+        let (uid, id) = FakeNode::ids(seed);
+        let name = format!("pod-{seed}");
+        let mut pod = fake_node::pod(&uid, namespace, &name, &[("app", "web")], "main", &id);
+        pod.spec = Some(PodSpec {
+            containers: vec![Container {
+                name: "main".to_string(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        pod.status.as_mut().unwrap().container_statuses = None;
+        pod
+    }
+
+    /// A container started during a trace: its first events (its
+    /// entrypoint's exec) come before its status names it. They are held,
+    /// not sent unnamed, and judged with its name once the status is in.
+    #[test]
+    fn a_selected_container_is_held_until_its_status_names_it() {
+        let node = FakeNode::new();
+        node.pods.apply(&starting_pod(1, "shop"));
+        let cgroup = node.tree.mkdir(&FakeNode::cgroup(1));
+        let mut trace = FakeTrace::new(node, 64);
+        trace.rescan_and_sync();
+        assert_eq!(trace.verdict(cgroup), Some(1), "selected by its namespace");
+
+        assert_eq!(
+            trace.judge_or_hold(cgroup, &mut true, true),
+            Judgement::hold()
+        );
+
+        trace.node.label(1, "shop", "web");
+        trace.rescan_and_sync();
+        let judgement = trace.judge_or_hold(cgroup, &mut true, true);
+        let workload = judgement.keep.expect("kept").expect("a container");
+        assert_eq!(
+            (workload.pod.as_str(), workload.container.as_str()),
+            ("pod-1", "main")
+        );
+        assert!(!judgement.unjudged);
+        assert!(trace.selection.waiting_for_status.is_empty());
+    }
+
+    /// The same before any sync: the kernel let its first event through for
+    /// want of a verdict. It is held, and selected in the kernel at once.
+    #[test]
+    fn a_new_container_seen_first_in_an_event_is_held_and_selected_in_the_kernel() {
+        let mut trace = FakeTrace::new(FakeNode::new(), 64);
+        trace.rescan_and_sync();
+        trace.node.pods.apply(&starting_pod(1, "shop"));
+        let cgroup = trace.node.tree.mkdir(&FakeNode::cgroup(1));
+
+        assert_eq!(
+            trace.judge_or_hold(cgroup, &mut true, true),
+            Judgement::hold()
+        );
+        assert_eq!(trace.verdict(cgroup), Some(1));
+    }
+
+    /// Not held: a container the trace does not select whatever its name,
+    /// and the sandbox of a pod whose containers all run (it is never
+    /// named).
+    #[test]
+    fn only_selected_containers_that_may_still_be_named_are_held() {
+        let node = FakeNode::new();
+        node.pods.apply(&starting_pod(1, "elsewhere"));
+        let outsider = node.tree.mkdir(&FakeNode::cgroup(1));
+        let (uid, _) = FakeNode::ids(2);
+        node.start(2, "shop", "web");
+        let sandbox = node.tree.mkdir(&container_path(&uid, &"5a".repeat(32)));
+        let mut trace = FakeTrace::new(node, 64);
+        trace.rescan_and_sync();
+
+        assert_eq!(
+            trace.judge_or_hold(outsider, &mut true, true),
+            Judgement::judged(None)
+        );
+        let judgement = trace.judge_or_hold(sandbox, &mut true, true);
+        let workload = judgement.keep.expect("kept").expect("a container");
+        assert_eq!(
+            (workload.pod.as_str(), workload.container.as_str()),
+            ("pod-2", "")
+        );
+    }
+
+    /// A container whose name has not come after [`STATUS_GRACE`] is sent
+    /// with what is known.
+    #[test]
+    fn a_container_still_unnamed_after_the_grace_is_not_held() {
+        let node = FakeNode::new();
+        node.pods.apply(&starting_pod(1, "shop"));
+        let cgroup = node.tree.mkdir(&FakeNode::cgroup(1));
+        let mut trace = FakeTrace::new(node, 64);
+        trace.selection.status_grace = Duration::ZERO;
+        trace.rescan_and_sync();
+
+        let judgement = trace.judge_or_hold(cgroup, &mut true, true);
+        let workload = judgement.keep.expect("kept").expect("a container");
+        assert_eq!(
+            (workload.pod.as_str(), workload.container.as_str()),
+            ("pod-1", "")
+        );
+    }
+
+    /// A trace of every container and the host filters nothing in the
+    /// kernel, and holds the same.
+    #[test]
+    fn a_trace_of_everything_holds_a_container_until_it_is_named() {
+        let node = FakeNode::new();
+        node.pods.apply(&starting_pod(1, "shop"));
+        let cgroup = node.tree.mkdir(&FakeNode::cgroup(1));
+        let selector = ContainerSelector::from_parts(vec![], "", "", "", true).unwrap();
+        let mut trace = FakeTrace::with_selector(node, selector, 64);
+        trace.node.identity.rescan().unwrap();
+        let identity = &trace.node.identity;
+        let selection = &mut trace.selection;
+        assert_eq!(
+            selection.admit_unfiltered(cgroup, &trace.selector, identity, true),
+            Judgement::hold()
+        );
+        trace.node.label(1, "shop", "web");
+        let identity = &trace.node.identity;
+        let judgement = selection.admit_unfiltered(cgroup, &trace.selector, identity, true);
+        let workload = judgement.keep.expect("kept").expect("a container");
+        assert_eq!(workload.container, "main");
     }
 
     #[test]

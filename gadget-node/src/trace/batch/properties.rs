@@ -11,6 +11,7 @@ use proptest::prelude::*;
 
 use super::BatchBuilder;
 use crate::gadgets::{trace_exec, trace_file, trace_open, KernelGadget, PreparedGadget};
+use crate::trace::held::HeldEvents;
 use crate::trace::verdicts::Judgement;
 
 /// The bytes of a record's fixed part.
@@ -32,8 +33,10 @@ fn decode_batch(gadget: &dyn PreparedGadget, records: &[Vec<u8>]) -> (v1::EventB
         builder.records.push(start..builder.buffer.len());
     }
     let (mut malformed, mut unjudged) = (0, 0);
-    let admit = |_cgroup: u64| Judgement::judged(Some(None));
-    let batch = builder.finish(gadget, admit, &mut malformed, &mut unjudged);
+    let admit = |_cgroup: u64, _may_hold: bool| Judgement::judged(Some(None));
+    let mut held = HeldEvents::default();
+    let batch = builder.finish(gadget, admit, &mut held, &mut malformed, &mut unjudged);
+    assert!(held.is_empty());
     // Every cgroup was judged on a complete identity.
     assert_eq!(unjudged, 0);
     (batch, malformed)
