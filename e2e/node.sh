@@ -52,8 +52,6 @@ cluster_dir="$kwok_workdir/clusters/$name"
 kubeconfig="$cluster_dir/kubeconfig.yaml"
 work="${GADGET_E2E_NODE_WORKDIR:-$(dirname "$kwok_workdir")/node}"
 node="$name-real"
-# cluster.sh's service_ip: the kubernetes service's cluster IP.
-service_ip=10.0.0.1
 pod_subnet=10.88.0.0/24
 bridge=cni0
 nat_chain=GADGET-E2E-SERVICES
@@ -230,7 +228,11 @@ EOF
 # cluster IP (the in-cluster configuration), the API server listens on
 # loopback. route_localnet lets the pod bridge's traffic be sent to 127.0.0.1.
 route_service() {
-	local port="${api_server##*:}"
+	local port="${api_server##*:}" service_ip
+	# The cluster IP the API server gave the service (cluster.sh put it in
+	# the serving certificate).
+	service_ip="$(k get service kubernetes -n default -o 'jsonpath={.spec.clusterIP}')"
+	[[ "$service_ip" =~ ^[0-9]+(\.[0-9]+){3}$ ]] || die "the kubernetes service has no cluster IP ('$service_ip')"
 	ip link add "$bridge" type bridge 2>/dev/null || true
 	ip link set "$bridge" up
 	sysctl -qw "net.ipv4.conf.$bridge.route_localnet=1"

@@ -157,6 +157,29 @@ fn parse_programs(json: &[u8]) -> Result<BTreeMap<u32, String>> {
 mod tests {
     use super::*;
 
+    /// The bits are the kernel's (its UAPI header), for exactly the
+    /// capabilities deploy may add.
+    #[test]
+    fn the_bits_are_the_kernel_headers_for_what_deploy_may_add() {
+        let header = "/usr/include/linux/capability.h";
+        let text = std::fs::read_to_string(header)
+            .unwrap_or_else(|e| panic!("{header} (linux-libc-dev): {e}"));
+        for (name, bit) in CAPABILITY_BITS {
+            let defined = text.lines().find_map(|line| {
+                let mut words = line.split_whitespace();
+                let define = (words.next(), words.next())
+                    == (Some("#define"), Some(&*format!("CAP_{name}")));
+                define.then(|| words.next()?.parse::<u32>().ok()).flatten()
+            });
+            assert_eq!(defined, Some(bit), "CAP_{name} in {header}");
+        }
+        let mut ours: Vec<&str> = CAPABILITY_BITS.iter().map(|(name, _)| *name).collect();
+        let mut allowed = kubectl_gadget::manifests::ALLOWED_CAPABILITIES.to_vec();
+        ours.sort_unstable();
+        allowed.sort_unstable();
+        assert_eq!(ours, allowed);
+    }
+
     #[test]
     fn masks_are_the_kernel_bits() {
         assert_eq!(

@@ -1608,9 +1608,16 @@ impl Suite {
                     })
                 },
             )?;
-            // The readiness probe runs every 5 s; three periods without
-            // becoming Ready is the probe saying no, not a slow start.
-            std::thread::sleep(Duration::from_secs(15));
+            // Three periods of its readiness probe without becoming Ready
+            // is the probe saying no, not a slow start.
+            let period = pod
+                .spec
+                .as_ref()
+                .and_then(|spec| spec.containers.first())
+                .and_then(|c| c.readiness_probe.as_ref())
+                .and_then(|probe| probe.period_seconds)
+                .with_context(|| format!("pod {name} has no readiness probe period"))?;
+            std::thread::sleep(Duration::from_secs(3 * u64::try_from(period)?));
             let pod = self
                 .gadget_pod_on(&node)?
                 .with_context(|| format!("pod {name} is gone"))?;
