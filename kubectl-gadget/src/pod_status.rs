@@ -88,6 +88,47 @@ pub fn pod_state(pod: &Pod) -> String {
     }
 }
 
+/// Why a pod's container cannot start, when the kubelet reports a failure
+/// that retrying does not change: the runtime refused to create or start
+/// it (its security context, a capability the node does not grant, a
+/// missing seccomp profile), or the image cannot be had (a bad name, a pull
+/// the policy forbids). `None` while it may still come up: pulling,
+/// creating, or a crash that the next restart may not repeat.
+pub fn cannot_start(pod: &Pod) -> Option<String> {
+    const WAITING_FOR_GOOD: &[&str] = &[
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "RunContainerError",
+    ];
+    // containerd's reason, and Docker's, for a process the runtime could
+    // not start at all.
+    const NEVER_STARTED: &[&str] = &["StartError", "ContainerCannotRun"];
+    let container = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
+    let explain = |reason: &str, message: Option<&String>| match message {
+        Some(message) if !message.is_empty() => format!("{reason}: {message}"),
+        _ => reason.to_string(),
+    };
+    if let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+        if let Some(reason) = waiting.reason.as_deref() {
+            if WAITING_FOR_GOOD.contains(&reason) {
+                return Some(explain(reason, waiting.message.as_ref()));
+            }
+        }
+    }
+    [container.state.as_ref(), container.last_state.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|state| state.terminated.as_ref())
+        .find_map(|terminated| {
+            let reason = terminated.reason.as_deref()?;
+            NEVER_STARTED
+                .contains(&reason)
+                .then(|| explain(reason, terminated.message.as_ref()))
+        })
+}
+
 /// Whether a pod is ready and not being deleted.
 pub(crate) fn is_pod_ready(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
@@ -193,6 +234,46 @@ mod tests {
     use k8s_openapi::api::core::v1::{
         ContainerState, ContainerStateTerminated, PodCondition, PodStatus,
     };
+
+    /// What the e2e suite's real node showed when the node would not grant
+    /// a capability: runc failed, the kubelet retries for ever.
+    #[test]
+    fn a_container_the_runtime_will_not_start_is_reported_at_once() {
+        let refused =
+            "failed to create containerd task: unable to apply caps: operation not permitted";
+        let mut status = with_container(waiting("CrashLoopBackOff", "back-off 10s"), false, 1);
+        status.container_statuses.as_mut().unwrap()[0].last_state = Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                reason: Some("StartError".into()),
+                message: Some(refused.into()),
+                exit_code: 128,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            cannot_start(&pod(Some("node-a"), status)),
+            Some(format!("StartError: {refused}"))
+        );
+        let bad_name = with_container(waiting("InvalidImageName", "couldn't parse"), false, 0);
+        assert_eq!(
+            cannot_start(&pod(Some("node-a"), bad_name)).as_deref(),
+            Some("InvalidImageName: couldn't parse")
+        );
+    }
+
+    #[test]
+    fn a_container_that_may_still_come_up_is_waited_for() {
+        for state in [
+            waiting("ContainerCreating", ""),
+            waiting("ImagePullBackOff", "pull failed"),
+            waiting("CrashLoopBackOff", "back-off 10s"),
+        ] {
+            let status = with_container(state, false, 0);
+            assert_eq!(cannot_start(&pod(Some("node-a"), status)), None);
+        }
+        assert_eq!(cannot_start(&pod(None, PodStatus::default())), None);
+    }
 
     fn daemon_set(generation: i64, status: DaemonSetStatus) -> DaemonSet {
         DaemonSet {

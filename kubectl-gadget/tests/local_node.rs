@@ -475,7 +475,7 @@ fn trace_beyond_the_nodes_memory_budget_is_refused_with_the_nodes_name() {
     let (code, out, err) = client.finish();
     assert_eq!(code, Some(1), "stdout: {out}\nstderr: {err}");
     assert_eq!(out, "", "no header when no node started");
-    let prefix = format!("{NODE_NAME}: error: the trace needs 24.0 MiB");
+    let prefix = format!("{NODE_NAME}: error: the trace needs 26.0 MiB");
     let line = err
         .lines()
         .find(|line| line.starts_with(&prefix))

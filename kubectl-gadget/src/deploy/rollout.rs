@@ -15,7 +15,7 @@ use super::args::format_duration;
 use super::report::{report_not_ready, MAX_PODS_LISTED};
 use crate::api_error::ApiError;
 use crate::manifests::{NAMESPACE, NODE_AGENT, POD_SELECTOR};
-use crate::pod_status::{is_pod_ready, pod_node, pod_state, RolloutStatus};
+use crate::pod_status::{cannot_start, is_pod_ready, pod_node, pod_state, RolloutStatus};
 use crate::terminal::escaped;
 
 /// The progress line: ready/desired, then the state of every pod that is not
@@ -135,6 +135,19 @@ pub(super) async fn wait_for_rollout(
         if pods_listed && line != last_line {
             eprintln!("{line}");
             last_line = line;
+        }
+        // The kubelet retries such a pod for ever: waiting out the timeout
+        // would only delay the same answer.
+        let stuck = current_pods
+            .iter()
+            .find_map(|pod| Some((pod_node(pod), cannot_start(pod)?)));
+        if let Some((node, reason)) = stuck.filter(|_| pods_listed) {
+            report_not_ready(cluster, &current_pods).await;
+            anyhow::bail!(
+                "gadget-node cannot start on node {}: {}",
+                escaped(node),
+                escaped(&reason)
+            );
         }
         if status.is_complete() {
             if status.desired == 0 {
