@@ -276,6 +276,10 @@ pub fn run_suite(options: Options) -> Result<Vec<StepReport>> {
             Suite::each_capability_is_necessary,
         )?;
         suite.step(
+            "deploy --wait of an image the node may not pull fails at once, naming why",
+            Suite::deploy_fails_fast_when_a_pod_cannot_start,
+        )?;
+        suite.step(
             "undeploy --wait during a trace ends the trace, leaves nothing of deploy's and no BPF program",
             Suite::undeploy_during_trace,
         )?;
@@ -1644,6 +1648,53 @@ impl Suite {
                 bail!("deploy did not put back the capabilities {added:?}");
             }
         }
+        Ok(())
+    }
+
+    /// A pod the kubelet will never start (an image that is not on the
+    /// node, with pull policy Never): `deploy --wait` says so as soon as the
+    /// kubelet does, with its reason, instead of waiting out `--timeout`.
+    /// Deploy with the right image puts the node back.
+    fn deploy_fails_fast_when_a_pod_cannot_start(&mut self) -> Result<()> {
+        let node = self.real_node().context("no real node")?;
+        let started = Instant::now();
+        let args = [
+            "deploy",
+            "--image",
+            "registry.invalid/gadget-e2e/not-on-the-node:1",
+            "--image-pull-policy",
+            "Never",
+            "--wait",
+            "--timeout",
+            ROLLOUT_TIMEOUT,
+        ];
+        let finished = run(&mut self.kubectl.gadget(args), ROLLOUT_DEADLINE)?;
+        let took = started.elapsed();
+        let expected = format!("gadget-node cannot start on node {node}: ErrImageNeverPull");
+        if finished.status.success() || !finished.stderr.contains(&expected) {
+            bail!(
+                "deploy --wait of a missing image: want a failure with {expected:?}, got {}:\n{}",
+                finished.status,
+                finished.stderr
+            );
+        }
+        // Well inside the 120 s timeout: the kubelet reports it within
+        // seconds.
+        if took > Duration::from_secs(60) {
+            bail!("deploy --wait took {} s to give up", took.as_secs());
+        }
+        eprintln!(
+            "e2e:   failed after {:.1} s: {}",
+            took.as_secs_f64(),
+            finished.stderr.lines().last().unwrap_or_default()
+        );
+        run(
+            &mut self
+                .kubectl
+                .gadget(self.deploy_args(&["--wait", "--timeout", ROLLOUT_TIMEOUT])),
+            ROLLOUT_DEADLINE,
+        )?
+        .success()?;
         Ok(())
     }
 
