@@ -50,6 +50,19 @@ pub fn progress_line<'a>(
     line
 }
 
+/// Whether `pod` was made from the DaemonSet's template of `generation`
+/// (the DaemonSet controller labels each pod with it), and is not being
+/// deleted.
+fn is_of_generation(pod: &Pod, generation: Option<i64>) -> bool {
+    let label = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get("pod-template-generation"));
+    pod.metadata.deletion_timestamp.is_none()
+        && generation.is_some_and(|generation| label == Some(&generation.to_string()))
+}
+
 /// What a watch event means for the rollout wait.
 enum WatchUpdate {
     /// The first (or a re-) list of the gadget pods is complete.
@@ -137,9 +150,12 @@ pub(super) async fn wait_for_rollout(
             last_line = line;
         }
         // The kubelet retries such a pod for ever: waiting out the timeout
-        // would only delay the same answer.
+        // would only delay the same answer. Only a pod of the template just
+        // applied counts: one of the previous template is being replaced.
+        let generation = daemon_set.metadata.generation;
         let stuck = current_pods
             .iter()
+            .filter(|pod| is_of_generation(pod, generation))
             .find_map(|pod| Some((pod_node(pod), cannot_start(pod)?)));
         if let Some((node, reason)) = stuck.filter(|_| pods_listed) {
             report_not_ready(cluster, &current_pods).await;
@@ -175,7 +191,27 @@ pub(super) async fn wait_for_rollout(
 mod tests {
     use super::*;
     use crate::pod_status::fixtures::{pod, waiting, with_container};
-    use k8s_openapi::api::core::v1::ContainerState;
+    use k8s_openapi::api::core::v1::{ContainerState, PodStatus};
+
+    #[test]
+    fn only_pods_of_the_current_template_count() {
+        let mut current = pod(Some("node-a"), PodStatus::default());
+        current.metadata.labels =
+            Some([("pod-template-generation".to_string(), "3".to_string())].into());
+        assert!(is_of_generation(&current, Some(3)));
+        assert!(
+            !is_of_generation(&current, Some(4)),
+            "replaced by generation 4"
+        );
+        assert!(!is_of_generation(&current, None));
+        assert!(!is_of_generation(
+            &pod(Some("node-a"), PodStatus::default()),
+            Some(3)
+        ));
+        current.metadata.deletion_timestamp =
+            Some(serde_json::from_value(serde_json::json!("2026-11-30T00:00:00Z")).unwrap());
+        assert!(!is_of_generation(&current, Some(3)), "being deleted");
+    }
 
     #[test]
     fn progress_line_names_the_nodes_still_waiting() {
