@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt as _;
-use std::os::unix::io::AsRawFd as _;
+use std::os::unix::io::{AsRawFd as _, FromRawFd as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use crate::util::run_checked;
 /// The lock that every run of the end-to-end cluster holds while its
 /// cluster is up: runs share fixed names, paths, the `cni0` bridge and
 /// `/run/containerd`. Run them under `flock /tmp/kgadget-e2e.lock`; the
-/// bench takes it itself (and sees when an ancestor of it holds it).
+/// bench takes it itself, or keeps the descriptor `flock` passed it.
 pub const E2E_LOCK: &str = "/tmp/kgadget-e2e.lock";
 
 /// How long `deploy --wait` may take.
@@ -142,13 +142,15 @@ fn is_gadget_pod_server(cmdline: &[u8], cgroups: &str) -> bool {
 
 /// [`E2E_LOCK`], held until dropped.
 struct E2eLock {
-    /// `None` when an ancestor of this process holds the lock (the bench
-    /// run under `flock`), which then covers this run.
-    _file: Option<File>,
+    _file: File,
 }
 
 impl E2eLock {
-    /// Waits for the lock on `path`, saying so every minute.
+    /// Waits for the lock on `path`, saying so every minute. When this
+    /// process already holds it through a descriptor it inherited (the
+    /// bench run under `flock PATH cargo xtask bench`), that one is kept
+    /// open instead, so the lock lasts as long as this process even if
+    /// `flock` is interrupted first.
     fn take(path: &Path) -> Result<E2eLock> {
         let file = File::options()
             .create(true)
@@ -156,17 +158,13 @@ impl E2eLock {
             .write(true)
             .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        let inode = file.metadata()?.ino();
         let mut said = None::<Instant>;
         loop {
-            // SAFETY: flock takes the descriptor of a file this function
-            // owns; no pointers.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(E2eLock { _file: Some(file) });
+            if try_lock(&file) {
+                return Ok(E2eLock { _file: file });
             }
-            let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
-            if lock_holders(&locks, inode).into_iter().any(is_ancestor) {
-                return Ok(E2eLock { _file: None });
+            if let Some(held) = other_descriptor(&file)?.filter(try_lock) {
+                return Ok(E2eLock { _file: held });
             }
             if said.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
                 eprintln!(
@@ -180,48 +178,38 @@ impl E2eLock {
     }
 }
 
-/// The pids holding a `flock` on the file of inode `inode`, from
-/// `/proc/locks` (`1: FLOCK  ADVISORY  WRITE 4242 00:1f:1234 0 EOF`; the
-/// lines of waiters have `->` after the number).
-fn lock_holders(locks: &str, inode: u64) -> Vec<u32> {
-    locks
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            match fields[..] {
-                [_, "FLOCK", _, _, pid, device_inode, ..] => {
-                    let (_, lock_inode) = device_inode.rsplit_once(':')?;
-                    (lock_inode.parse() == Ok(inode)).then(|| pid.parse().ok())?
-                }
-                _ => None,
-            }
-        })
-        .collect()
+/// Takes an exclusive `flock` on `file`'s open file description without
+/// waiting; whether it has it (also when that description already had it).
+fn try_lock(file: &File) -> bool {
+    // SAFETY: flock takes the descriptor of an open file; no pointers.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
-/// Whether `pid` is this process's parent, or its parent's, and so on.
-fn is_ancestor(pid: u32) -> bool {
-    let mut current = std::process::id();
-    while current > 1 {
-        let Some(parent) = std::fs::read_to_string(format!("/proc/{current}/stat"))
-            .ok()
-            .and_then(|stat| parent_pid(&stat))
-        else {
-            return false;
+/// A duplicate (close-on-exec) of another descriptor of this process that
+/// is open on the same file as `file`.
+fn other_descriptor(file: &File) -> Result<Option<File>> {
+    let this = file.metadata()?;
+    for entry in std::fs::read_dir("/proc/self/fd").context("cannot list /proc/self/fd")? {
+        let entry = entry?;
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
         };
-        if parent == pid {
-            return true;
+        // The directory's own descriptor is gone by now: skip what fails.
+        let Ok(other) = std::fs::metadata(entry.path()) else {
+            continue;
+        };
+        if fd == file.as_raw_fd() || (other.dev(), other.ino()) != (this.dev(), this.ino()) {
+            continue;
         }
-        current = parent;
+        // SAFETY: fcntl takes a descriptor number and an integer; on
+        // success the new descriptor is this function's alone.
+        let duplicate = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if duplicate >= 0 {
+            // SAFETY: `duplicate` is an open descriptor nothing else owns.
+            return Ok(Some(unsafe { File::from_raw_fd(duplicate) }));
+        }
     }
-    false
-}
-
-/// The parent pid (field 4) of a `/proc/PID/stat` line, counted from the
-/// command name's closing parenthesis (the name may hold spaces).
-fn parent_pid(stat: &str) -> Option<u32> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(1)?.parse().ok()
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -249,35 +237,46 @@ mod tests {
     }
 
     #[test]
-    fn lock_holders_of_one_inode_without_waiters() {
-        let locks = "\
-1: FLOCK  ADVISORY  WRITE 4242 00:1f:1234 0 EOF
-1: -> FLOCK  ADVISORY  WRITE 5151 00:1f:1234 0 EOF
-2: POSIX  ADVISORY  WRITE 777 00:1f:1234 0 EOF
-3: FLOCK  ADVISORY  WRITE 999 00:1f:98765 0 EOF
-";
-        assert_eq!(lock_holders(locks, 1234), [4242]);
-        assert_eq!(lock_holders(locks, 98765), [999]);
-        assert!(lock_holders(locks, 1).is_empty());
-    }
-
-    #[test]
-    fn ancestors_are_found_through_proc() {
-        let me = std::process::id();
-        let stat = std::fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
-        let parent = parent_pid(&stat).unwrap();
-        assert!(is_ancestor(parent));
-        assert!(!is_ancestor(me));
-        assert_eq!(parent_pid("42 (a) b) S 7 42 42"), Some(7));
-    }
-
-    #[test]
-    fn the_lock_is_taken_and_seen_held_by_this_process() {
+    fn a_lock_held_elsewhere_is_waited_for() {
         let dir = tempfile::tempdir().unwrap();
-        let lock = E2eLock::take(&dir.path().join("lock")).unwrap();
-        let file = lock._file.as_ref().expect("taken, not inherited");
-        let locks = std::fs::read_to_string("/proc/locks").unwrap();
-        let inode = file.metadata().unwrap().ino();
-        assert!(lock_holders(&locks, inode).contains(&std::process::id()));
+        let path = dir.path().join("lock");
+        let mut holder = Command::new("flock")
+            .arg(&path)
+            .args(["sleep", "1.5"])
+            .spawn()
+            .unwrap();
+        // Until flock has it.
+        while !std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .contains(&format!(" {} ", holder.id()))
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let asked = Instant::now();
+        let lock = E2eLock::take(&path).unwrap();
+        assert!(
+            asked.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            asked.elapsed()
+        );
+        assert!(holder.wait().unwrap().success());
+        drop(lock);
+    }
+
+    #[test]
+    fn a_lock_this_process_holds_already_is_kept_not_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        // As `flock PATH cargo xtask bench` leaves it: a descriptor of the
+        // file, locked, that this process has from elsewhere.
+        let inherited = File::create(&path).unwrap();
+        assert!(try_lock(&inherited));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let taker = path.clone();
+        std::thread::spawn(move || sender.send(E2eLock::take(&taker).map(|_| ())));
+        receiver
+            .recv_timeout(Duration::from_secs(10))
+            .expect("take waited for a lock this process holds")
+            .unwrap();
     }
 }
