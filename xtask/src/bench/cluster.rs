@@ -35,8 +35,8 @@ pub struct Cluster {
     /// The pid, on this host, of the gadget pod's `gadget-node serve`.
     pub node_pid: u32,
     /// The processes that relay a trace's stream between the client and
-    /// the pod on this host ([`RELAYS`]).
-    pub relay_pids: Vec<u32>,
+    /// the pod on this host, one of each of [`RELAYS`].
+    pub relay_pids: [u32; RELAYS.len()],
 }
 
 impl Cluster {
@@ -81,9 +81,9 @@ impl Cluster {
 pub const RELAYS: [&str; 3] = ["kube-apiserver", "kubelet", "containerd"];
 
 /// One process of each of [`RELAYS`].
-fn relay_processes() -> Result<Vec<u32>> {
-    let mut pids = Vec::new();
-    for name in RELAYS {
+fn relay_processes() -> Result<[u32; RELAYS.len()]> {
+    let mut pids = [0; RELAYS.len()];
+    for (name, slot) in RELAYS.into_iter().zip(&mut pids) {
         let found: Vec<u32> = processes()?
             .filter(|pid| {
                 std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -91,7 +91,7 @@ fn relay_processes() -> Result<Vec<u32>> {
             })
             .collect();
         match found[..] {
-            [pid] => pids.push(pid),
+            [pid] => *slot = pid,
             _ => bail!("expected one {name} process on this host, found {found:?}"),
         }
     }

@@ -180,10 +180,10 @@ pub struct Run {
     /// The node's CPU seconds during the run, over gRPC (the bench's
     /// `gadget-node serve`) and through the port-forward (the gadget pod's).
     node_cpu_seconds: Option<f64>,
-    /// Through the port-forward: the CPU seconds that the API server, the
-    /// kubelet and containerd, which carry the stream on this host, spent
-    /// during the run.
-    relay_cpu_seconds: Option<f64>,
+    /// Through the port-forward: the CPU seconds that each of
+    /// [`cluster::RELAYS`] (the API server, the kubelet and containerd,
+    /// which carry the stream on this host) spent during the run.
+    relay_cpu_seconds: Option<[f64; cluster::RELAYS.len()]>,
 }
 
 /// Time from starting a trace to its first row, while the open storm runs.
@@ -403,14 +403,14 @@ fn measure(
     }
     // The node that serves the trace, and what relays its stream.
     let (node_pid, relay_pids) = match (config.tracer, cluster) {
-        (Some(Tracer::Grpc(_)), _) => (Some(node_pid), &[][..]),
+        (Some(Tracer::Grpc(_)), _) => (Some(node_pid), None),
         (Some(Tracer::PortForward(_)), Some(cluster)) => {
-            (Some(cluster.node_pid), &cluster.relay_pids[..])
+            (Some(cluster.node_pid), Some(cluster.relay_pids))
         }
-        _ => (None, &[][..]),
+        _ => (None, None),
     };
     let node_cpu_before = node_pid.map(process::cpu_seconds).transpose()?;
-    let relay_cpu_before = relay_cpu(relay_pids)?;
+    let relay_cpu_before = relay_pids.map(relay_cpu).transpose()?;
     let (pid, elapsed) = run_workload(workload.name, count)?;
     let (output, tracer_usage) = match running {
         Some(running) => {
@@ -428,8 +428,12 @@ fn measure(
         .zip(node_cpu_before)
         .map(|(pid, before)| process::cpu_seconds(pid).map(|after| after - before))
         .transpose()?;
-    let relay_cpu_seconds = (!relay_pids.is_empty())
-        .then(|| relay_cpu(relay_pids).map(|after| after - relay_cpu_before))
+    let relay_cpu_seconds = relay_pids
+        .zip(relay_cpu_before)
+        .map(|(pids, before)| {
+            let after = relay_cpu(pids)?;
+            Ok::<_, anyhow::Error>(std::array::from_fn(|i| after[i] - before[i]))
+        })
         .transpose()?;
     Ok(Run {
         workload: workload.name,
@@ -445,9 +449,13 @@ fn measure(
     })
 }
 
-/// The CPU seconds the processes `pids` have used, together.
-fn relay_cpu(pids: &[u32]) -> Result<f64> {
-    pids.iter().map(|&pid| process::cpu_seconds(pid)).sum()
+/// The CPU seconds each of the relays `pids` has used.
+fn relay_cpu(pids: [u32; cluster::RELAYS.len()]) -> Result<[f64; cluster::RELAYS.len()]> {
+    let mut seconds = [0.0; cluster::RELAYS.len()];
+    for (pid, seconds) in pids.into_iter().zip(&mut seconds) {
+        *seconds = process::cpu_seconds(pid)?;
+    }
+    Ok(seconds)
 }
 
 impl Run {
@@ -471,8 +479,10 @@ impl Run {
         if let Some(node) = self.node_cpu_seconds {
             line += &format!("  node {node:.2} s CPU");
         }
-        if let Some(relay) = self.relay_cpu_seconds {
-            line += &format!("  relay {relay:.2} s CPU");
+        if let Some(relays) = self.relay_cpu_seconds {
+            for (name, seconds) in cluster::RELAYS.into_iter().zip(relays) {
+                line += &format!("  {name} {seconds:.2} s CPU");
+            }
         }
         line
     }

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use anyhow::{Context, Result};
 use serde_json::json;
 
+use super::cluster::RELAYS;
 use super::workload::{Workload, PORT_FORWARD, WORKLOADS};
 use super::{Measurements, Run, MERGE_NODES};
 
@@ -148,7 +149,8 @@ impl<'a> WorkloadRuns<'a> {
             let seconds = match process {
                 Process::Tracer => run.tracer_usage?.cpu_seconds,
                 Process::Node => run.node_cpu_seconds?,
-                Process::Relay => run.relay_cpu_seconds?,
+                Process::Relays => run.relay_cpu_seconds?.iter().sum(),
+                Process::Relay(which) => run.relay_cpu_seconds?[which],
             };
             let delivered = run.output?.delivered;
             (delivered > 0).then(|| seconds / delivered as f64 * 1e6)
@@ -176,8 +178,11 @@ enum Process {
     Tracer,
     /// The node agent that served the trace.
     Node,
-    /// Through the port-forward: the API server, the kubelet and containerd.
-    Relay,
+    /// Through the port-forward: the API server, the kubelet and
+    /// containerd together.
+    Relays,
+    /// One of them, by its index in [`RELAYS`].
+    Relay(usize),
 }
 
 /// A target and how the run fared against it.
@@ -390,8 +395,19 @@ fn markdown(m: &Measurements) -> String {
             ),
             (
                 "through the port-forward: API server + kubelet + containerd CPU per event, µs",
-                runs.micros_per_delivered(PORT_FORWARD, Process::Relay)
-                    .map(|s| s.show(2)),
+                runs.micros_per_delivered(PORT_FORWARD, Process::Relays)
+                    .map(|all| {
+                        let each: Vec<String> = RELAYS
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(which, name)| {
+                                let one =
+                                    runs.micros_per_delivered(PORT_FORWARD, Process::Relay(which))?;
+                                Some(format!("{name} {:.2}", one.median))
+                            })
+                            .collect();
+                        format!("{} ({})", all.show(2), each.join(", "))
+                    }),
             ),
             (
                 "through the port-forward: client peak RSS (open storm, JSON), MiB",
@@ -747,7 +763,13 @@ fn raw(m: &Measurements) -> serde_json::Value {
                 "tracer_cpu_seconds": run.tracer_usage.map(|u| u.cpu_seconds),
                 "tracer_peak_rss_kib": run.tracer_usage.map(|u| u.peak_rss_kib),
                 "node_cpu_seconds": run.node_cpu_seconds,
-                "relay_cpu_seconds": run.relay_cpu_seconds,
+                "relay_cpu_seconds": run.relay_cpu_seconds.map(|seconds| {
+                    RELAYS
+                        .iter()
+                        .zip(seconds)
+                        .map(|(name, seconds)| (name.to_string(), json!(seconds)))
+                        .collect::<serde_json::Map<_, _>>()
+                }),
             })
         })
         .collect();
@@ -824,7 +846,7 @@ mod tests {
                 peak_rss_kib: 20 * 1024,
             }),
             node_cpu_seconds: (config == "grpc" || config == PORT_FORWARD).then_some(0.0005),
-            relay_cpu_seconds: (config == PORT_FORWARD).then_some(0.003),
+            relay_cpu_seconds: (config == PORT_FORWARD).then_some([0.002, 0.0006, 0.0004]),
         }
     }
 
@@ -972,7 +994,7 @@ mod tests {
         assert_eq!(
             line("| through the port-forward: API server + kubelet + containerd"),
             "| through the port-forward: API server + kubelet + containerd CPU per event, µs | \
-             3.00 (3.00–3.00) |"
+             3.00 (3.00–3.00) (kube-apiserver 2.00, kubelet 0.60, containerd 0.40) |"
         );
         assert!(
             line("| through the port-forward: gadget pod's CPU").ends_with("| 0.50 (0.50–0.50) |")
@@ -1001,7 +1023,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(json["runs"][3]["config"], PORT_FORWARD);
-        assert_eq!(json["runs"][3]["relay_cpu_seconds"], 0.003);
+        assert_eq!(
+            json["runs"][3]["relay_cpu_seconds"],
+            json!({"kube-apiserver": 0.002, "kubelet": 0.0006, "containerd": 0.0004})
+        );
         assert_eq!(json["pod_memory_kib"]["idle_after"], 20 * 1024);
     }
 
