@@ -179,6 +179,7 @@ impl Running {
             File::create(&stdout).with_context(|| format!("cannot create {}", stdout.display()))?;
         let err =
             File::create(&stderr).with_context(|| format!("cannot create {}", stderr.display()))?;
+        super::process::reset_own_peak_rss()?;
         let spawned = Instant::now();
         let child = command
             .stdin(Stdio::null())
