@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use super::process::wait_with_usage;
+use super::process::{reset_own_peak_rss, wait_with_usage};
 
 /// One run of the merge harness.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +34,7 @@ pub struct MergeRun {
 /// Runs `harness` for `nodes` streams of `events` events in all, rendered
 /// as `format`, its rows written to /dev/null.
 pub fn measure(harness: &Path, nodes: usize, events: u64, format: &str) -> Result<MergeRun> {
+    reset_own_peak_rss()?;
     let child = Command::new(harness)
         .args([&nodes.to_string(), &events.to_string(), format])
         .stdout(Stdio::null())

@@ -13,9 +13,13 @@
 //! the tracers' CPU time and peak memory (wait4), the node's CPU time
 //! (`/proc/PID/stat`) and memory (`/proc/PID/status`), the time to the
 //! first row while a workload runs, and the client's merge-and-render
-//! throughput from K simulated nodes ([`merge`]). [`report`] writes
+//! throughput from K simulated nodes ([`merge`]). With `--port-forward` it
+//! also starts the end-to-end cluster with its real node on this host
+//! ([`cluster`]) and adds ours through the API server's port-forward to
+//! the gadget pod, interleaved with the rest. [`report`] writes
 //! `docs/benchmarks.md` and `docs/benchmarks.json`.
 
+mod cluster;
 mod merge;
 mod process;
 mod report;
@@ -48,6 +52,11 @@ const USAGE: &str = "usage: cargo xtask bench [options]
   --merge-events N  events per merge-throughput run [default: 1000000]
   --only NAME       only this workload (open, exec, readwrite, mixed); repeatable
   --report DIR      where benchmarks.md and benchmarks.json go [default: docs]
+  --port-forward    also trace through the API server's port-forward: starts the
+                    end-to-end cluster with its real node on this host (as `cargo
+                    xtask e2e --only real-node`; its binaries are built the first
+                    time), deploys gadget-node there, and deletes it all at the
+                    end; holds /tmp/kgadget-e2e.lock while the cluster is up
 
 Needs root (it loads eBPF programs) and bpftrace (cargo xtask setup installs it).";
 
@@ -62,6 +71,8 @@ struct Options {
     merge_events: u64,
     only: Vec<String>,
     report_dir: PathBuf,
+    /// Whether to run the configurations through the end-to-end cluster.
+    port_forward: bool,
 }
 
 impl Default for Options {
@@ -75,6 +86,7 @@ impl Default for Options {
             merge_events: 1_000_000,
             only: Vec::new(),
             report_dir: workspace_root().join("docs"),
+            port_forward: false,
         }
     }
 }
@@ -109,6 +121,7 @@ impl Options {
                     options.only.push(name.clone());
                 }
                 "--report" => options.report_dir = PathBuf::from(value()?),
+                "--port-forward" => options.port_forward = true,
                 "-h" | "--help" => return Ok(None),
                 other => bail!("unknown argument {other:?}\n\n{USAGE}"),
             }
@@ -132,6 +145,16 @@ impl Options {
     fn runs(&self, workload: &Workload) -> bool {
         self.only.is_empty() || self.only.iter().any(|name| name == workload.name)
     }
+
+    /// The configurations of `workload` this bench runs: those through the
+    /// cluster only with `--port-forward`.
+    fn configs<'a>(&self, workload: &'a Workload) -> impl Iterator<Item = &'a Config> {
+        let port_forward = self.port_forward;
+        workload
+            .configs
+            .iter()
+            .filter(move |config| port_forward || !config.tracer.is_some_and(Tracer::needs_cluster))
+    }
 }
 
 /// Simulated node counts of the merge throughput.
@@ -154,15 +177,20 @@ pub struct Run {
     /// The tracer process's CPU time and peak memory (the client's, over
     /// gRPC); `None` untraced.
     tracer_usage: Option<process::Usage>,
-    /// The node's CPU seconds during the run, over gRPC.
+    /// The node's CPU seconds during the run, over gRPC (the bench's
+    /// `gadget-node serve`) and through the port-forward (the gadget pod's).
     node_cpu_seconds: Option<f64>,
+    /// Through the port-forward: the CPU seconds that each of
+    /// [`cluster::RELAYS`] (the API server, the kubelet and containerd,
+    /// which carry the stream on this host) spent during the run.
+    relay_cpu_seconds: Option<[f64; cluster::RELAYS.len()]>,
 }
 
 /// Time from starting a trace to its first row, while the open storm runs.
 #[derive(Debug, Clone, Copy)]
 pub struct FirstRow {
     repetition: usize,
-    /// "local" or "grpc".
+    /// "local", "grpc" or "port-forward".
     config: &'static str,
     seconds: f64,
 }
@@ -185,6 +213,8 @@ pub struct Measurements {
     first_rows: Vec<FirstRow>,
     merges: Vec<(usize, &'static str, MergeRun)>,
     node_memory: NodeMemory,
+    /// The gadget pod's memory, with `--port-forward`.
+    pod_memory: Option<NodeMemory>,
     started: jiff::Timestamp,
     elapsed: Duration,
     command: String,
@@ -221,14 +251,27 @@ pub fn run(args: &[String]) -> Result<()> {
 
     let socket_dir = std::env::temp_dir().join(format!("gadget-bench-node-{}", std::process::id()));
     std::fs::create_dir_all(&socket_dir)?;
-    let tools = Tools {
+    let mut tools = Tools {
         node: release.join("gadget-node"),
         client: release.join("kubectl-gadget"),
         node_address: format!("unix://{}", socket_dir.join("gadget.sock").display()),
+        kubeconfig: None,
         workspace: workspace_root(),
     };
     let started = jiff::Timestamp::now();
     let clock = Instant::now();
+    let cluster = options
+        .port_forward
+        .then(|| cluster::Cluster::up(&tools.client))
+        .transpose()?;
+    let mut pod_memory = None;
+    if let Some(cluster) = &cluster {
+        tools.kubeconfig = Some(cluster.kubeconfig());
+        pod_memory = Some(NodeMemory {
+            idle_rss_kib: process::status_kib(cluster.node_pid, "VmRSS")?,
+            ..NodeMemory::default()
+        });
+    }
     let node = start_node(&tools)?;
     let node_pid = node.0.id();
     let mut node_memory = NodeMemory {
@@ -246,10 +289,11 @@ pub fn run(args: &[String]) -> Result<()> {
             options.repetitions
         );
         for workload in WORKLOADS.iter().filter(|w| options.runs(w)) {
-            for config in workload.configs {
+            for config in options.configs(workload) {
                 let run = measure(
                     &tools,
                     node_pid,
+                    cluster.as_ref(),
                     workload,
                     config,
                     options.count(workload),
@@ -260,10 +304,17 @@ pub fn run(args: &[String]) -> Result<()> {
                 runs.push(run);
             }
         }
+        let through_cluster = [(
+            workload::PORT_FORWARD,
+            Tracer::PortForward(&["open", "--host", "-o", "json"]),
+        )];
         for (config, tracer) in [
             ("local", Tracer::Local(&["open", "--host", "-o", "json"])),
             ("grpc", Tracer::Grpc(&["open", "--host", "-o", "json"])),
-        ] {
+        ]
+        .into_iter()
+        .chain(through_cluster.into_iter().filter(|_| cluster.is_some()))
+        {
             let seconds = first_row(&tools, tracer)?.as_secs_f64();
             eprintln!("   first row, {config}: {seconds:.3} s");
             first_rows.push(FirstRow {
@@ -291,6 +342,11 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     node_memory.idle_after_rss_kib = process::status_kib(node_pid, "VmRSS")?;
     node_memory.peak_rss_kib = process::status_kib(node_pid, "VmHWM")?;
+    if let (Some(memory), Some(cluster)) = (&mut pod_memory, &cluster) {
+        memory.idle_after_rss_kib = process::status_kib(cluster.node_pid, "VmRSS")?;
+        memory.peak_rss_kib = process::status_kib(cluster.node_pid, "VmHWM")?;
+    }
+    drop(cluster);
     drop(node);
     let _ = std::fs::remove_dir_all(&socket_dir);
 
@@ -304,6 +360,7 @@ pub fn run(args: &[String]) -> Result<()> {
         first_rows,
         merges,
         node_memory,
+        pod_memory,
         started,
         elapsed: clock.elapsed(),
     };
@@ -326,10 +383,12 @@ fn start_node(tools: &Tools) -> Result<Node> {
     Ok(node)
 }
 
-/// Runs `workload` once under `config`.
+/// Runs `workload` once under `config`; `node_pid` is the bench's
+/// `gadget-node serve`.
 fn measure(
     tools: &Tools,
     node_pid: u32,
+    cluster: Option<&cluster::Cluster>,
     workload: &'static Workload,
     config: &'static Config,
     count: u64,
@@ -342,8 +401,16 @@ fn measure(
     if let Some(running) = &mut running {
         running.wait_started()?;
     }
-    let over_grpc = matches!(config.tracer, Some(Tracer::Grpc(_)));
-    let node_cpu_before = process::cpu_seconds(node_pid)?;
+    // The node that serves the trace, and what relays its stream.
+    let (node_pid, relay_pids) = match (config.tracer, cluster) {
+        (Some(Tracer::Grpc(_)), _) => (Some(node_pid), None),
+        (Some(Tracer::PortForward(_)), Some(cluster)) => {
+            (Some(cluster.node_pid), Some(cluster.relay_pids))
+        }
+        _ => (None, None),
+    };
+    let node_cpu_before = node_pid.map(process::cpu_seconds).transpose()?;
+    let relay_cpu_before = relay_pids.map(relay_cpu).transpose()?;
     let (pid, elapsed) = run_workload(workload.name, count)?;
     let (output, tracer_usage) = match running {
         Some(running) => {
@@ -357,8 +424,16 @@ fn measure(
         }
         None => (None, None),
     };
-    let node_cpu_seconds = over_grpc
-        .then(|| process::cpu_seconds(node_pid).map(|after| after - node_cpu_before))
+    let node_cpu_seconds = node_pid
+        .zip(node_cpu_before)
+        .map(|(pid, before)| process::cpu_seconds(pid).map(|after| after - before))
+        .transpose()?;
+    let relay_cpu_seconds = relay_pids
+        .zip(relay_cpu_before)
+        .map(|(pids, before)| {
+            let after = relay_cpu(pids)?;
+            Ok::<_, anyhow::Error>(std::array::from_fn(|i| after[i] - before[i]))
+        })
         .transpose()?;
     Ok(Run {
         workload: workload.name,
@@ -370,7 +445,17 @@ fn measure(
         output,
         tracer_usage,
         node_cpu_seconds,
+        relay_cpu_seconds,
     })
+}
+
+/// The CPU seconds each of the relays `pids` has used.
+fn relay_cpu(pids: [u32; cluster::RELAYS.len()]) -> Result<[f64; cluster::RELAYS.len()]> {
+    let mut seconds = [0.0; cluster::RELAYS.len()];
+    for (pid, seconds) in pids.into_iter().zip(&mut seconds) {
+        *seconds = process::cpu_seconds(pid)?;
+    }
+    Ok(seconds)
 }
 
 impl Run {
@@ -393,6 +478,11 @@ impl Run {
         }
         if let Some(node) = self.node_cpu_seconds {
             line += &format!("  node {node:.2} s CPU");
+        }
+        if let Some(relays) = self.relay_cpu_seconds {
+            for (name, seconds) in cluster::RELAYS.into_iter().zip(relays) {
+                line += &format!("  {name} {seconds:.2} s CPU");
+            }
         }
         line
     }
@@ -485,6 +575,50 @@ mod tests {
         assert!(options.runs(open));
         assert!(!options.runs(WORKLOADS.iter().find(|w| w.name == "mixed").unwrap()));
         assert!(Options::parse(&args(&["--help"])).unwrap().is_none());
+    }
+
+    #[test]
+    fn port_forward_configurations_run_only_when_asked() {
+        let open = WORKLOADS.iter().find(|w| w.name == "open").unwrap();
+        let ids = |options: &Options| {
+            options
+                .configs(open)
+                .map(|config| config.id)
+                .collect::<Vec<_>>()
+        };
+        let without = Options::parse(&args(&["--only", "open"])).unwrap().unwrap();
+        assert!(!without.port_forward);
+        assert!(!ids(&without).contains(&workload::PORT_FORWARD));
+        assert!(ids(&without).contains(&"grpc"));
+
+        let with = Options::parse(&args(&["--port-forward", "--opens", "5"]))
+            .unwrap()
+            .unwrap();
+        assert!(with.port_forward);
+        assert_eq!(with.opens, 5);
+        // Every other configuration still runs, and the port-forward one
+        // after them, in the same repetition.
+        assert_eq!(ids(&with)[..ids(&without).len()], ids(&without)[..]);
+        assert_eq!(ids(&with).last(), Some(&workload::PORT_FORWARD));
+        // Each workload with a configuration over gRPC has one through the
+        // port-forward, tracing the host as that one does.
+        for workload in WORKLOADS {
+            let grpc = workload.configs.iter().find(|c| c.id == "grpc");
+            let forwarded = workload
+                .configs
+                .iter()
+                .find(|c| c.id == workload::PORT_FORWARD);
+            match (
+                grpc.and_then(|c| c.tracer),
+                forwarded.and_then(|c| c.tracer),
+            ) {
+                (Some(Tracer::Grpc(grpc)), Some(Tracer::PortForward(forwarded))) => {
+                    assert_eq!(grpc, forwarded, "{}", workload.name);
+                    assert!(forwarded.contains(&"--host"), "{}", workload.name);
+                }
+                other => panic!("{}: {other:?}", workload.name),
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::workload::{Workload, WORKLOADS};
+use super::cluster::RELAYS;
+use super::workload::{Workload, PORT_FORWARD, WORKLOADS};
 use super::{Measurements, Run, MERGE_NODES};
 
 /// Everything after this line of `benchmarks.md` is kept as it is.
@@ -142,14 +143,14 @@ impl<'a> WorkloadRuns<'a> {
         )
     }
 
-    /// CPU microseconds per event delivered, of the tracer (the client over
-    /// gRPC) or of the node.
-    fn micros_per_delivered(&self, config: &str, node: bool) -> Option<Spread> {
+    /// CPU microseconds per event delivered, of one of the processes.
+    fn micros_per_delivered(&self, config: &str, process: Process) -> Option<Spread> {
         spread(self.of(config).filter_map(|run| {
-            let seconds = if node {
-                run.node_cpu_seconds?
-            } else {
-                run.tracer_usage?.cpu_seconds
+            let seconds = match process {
+                Process::Tracer => run.tracer_usage?.cpu_seconds,
+                Process::Node => run.node_cpu_seconds?,
+                Process::Relays => run.relay_cpu_seconds?.iter().sum(),
+                Process::Relay(which) => run.relay_cpu_seconds?[which],
             };
             let delivered = run.output?.delivered;
             (delivered > 0).then(|| seconds / delivered as f64 * 1e6)
@@ -168,6 +169,20 @@ impl<'a> WorkloadRuns<'a> {
                 .filter_map(|run| Some(run.node_cpu_seconds? / run.generated as f64 * 1e6)),
         )
     }
+}
+
+/// Whose CPU time a figure counts.
+#[derive(Debug, Clone, Copy)]
+enum Process {
+    /// The tracer: the client over gRPC and through the port-forward.
+    Tracer,
+    /// The node agent that served the trace.
+    Node,
+    /// Through the port-forward: the API server, the kubelet and
+    /// containerd together.
+    Relays,
+    /// One of them, by its index in [`RELAYS`].
+    Relay(usize),
 }
 
 /// A target and how the run fared against it.
@@ -264,7 +279,13 @@ fn markdown(m: &Measurements) -> String {
             out,
             "| configuration | slowdown | above floor | delivered | lost k/n | tracer CPU s/M | node CPU s/M | tracer peak RSS MiB |\n|---|---|---|---|---|---|---|---|"
         );
-        for config in workload.configs {
+        // The configurations through the cluster run only with
+        // `--port-forward`.
+        for config in workload
+            .configs
+            .iter()
+            .filter(|config| runs.of(config.id).next().is_some())
+        {
             let slowdown = spread(runs.ratios(config.id)).map(|s| s.show(2));
             let above = (config.id != "untraced" && config.id != "floor")
                 .then(|| spread(runs.above_floor(config.id)).map(|s| s.show(2)))
@@ -314,23 +335,26 @@ fn markdown(m: &Measurements) -> String {
     };
     let memory = &m.node_memory;
     let mib = |kib: u64| format!("{:.1}", kib as f64 / 1024.0);
-    let rows = [
+    let mut rows = vec![
         (
             "node CPU per event over gRPC, µs (open storm, JSON)",
-            runs.micros_per_delivered("grpc", true).map(|s| s.show(2)),
+            runs.micros_per_delivered("grpc", Process::Node)
+                .map(|s| s.show(2)),
         ),
         (
             "client CPU per event rendered as JSON, µs",
-            runs.micros_per_delivered("grpc", false).map(|s| s.show(2)),
+            runs.micros_per_delivered("grpc", Process::Tracer)
+                .map(|s| s.show(2)),
         ),
         (
             "client CPU per event rendered as columns, µs",
-            runs.micros_per_delivered("grpc-columns", false)
+            runs.micros_per_delivered("grpc-columns", Process::Tracer)
                 .map(|s| s.show(2)),
         ),
         (
             "local mode CPU per event as JSON (node and printing in one process), µs",
-            runs.micros_per_delivered("local", false).map(|s| s.show(2)),
+            runs.micros_per_delivered("local", Process::Tracer)
+                .map(|s| s.show(2)),
         ),
         (
             "node RSS idle, before any trace, MiB",
@@ -357,6 +381,56 @@ fn markdown(m: &Measurements) -> String {
             first("grpc").map(|s| s.show(3)),
         ),
     ];
+    if let Some(pod) = &m.pod_memory {
+        rows.extend([
+            (
+                "through the port-forward: gadget pod's CPU per event, µs (open storm, JSON)",
+                runs.micros_per_delivered(PORT_FORWARD, Process::Node)
+                    .map(|s| s.show(2)),
+            ),
+            (
+                "through the port-forward: client CPU per event as JSON, µs",
+                runs.micros_per_delivered(PORT_FORWARD, Process::Tracer)
+                    .map(|s| s.show(2)),
+            ),
+            (
+                "through the port-forward: API server + kubelet + containerd CPU per event, µs",
+                runs.micros_per_delivered(PORT_FORWARD, Process::Relays)
+                    .map(|all| {
+                        let each: Vec<String> = RELAYS
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(which, name)| {
+                                let one =
+                                    runs.micros_per_delivered(PORT_FORWARD, Process::Relay(which))?;
+                                Some(format!("{name} {:.2}", one.median))
+                            })
+                            .collect();
+                        format!("{} ({})", all.show(2), each.join(", "))
+                    }),
+            ),
+            (
+                "through the port-forward: client peak RSS (open storm, JSON), MiB",
+                runs.peak_rss_mib(PORT_FORWARD).map(|v| format!("{v:.1}")),
+            ),
+            (
+                "gadget pod's RSS idle, after deploy and before any trace, MiB",
+                Some(mib(pod.idle_rss_kib)),
+            ),
+            (
+                "gadget pod's RSS idle, after every trace, MiB",
+                Some(mib(pod.idle_after_rss_kib)),
+            ),
+            (
+                "gadget pod's peak RSS over the whole bench, MiB",
+                Some(mib(pod.peak_rss_kib)),
+            ),
+            (
+                "time to first row, through the port-forward, s",
+                first(PORT_FORWARD).map(|s| s.show(3)),
+            ),
+        ]);
+    }
     let _ = writeln!(out, "| figure | median (min–max) |\n|---|---|");
     for (what, value) in rows {
         let _ = writeln!(out, "| {what} | {} |", optional(value));
@@ -365,8 +439,8 @@ fn markdown(m: &Measurements) -> String {
         out,
         "\nPer event: the process's CPU time over the run (start-up included) over the rows it \
          delivered. Time to first row: from starting the trace to its first row on stdout, \
-         while the open storm runs (local mode loads the programs; over gRPC the node already \
-         runs).\n"
+         while the open storm runs (local mode loads the programs; over gRPC and through the \
+         port-forward the node already runs).\n"
     );
 
     let _ = writeln!(out, "## Client merge-and-render throughput\n");
@@ -430,18 +504,28 @@ fn markdown(m: &Measurements) -> String {
         };
         let _ = writeln!(out, "| {} | {} | {met} |", verdict.target, verdict.measured);
     }
-    let _ = writeln!(
-        out,
-        "\nNot measured: ours through the API server's port-forward from the end-to-end \
-         cluster. That path needs more than the control plane `cargo xtask e2e` starts \
-         (e2e/cluster.sh): the gadget-node processes that stand in for the DaemonSet's pods \
-         are started by the end-to-end suite's own binary while it runs (e2e/src/agents.rs), \
-         and nothing outside the suite can start them yet; the cluster is also shared, under \
-         a lock, with the suite. What it would take: an e2e mode that starts the cluster, \
-         deploys, starts the agents and waits, for the bench to run `kubectl gadget trace` \
-         through it."
-    );
+    let _ = writeln!(out, "\n{}", port_forward_note(m.pod_memory.is_some()));
     out
+}
+
+/// What the report says about the configurations through the
+/// port-forward: how they ran, or how to run them.
+fn port_forward_note(ran: bool) -> &'static str {
+    if ran {
+        "Through the port-forward: `kubectl-gadget trace --host` with the kubeconfig of the \
+         end-to-end cluster (`--port-forward`), which reaches the gadget pod that `kubectl-gadget \
+         deploy` made on the real node (a kubelet and containerd on this host, as `cargo xtask \
+         e2e --only real-node`) through the API server, the kubelet and containerd's streaming \
+         server. The workloads run on this host outside any pod, which `--host` selects. Here \
+         the API server, the kubelet and containerd share this machine's cores with the \
+         workload, the client and the node, as they would not on a real cluster for the API \
+         server; their CPU per event is in the table above. The cluster is up, idle, during \
+         every configuration of the run."
+    } else {
+        "Not run: ours through the API server's port-forward, from the end-to-end cluster. \
+         `cargo xtask bench --port-forward` runs it (it starts that cluster with its real node \
+         on this host)."
+    }
 }
 
 /// The targets of issue 11, against this run.
@@ -461,18 +545,25 @@ fn verdicts(m: &Measurements) -> Vec<Verdict> {
     };
     let above = |runs: &WorkloadRuns, config: &str| spread(runs.above_floor(config));
 
-    let full = above(&open, "grpc");
-    let whole = complete(&open, "grpc");
-    verdicts.push(Verdict {
-        target: "full path (over gRPC, JSON), every event delivered, nothing lost: within 0.15 of the floor".into(),
-        measured: match (full, whole) {
-            (Some(gap), Some((_, (d, g), (k, n)))) => {
-                format!("{:.2} above the floor; {d}/{g} delivered; lost {k}/{n}", gap.median)
-            }
-            _ => "–".into(),
-        },
-        met: full.zip(whole).map(|(gap, (all, _, _))| all && gap.median <= 0.15),
-    });
+    let port_forward = m.pod_memory.is_some();
+    let full_paths = [
+        Some(("grpc", "over gRPC")),
+        port_forward.then_some((PORT_FORWARD, "through the API server's port-forward")),
+    ];
+    for (config, how) in full_paths.into_iter().flatten() {
+        let full = above(&open, config);
+        let whole = complete(&open, config);
+        verdicts.push(Verdict {
+            target: format!("full path ({how}, JSON), every event delivered, nothing lost: within 0.15 of the floor"),
+            measured: match (full, whole) {
+                (Some(gap), Some((_, (d, g), (k, n)))) => {
+                    format!("{:.2} above the floor; {d}/{g} delivered; lost {k}/{n}", gap.median)
+                }
+                _ => "–".into(),
+            },
+            met: full.zip(whole).map(|(gap, (all, _, _))| all && gap.median <= 0.15),
+        });
+    }
     for (config, what) in [
         ("local-prefix", "dropped in the kernel by `--prefix`"),
         ("local-not-selected", "process not selected"),
@@ -485,7 +576,7 @@ fn verdicts(m: &Measurements) -> Vec<Verdict> {
         });
     }
     for (config, what, limit) in [("grpc", "JSON", 0.5), ("grpc-columns", "columns", 1.0)] {
-        let micros = open.micros_per_delivered(config, false);
+        let micros = open.micros_per_delivered(config, Process::Tracer);
         verdicts.push(Verdict {
             target: format!("client: at most {limit} µs of CPU per event rendered as {what}"),
             measured: optional(micros.map(|s| format!("{:.2} µs", s.median))),
@@ -528,25 +619,36 @@ fn verdicts(m: &Measurements) -> Vec<Verdict> {
             .zip(big)
             .map(|(small, big)| (big as f64) <= 1.25 * small as f64),
     });
-    let node_cpu = open.node_cpu_per_million("grpc");
-    let node_per_delivered = open.micros_per_delivered("grpc", true);
-    verdicts.push(Verdict {
-        target: "node: at most 0.4 s of CPU per million events".into(),
-        measured: optional(
-            node_per_delivered.map(|s| format!("{:.2} s per million delivered", s.median)),
-        ),
-        met: node_per_delivered.or(node_cpu).map(|s| s.median <= 0.4),
-    });
-    let idle = m.node_memory.idle_rss_kib as f64 / 1024.0;
-    verdicts.push(Verdict {
-        target: "node: under 16 MiB RSS idle".into(),
-        measured: format!(
-            "{idle:.1} MiB before any trace, {:.1} MiB after",
-            m.node_memory.idle_after_rss_kib as f64 / 1024.0
-        ),
-        met: Some(idle < 16.0 && (m.node_memory.idle_after_rss_kib as f64 / 1024.0) < 16.0),
-    });
-    for config in ["grpc", "local"] {
+    let nodes = [
+        Some(("grpc", "", &m.node_memory)),
+        m.pod_memory
+            .as_ref()
+            .map(|memory| (PORT_FORWARD, " (the gadget pod)", memory)),
+    ];
+    for (config, which, memory) in nodes.into_iter().flatten() {
+        let node_cpu = open.node_cpu_per_million(config);
+        let node_per_delivered = open.micros_per_delivered(config, Process::Node);
+        verdicts.push(Verdict {
+            target: format!("node{which}: at most 0.4 s of CPU per million events"),
+            measured: optional(
+                node_per_delivered.map(|s| format!("{:.2} s per million delivered", s.median)),
+            ),
+            met: node_per_delivered.or(node_cpu).map(|s| s.median <= 0.4),
+        });
+        let idle = memory.idle_rss_kib as f64 / 1024.0;
+        let idle_after = memory.idle_after_rss_kib as f64 / 1024.0;
+        verdicts.push(Verdict {
+            target: format!("node{which}: under 16 MiB RSS idle"),
+            measured: format!("{idle:.1} MiB before any trace, {idle_after:.1} MiB after"),
+            met: Some(idle < 16.0 && idle_after < 16.0),
+        });
+    }
+    let first_rows = [
+        Some(("grpc", "over gRPC")),
+        Some(("local", "local mode")),
+        port_forward.then_some((PORT_FORWARD, "through the port-forward")),
+    ];
+    for (config, how) in first_rows.into_iter().flatten() {
         let first = spread(
             m.first_rows
                 .iter()
@@ -554,25 +656,23 @@ fn verdicts(m: &Measurements) -> Vec<Verdict> {
                 .map(|f| f.seconds),
         );
         verdicts.push(Verdict {
-            target: format!(
-                "first row under 0.5 s ({})",
-                if config == "grpc" {
-                    "over gRPC"
-                } else {
-                    "local mode"
-                }
-            ),
+            target: format!("first row under 0.5 s ({how})"),
             measured: optional(first.map(|s| format!("{:.3} s", s.median))),
             met: first.map(|s| s.median < 0.5),
         });
     }
-    for config in ["local", "grpc"] {
+    let exec_configs = [
+        Some(("local", "local mode")),
+        Some(("grpc", "over gRPC")),
+        port_forward.then_some((PORT_FORWARD, "through the port-forward")),
+    ];
+    for (config, how) in exec_configs.into_iter().flatten() {
         let whole = complete(&exec, config);
         let gap = above(&exec, config);
         // The noise: how far apart the floor's own repetitions are.
         let noise = spread(exec.ratios("floor")).map(|s| s.max - s.min);
         verdicts.push(Verdict {
-            target: format!("exec storm ({}): no loss, slowdown within the noise of the floor", if config == "grpc" { "over gRPC" } else { "local mode" }),
+            target: format!("exec storm ({how}): no loss, slowdown within the noise of the floor"),
             measured: match (whole, gap, noise) {
                 (Some((_, (d, g), (k, n))), Some(gap), Some(noise)) => format!(
                     "{d}/{g} delivered, lost {k}/{n}; {:.3} above the floor, floor's own spread {noise:.3}",
@@ -663,6 +763,13 @@ fn raw(m: &Measurements) -> serde_json::Value {
                 "tracer_cpu_seconds": run.tracer_usage.map(|u| u.cpu_seconds),
                 "tracer_peak_rss_kib": run.tracer_usage.map(|u| u.peak_rss_kib),
                 "node_cpu_seconds": run.node_cpu_seconds,
+                "relay_cpu_seconds": run.relay_cpu_seconds.map(|seconds| {
+                    RELAYS
+                        .iter()
+                        .zip(seconds)
+                        .map(|(name, seconds)| (name.to_string(), json!(seconds)))
+                        .collect::<serde_json::Map<_, _>>()
+                }),
             })
         })
         .collect();
@@ -706,6 +813,11 @@ fn raw(m: &Measurements) -> serde_json::Value {
             "idle_after": m.node_memory.idle_after_rss_kib,
             "peak": m.node_memory.peak_rss_kib,
         },
+        "pod_memory_kib": m.pod_memory.map(|memory| json!({
+            "idle_before": memory.idle_rss_kib,
+            "idle_after": memory.idle_after_rss_kib,
+            "peak": memory.peak_rss_kib,
+        })),
     })
 }
 
@@ -713,7 +825,7 @@ fn raw(m: &Measurements) -> serde_json::Value {
 mod tests {
     use super::super::process::Usage;
     use super::super::tracer::Output;
-    use super::super::{NodeMemory, Options};
+    use super::super::{FirstRow, NodeMemory, Options};
     use super::*;
 
     fn run(config: &'static str, repetition: usize, ns_per_op: f64, delivered: Option<u64>) -> Run {
@@ -733,7 +845,37 @@ mod tests {
                 cpu_seconds: 0.002,
                 peak_rss_kib: 20 * 1024,
             }),
-            node_cpu_seconds: (config == "grpc").then_some(0.0005),
+            node_cpu_seconds: (config == "grpc" || config == PORT_FORWARD).then_some(0.0005),
+            relay_cpu_seconds: (config == PORT_FORWARD).then_some([0.002, 0.0006, 0.0004]),
+        }
+    }
+
+    /// Two repetitions' measurements of `runs`, reported into `dir`.
+    fn measurements(
+        dir: &std::path::Path,
+        runs: Vec<Run>,
+        first_rows: Vec<FirstRow>,
+        pod_memory: Option<NodeMemory>,
+    ) -> Measurements {
+        Measurements {
+            options: Options {
+                repetitions: 2,
+                report_dir: dir.to_path_buf(),
+                port_forward: pod_memory.is_some(),
+                ..Options::default()
+            },
+            runs,
+            first_rows,
+            merges: Vec::new(),
+            node_memory: NodeMemory {
+                idle_rss_kib: 10 * 1024,
+                idle_after_rss_kib: 11 * 1024,
+                peak_rss_kib: 30 * 1024,
+            },
+            pod_memory,
+            started: jiff::Timestamp::UNIX_EPOCH,
+            elapsed: std::time::Duration::from_secs(60),
+            command: "cargo xtask bench".into(),
         }
     }
 
@@ -756,25 +898,7 @@ mod tests {
             run("floor", 1, 2400.0, None),
             run("grpc", 1, 3000.0, Some(999)),
         ];
-        let measurements = Measurements {
-            options: Options {
-                repetitions: 2,
-                report_dir: dir.path().to_path_buf(),
-                ..Options::default()
-            },
-            runs,
-            first_rows: Vec::new(),
-            merges: Vec::new(),
-            node_memory: NodeMemory {
-                idle_rss_kib: 10 * 1024,
-                idle_after_rss_kib: 11 * 1024,
-                peak_rss_kib: 30 * 1024,
-            },
-            started: jiff::Timestamp::UNIX_EPOCH,
-            elapsed: std::time::Duration::from_secs(60),
-            command: "cargo xtask bench".into(),
-        };
-        write(&measurements).unwrap();
+        write(&measurements(dir.path(), runs, Vec::new(), None)).unwrap();
         let markdown = std::fs::read_to_string(&markdown_path).unwrap();
         assert!(!markdown.contains("old tables"), "{markdown}");
         assert!(
@@ -805,6 +929,105 @@ mod tests {
         assert_eq!(json["runs"].as_array().unwrap().len(), 6);
         assert_eq!(json["runs"][2]["delivered"], 1000);
         assert_eq!(json["node_memory_kib"]["idle_before"], 10 * 1024);
+        // Without --port-forward: one line says how to run it, and no
+        // table, figure or target has it.
+        assert!(
+            markdown.contains(
+                "\nNot run: ours through the API server's port-forward, from the end-to-end \
+                 cluster. `cargo xtask bench --port-forward` runs it"
+            ),
+            "{markdown}"
+        );
+        assert!(!markdown.contains("end-to-end cluster: `kubectl-gadget trace`"));
+        assert!(
+            !markdown.contains("| through the port-forward:"),
+            "{markdown}"
+        );
+        assert!(!markdown.contains("(through the"), "{markdown}");
+        assert!(json["pod_memory_kib"].is_null());
+    }
+
+    #[test]
+    fn the_port_forward_has_its_row_figures_and_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = vec![
+            run("untraced", 0, 1000.0, None),
+            run("floor", 0, 1200.0, None),
+            run("grpc", 0, 1500.0, Some(1000)),
+            run(PORT_FORWARD, 0, 1300.0, Some(1000)),
+            run("untraced", 1, 1000.0, None),
+            run("floor", 1, 1200.0, None),
+            run("grpc", 1, 1500.0, Some(1000)),
+            run(PORT_FORWARD, 1, 1260.0, Some(1000)),
+        ];
+        let first_rows = [("grpc", 0.3), (PORT_FORWARD, 0.6), (PORT_FORWARD, 0.8)]
+            .into_iter()
+            .enumerate()
+            .map(|(repetition, (config, seconds))| FirstRow {
+                repetition,
+                config,
+                seconds,
+            })
+            .collect();
+        let pod = NodeMemory {
+            idle_rss_kib: 5 * 1024,
+            idle_after_rss_kib: 20 * 1024,
+            peak_rss_kib: 40 * 1024,
+        };
+        write(&measurements(dir.path(), runs, first_rows, Some(pod))).unwrap();
+        let markdown = std::fs::read_to_string(dir.path().join("benchmarks.md")).unwrap();
+        let line = |start: &str| {
+            markdown
+                .lines()
+                .find(|line| line.starts_with(start))
+                .unwrap_or_else(|| panic!("no line {start:?} in {markdown}"))
+                .to_string()
+        };
+        // Ratios 1.3 and 1.26, 0.1 and 0.06 above the floor; every event;
+        // 2 ms of client CPU and 0.5 ms of the pod's per 1000 events.
+        assert_eq!(
+            line("| ours, end-to-end cluster:"),
+            "| ours, end-to-end cluster: `kubectl-gadget trace` through the API server's \
+             port-forward to the gadget pod, JSON to a file | 1.28 (1.26–1.30) | 0.08 (0.06–0.10) \
+             | 1.0000 (2000/2000) | 0/0 | 2.00 | 0.50 | 20 |"
+        );
+        assert_eq!(
+            line("| through the port-forward: API server + kubelet + containerd"),
+            "| through the port-forward: API server + kubelet + containerd CPU per event, µs | \
+             3.00 (3.00–3.00) (kube-apiserver 2.00, kubelet 0.60, containerd 0.40) |"
+        );
+        assert!(
+            line("| through the port-forward: gadget pod's CPU").ends_with("| 0.50 (0.50–0.50) |")
+        );
+        assert!(line("| through the port-forward: client CPU").ends_with("| 2.00 (2.00–2.00) |"));
+        assert!(line("| gadget pod's RSS idle, after every").ends_with("| 20.0 |"));
+        assert!(line("| time to first row, through").ends_with("| 0.700 (0.600–0.800) |"));
+        // Within 0.15 of the floor and nothing lost: met; the first row
+        // (0.7 s) and the pod's idle memory after the traces (20 MiB) not.
+        assert!(
+            line("| full path (through the API server's port-forward, JSON)")
+                .ends_with("| 0.08 above the floor; 2000/2000 delivered; lost 0/0 | yes |")
+        );
+        assert!(line("| first row under 0.5 s (through the port-forward)")
+            .ends_with("| 0.700 s | **no** |"));
+        assert_eq!(
+            line("| node (the gadget pod): under 16 MiB RSS idle"),
+            "| node (the gadget pod): under 16 MiB RSS idle | 5.0 MiB before any trace, 20.0 MiB after | **no** |"
+        );
+        assert!(line("| node (the gadget pod): at most 0.4 s")
+            .ends_with("| 0.50 s per million delivered | **no** |"));
+        assert!(markdown.contains("\nThrough the port-forward: `kubectl-gadget trace --host`"));
+        assert!(!markdown.contains("Not run"));
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("benchmarks.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["runs"][3]["config"], PORT_FORWARD);
+        assert_eq!(
+            json["runs"][3]["relay_cpu_seconds"],
+            json!({"kube-apiserver": 0.002, "kubelet": 0.0006, "containerd": 0.0004})
+        );
+        assert_eq!(json["pod_memory_kib"]["idle_after"], 20 * 1024);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The tracers a workload runs under: bpftrace (the floor, and printing
-//! every event) and ours (local mode, and the client over gRPC to
-//! `gadget-node serve`). Each writes to files, not to a reader in this
+//! every event) and ours (local mode, the client over gRPC to
+//! `gadget-node serve`, and the client through the end-to-end cluster's
+//! port-forward to the gadget pod of its real node). Each writes to files, not to a reader in this
 //! process, which would compete with the tracer and the workload for the
 //! CPUs; the files are read once the tracer has stopped.
 
@@ -30,6 +31,10 @@ pub enum Tracer {
     /// `kubectl-gadget trace ARGS --node-address` talking gRPC to the
     /// bench's `gadget-node serve`, stdout to a file.
     Grpc(&'static [&'static str]),
+    /// `kubectl-gadget trace ARGS --kubeconfig` of the end-to-end cluster:
+    /// through the API server's port-forward and the real node's kubelet
+    /// to its gadget pod, stdout to a file.
+    PortForward(&'static [&'static str]),
 }
 
 /// Whose output format a tracer's lines are in.
@@ -46,8 +51,13 @@ impl Tracer {
     pub fn family(self) -> Family {
         match self {
             Tracer::Floor | Tracer::BpftracePrint => Family::Bpftrace,
-            Tracer::Local(_) | Tracer::Grpc(_) => Family::Ours,
+            Tracer::Local(_) | Tracer::Grpc(_) | Tracer::PortForward(_) => Family::Ours,
         }
+    }
+
+    /// Whether it needs the end-to-end cluster (`--port-forward`).
+    pub fn needs_cluster(self) -> bool {
+        matches!(self, Tracer::PortForward(_))
     }
 
     /// Whether it prints every event (so that what it delivered counts).
@@ -65,6 +75,8 @@ pub struct Tools {
     pub client: PathBuf,
     /// The address of the bench's `gadget-node serve`.
     pub node_address: String,
+    /// The end-to-end cluster's kubeconfig, with `--port-forward`.
+    pub kubeconfig: Option<PathBuf>,
     /// The workspace, whose kernel programs name the floor's tracepoints.
     pub workspace: PathBuf,
 }
@@ -149,11 +161,25 @@ impl Running {
                     .args(["--node-address", &tools.node_address]);
                 command
             }
+            Tracer::PortForward(args) => {
+                let kubeconfig = tools
+                    .kubeconfig
+                    .as_ref()
+                    .context("a trace through the port-forward needs the cluster")?;
+                let mut command = Command::new(&tools.client);
+                command
+                    .arg("trace")
+                    .args(args)
+                    .arg("--kubeconfig")
+                    .arg(kubeconfig);
+                command
+            }
         };
         let out =
             File::create(&stdout).with_context(|| format!("cannot create {}", stdout.display()))?;
         let err =
             File::create(&stderr).with_context(|| format!("cannot create {}", stderr.display()))?;
+        super::process::reset_own_peak_rss()?;
         let spawned = Instant::now();
         let child = command
             .stdin(Stdio::null())

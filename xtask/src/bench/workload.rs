@@ -66,6 +66,10 @@ pub struct Workload {
     pub configs: &'static [Config],
 }
 
+/// The id of the configurations through the end-to-end cluster's
+/// port-forward (`--port-forward`).
+pub const PORT_FORWARD: &str = "port-forward";
+
 const UNTRACED: Config = Config {
     id: "untraced",
     label: "untraced",
@@ -127,6 +131,11 @@ const OPEN_CONFIGS: &[Config] = &[
         label: "ours, over gRPC, columns to a file",
         tracer: Some(Tracer::Grpc(&["open", "--host", "-o", "columns"])),
     },
+    Config {
+        id: PORT_FORWARD,
+        label: "ours, end-to-end cluster: `kubectl-gadget trace` through the API server's port-forward to the gadget pod, JSON to a file",
+        tracer: Some(Tracer::PortForward(&["open", "--host", "-o", "json"])),
+    },
 ];
 
 const MIXED_CONFIGS: &[Config] = &[
@@ -150,6 +159,11 @@ const MIXED_CONFIGS: &[Config] = &[
         label: "ours (trace open), over gRPC, JSON to a file",
         tracer: Some(Tracer::Grpc(&["open", "--host", "-o", "json"])),
     },
+    Config {
+        id: PORT_FORWARD,
+        label: "ours (trace open), through the port-forward, JSON to a file",
+        tracer: Some(Tracer::PortForward(&["open", "--host", "-o", "json"])),
+    },
 ];
 
 const EXEC_CONFIGS: &[Config] = &[
@@ -170,6 +184,11 @@ const EXEC_CONFIGS: &[Config] = &[
         id: "grpc",
         label: "ours, over gRPC, JSON to a file",
         tracer: Some(Tracer::Grpc(&["exec", "--host", "-o", "json"])),
+    },
+    Config {
+        id: PORT_FORWARD,
+        label: "ours, through the port-forward, JSON to a file",
+        tracer: Some(Tracer::PortForward(&["exec", "--host", "-o", "json"])),
     },
 ];
 
@@ -215,6 +234,18 @@ const READ_WRITE_CONFIGS: &[Config] = &[
         id: "grpc",
         label: "ours (trace file), over gRPC, the file followed, JSON to a file",
         tracer: Some(Tracer::Grpc(&[
+            "file",
+            "--host",
+            "--prefix",
+            READ_WRITE_DIR,
+            "-o",
+            "json",
+        ])),
+    },
+    Config {
+        id: PORT_FORWARD,
+        label: "ours (trace file), through the port-forward, the file followed, JSON to a file",
+        tracer: Some(Tracer::PortForward(&[
             "file",
             "--host",
             "--prefix",

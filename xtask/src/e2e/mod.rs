@@ -120,16 +120,7 @@ fn run_local_with(runs: &[Nodes], keep_cluster: bool) -> Result<()> {
     setup::require_kernel_access("the end-to-end suite")?;
     let e2e_dir = workspace_root().join("e2e");
 
-    let phase = Instant::now();
-    let bin = PathBuf::from(
-        last_line(Command::new(e2e_dir.join("build-binaries.sh")))
-            .context("cannot build the cluster binaries")?,
-    );
-    eprintln!(
-        "e2e: cluster binaries in {} ({:.1}s)",
-        bin.display(),
-        phase.elapsed().as_secs_f64()
-    );
+    let bin = cluster_binaries(&e2e_dir)?;
 
     run_checked(cargo().arg("build").args(PACKAGES))?;
     let images = if runs.contains(&Nodes::Real) {
@@ -198,6 +189,66 @@ fn run_local_with(runs: &[Nodes], keep_cluster: bool) -> Result<()> {
     }
     eprintln!("e2e: total {:.1}s", start.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The cluster binaries' directory: `build-binaries.sh` builds them the
+/// first time and finds them in its cache afterwards.
+fn cluster_binaries(e2e_dir: &Path) -> Result<PathBuf> {
+    let phase = Instant::now();
+    let bin = PathBuf::from(
+        last_line(Command::new(e2e_dir.join("build-binaries.sh")))
+            .context("cannot build the cluster binaries")?,
+    );
+    eprintln!(
+        "e2e: cluster binaries in {} ({:.1}s)",
+        bin.display(),
+        phase.elapsed().as_secs_f64()
+    );
+    Ok(bin)
+}
+
+/// The local control plane with the real node joined and nothing deployed,
+/// for a task other than the suite (the benchmark's port-forward
+/// configurations). Deleted when dropped: the node first, since its
+/// kubelet still talks to the cluster.
+pub struct RealNodeCluster {
+    // Fields drop in declaration order.
+    node: real_node::RealNode,
+    cluster: LocalCluster,
+}
+
+impl RealNodeCluster {
+    /// Builds (or finds cached) the cluster binaries and the real node's
+    /// images, starts the control plane without KWOK nodes, joins the real
+    /// node and waits until it is Ready. From here on Ctrl-C stops the
+    /// children but not this task, so that dropping this still deletes
+    /// the cluster.
+    pub fn up() -> Result<RealNodeCluster> {
+        setup::ensure_e2e_tools()?;
+        let e2e_dir = workspace_root().join("e2e");
+        let bin = cluster_binaries(&e2e_dir)?;
+        let images = real_node::build_images(&e2e_dir, &bin)?;
+        stop_on_interrupt_later();
+        let cluster = LocalCluster::up(&e2e_dir, &bin, false, Nodes::Real)?;
+        let node = real_node::RealNode::up(&e2e_dir, &bin, &images, false)?;
+        Ok(RealNodeCluster { node, cluster })
+    }
+
+    /// The cluster admin's kubeconfig.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.cluster.kubeconfig
+    }
+
+    /// The real node's name.
+    pub fn node_name(&self) -> &str {
+        &self.node.name
+    }
+
+    /// The gadget-node image imported into the node's containerd, to
+    /// deploy.
+    pub fn gadget_node_image(&self) -> String {
+        real_node::gadget_node_image()
+    }
 }
 
 /// The suite against a cluster of the user's.
