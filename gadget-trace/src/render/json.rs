@@ -175,7 +175,13 @@ pub(crate) fn write_status(out: &mut Vec<u8>, node: &str, status: &TraceStatus) 
 }
 
 /// Writes `,"name":`.
+///
+/// Always inlined: every caller names a literal, whose length is then
+/// known where it is copied, so the copy is a few moves instead of a call
+/// to `memcpy` (about 9 keys a row).
+#[inline(always)]
 pub(crate) fn key(out: &mut Vec<u8>, name: &str) {
+    out.reserve(name.len() + 4);
     out.extend_from_slice(b",\"");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
