@@ -65,7 +65,7 @@ pub(crate) fn write_event(out: &mut Vec<u8>, row: &Row) {
     let gadget = gadgets::of_event(event);
     out.extend_from_slice(b"{\"type\":");
     let kind = gadget.and_then(|gadget| gadget.kind(event));
-    write_str(out, kind.unwrap_or("unknown"));
+    write_known_str(out, kind.unwrap_or("unknown"));
     key(out, "node");
     write_str(out, row.node);
     key(out, "timestamp");
@@ -135,7 +135,7 @@ pub(crate) fn write_error(out: &mut Vec<u8>, errno: Option<i32>) {
     write_i64(out, errno.into());
     key(out, "name");
     match errno::errno_name(errno) {
-        Some(name) => write_str(out, name),
+        Some(name) => write_known_str(out, name),
         None => out.extend_from_slice(b"null"),
     }
     out.push(b'}');
@@ -259,6 +259,16 @@ pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
         }
     }
     out.extend_from_slice(&text.as_bytes()[run_start..]);
+    out.push(b'"');
+}
+
+/// Writes a JSON string from this program's own vocabulary (an event's
+/// type, a syscall's or an errno's name), which holds nothing to escape:
+/// without the scan `write_str` makes, a tenth of its cost per row.
+pub(crate) fn write_known_str(out: &mut Vec<u8>, text: &'static str) {
+    debug_assert_eq!(plain_prefix_len(text.as_bytes()), text.len(), "{text:?}");
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
     out.push(b'"');
 }
 
@@ -395,6 +405,19 @@ mod tests {
             }
         }
         assert_eq!(plain_prefix_len(b""), 0);
+    }
+
+    #[test]
+    fn known_strings_are_written_as_their_strings_are() {
+        let kinds = crate::gadgets::GADGETS
+            .iter()
+            .flat_map(|gadget| gadget.kinds().iter().copied());
+        let errnos = (0..4096).filter_map(errno::errno_name);
+        for text in kinds.chain(errnos).chain(["unknown"]) {
+            let mut known = Vec::new();
+            write_known_str(&mut known, text);
+            assert_eq!(String::from_utf8(known).unwrap(), string_json(text));
+        }
     }
 
     #[test]
