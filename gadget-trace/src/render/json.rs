@@ -59,8 +59,9 @@ use super::escape::{is_invisible, printable_ascii_run};
 use super::{errno, time, write_i64, write_number, write_u64, Row};
 use crate::gadgets;
 
-/// Writes `row` as one JSON object and a newline.
-pub(crate) fn write_event(out: &mut Vec<u8>, row: &Row) {
+/// Writes `row` as one JSON object and a newline (its timestamp with
+/// `clock`).
+pub(crate) fn write_event(out: &mut Vec<u8>, clock: &mut time::Rfc3339Writer, row: &Row) {
     let event = row.event;
     let gadget = gadgets::of_event(event);
     out.extend_from_slice(b"{\"type\":");
@@ -70,7 +71,7 @@ pub(crate) fn write_event(out: &mut Vec<u8>, row: &Row) {
     write_str(out, row.node);
     key(out, "timestamp");
     out.push(b'"');
-    time::write_rfc3339_ms(out, event.timestamp_ns);
+    clock.write(out, event.timestamp_ns);
     out.push(b'"');
     key(out, "timestamp_ns");
     write_u64(out, event.timestamp_ns);
@@ -357,7 +358,7 @@ mod tests {
 
     fn event_json(row: &Row) -> Value {
         let mut out = Vec::new();
-        write_event(&mut out, row);
+        write_event(&mut out, &mut time::Rfc3339Writer::default(), row);
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         assert_eq!(out.last(), Some(&b'\n'));
         serde_json::from_slice(&out).expect("output is valid JSON")
