@@ -143,8 +143,8 @@ pub struct Renderer {
     format: OutputFormat,
     /// Cells that are formatted rather than copied; reused across rows.
     scratch: Vec<u8>,
-    /// JSON timestamps, from the last second written.
-    clock: time::Rfc3339Writer,
+    /// What consecutive JSON rows repeat, kept rendered.
+    json_parts: json::RepeatedParts,
 }
 
 impl Renderer {
@@ -153,7 +153,7 @@ impl Renderer {
         Renderer {
             format,
             scratch: Vec::new(),
-            clock: time::Rfc3339Writer::default(),
+            json_parts: json::RepeatedParts::default(),
         }
     }
 
@@ -176,7 +176,7 @@ impl Renderer {
             OutputFormat::Columns(columns) => {
                 columns::write_row(out, &mut self.scratch, columns, row)
             }
-            OutputFormat::Json => json::write_event(out, &mut self.clock, row),
+            OutputFormat::Json => json::write_event(out, &mut self.json_parts, row),
             OutputFormat::Compact => compact::write_event(out, row),
         }
     }
