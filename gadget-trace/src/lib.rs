@@ -3,7 +3,7 @@
 //! parse, validate, merge and print alike: the gadgets' front ends
 //! ([`gadgets`]), the `trace` flags ([`cli`]) and their validation into a
 //! request ([`request`]), merging the nodes' streams by time ([`merge`]),
-//! printing them ([`mod@print`], [`render`]) and errors as one line
+//! printing them ([`mod@print`], [`render`], [`row_output`]) and errors as one line
 //! ([`error_line`]).
 //!
 //! It has no Kubernetes client and no networking: the plugin brings the
@@ -16,3 +16,4 @@ pub mod merge;
 pub mod print;
 pub mod render;
 pub mod request;
+pub mod row_output;

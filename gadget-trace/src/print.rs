@@ -25,6 +25,7 @@ use crate::error_line::status_message;
 use crate::merge::MergeWindow;
 use crate::render::{OutputFormat, Renderer, Row, StatusStream};
 use crate::request::TraceRequest;
+use crate::row_output::{RowOutput, WriterThread};
 
 /// How long an event is held back so that the events of other nodes that
 /// happened before it can catch up. Nodes drain their ring buffers every
@@ -205,11 +206,11 @@ pub async fn print_trace(
         }
     };
     let mut renderer = Renderer::new(request.output.clone());
-    // One lock for the whole trace: rows are written a batch at a time, and
-    // nothing else prints to stdout meanwhile.
-    let mut stdout = io::stdout().lock();
+    // Rows are written a batch at a time, on a thread of their own (see
+    // `row_output`), and nothing else prints to stdout meanwhile.
+    let mut stdout = WriterThread::spawn(io::stdout())?;
     let mut stderr = io::stderr();
-    merge_and_print(
+    let summary = merge_and_print(
         nodes,
         &mut renderer,
         MergeSettings::default(),
@@ -217,7 +218,16 @@ pub async fn print_trace(
         &mut stdout,
         &mut stderr,
     )
-    .await
+    .await;
+    // The last rows, written before the trace is over.
+    let written = stdout.finish();
+    let mut summary = summary?;
+    match written {
+        Ok(_) => {}
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => summary.output_closed = true,
+        Err(err) => return Err(err),
+    }
+    Ok(summary)
 }
 
 /// A node's answer to RunGadget as its events, after `named`: the call's
@@ -279,7 +289,7 @@ struct NodeState {
 ///
 /// `nodes` pairs each node's stand-in name (its name, or its address until
 /// it says its name) with its events.
-pub async fn merge_and_print<O: Write, E: Write>(
+pub async fn merge_and_print<O: RowOutput, E: Write>(
     nodes: Vec<(String, NodeEvents)>,
     renderer: &mut Renderer,
     settings: MergeSettings,
@@ -319,7 +329,7 @@ pub async fn merge_and_print<O: Write, E: Write>(
     let mut stop_calls = FuturesUnordered::new();
 
     loop {
-        if printer.flush(out, err)? == Flushed::OutputClosed {
+        if printer.flush(out, err).await? == Flushed::OutputClosed {
             summary.output_closed = true;
             break;
         }
@@ -395,7 +405,7 @@ pub async fn merge_and_print<O: Write, E: Write>(
             summary.released_early, settings.capacity
         );
     }
-    if !summary.output_closed && printer.flush(out, err)? == Flushed::OutputClosed {
+    if !summary.output_closed && printer.flush(out, err).await? == Flushed::OutputClosed {
         summary.output_closed = true;
     }
     summary.nodes = printer.nodes.iter().map(|node| node.name.clone()).collect();
@@ -582,16 +592,18 @@ impl Printer<'_> {
     }
 
     /// Writes what was rendered, each stream in one write.
-    fn flush<O: Write, E: Write>(&mut self, out: &mut O, err: &mut E) -> io::Result<Flushed> {
+    async fn flush<O: RowOutput, E: Write>(
+        &mut self,
+        out: &mut O,
+        err: &mut E,
+    ) -> io::Result<Flushed> {
         if !self.err.is_empty() {
             // A closed stderr is no reason to stop tracing.
             let _ = err.write_all(&self.err).and_then(|()| err.flush());
             self.err.clear();
         }
         if !self.out.is_empty() {
-            let written = out.write_all(&self.out).and_then(|()| out.flush());
-            self.out.clear();
-            match written {
+            match out.write_rows(&mut self.out).await {
                 Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
                     return Ok(Flushed::OutputClosed)
                 }

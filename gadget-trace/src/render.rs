@@ -143,6 +143,8 @@ pub struct Renderer {
     format: OutputFormat,
     /// Cells that are formatted rather than copied; reused across rows.
     scratch: Vec<u8>,
+    /// What consecutive JSON rows repeat, kept rendered.
+    json_parts: json::RepeatedParts,
 }
 
 impl Renderer {
@@ -151,6 +153,7 @@ impl Renderer {
         Renderer {
             format,
             scratch: Vec::new(),
+            json_parts: json::RepeatedParts::default(),
         }
     }
 
@@ -173,7 +176,7 @@ impl Renderer {
             OutputFormat::Columns(columns) => {
                 columns::write_row(out, &mut self.scratch, columns, row)
             }
-            OutputFormat::Json => json::write_event(out, row),
+            OutputFormat::Json => json::write_event(out, &mut self.json_parts, row),
             OutputFormat::Compact => compact::write_event(out, row),
         }
     }

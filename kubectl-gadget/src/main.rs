@@ -25,7 +25,15 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE_ERROR);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread: with worker threads, the thread that merges and prints
+    // rows was woken by the one reading the nodes' connections thousands
+    // of times a second, a fifth of the client's CPU per event. Rows are
+    // written on a thread of their own (gadget_trace::row_output), so a
+    // stalled stdout does not stop the connections.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

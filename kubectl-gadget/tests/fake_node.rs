@@ -528,6 +528,58 @@ async fn ctrl_c_flushes_the_window_cancels_the_trace_and_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_stdout_ends_the_trace_and_cancels_the_call() {
+    // Rows are written on a thread of their own: a reader that goes away
+    // (`| head`) must still end the trace, through that thread's error.
+    let dir = tempfile::tempdir().unwrap();
+    // An hour ago: each row leaves the merge window as soon as it arrives.
+    let past = now_ns() - 3_600_000_000_000;
+    let mut steps = Vec::new();
+    for n in 0..400u32 {
+        steps.push(batch(vec![exec(n, past + u64::from(n), b"/bin/true")]));
+        steps.push(Step::Wait(Duration::from_millis(25)));
+    }
+    steps.push(Step::Hold);
+    let (node, seen) = serve(dir.path(), Script::new("node-a", steps));
+    let mut child = tokio::process::Command::new(CLIENT)
+        .args([
+            "trace",
+            "exec",
+            "--node-address",
+            &node,
+            "-o",
+            "columns=pid",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut header = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut header),
+    )
+    .await
+    .expect("the client prints its header")
+    .unwrap();
+    assert_eq!(header.trim(), "PID");
+    drop(stdout);
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("the client ends once its stdout is closed, long before the node's 10 s of rows")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    for _ in 0..100 {
+        if seen.cancelled.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen.cancelled.load(Ordering::SeqCst));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flags_reach_the_node_as_one_request() {
     let dir = tempfile::tempdir().unwrap();
     let (node, seen) = serve(dir.path(), Script::new("node-a", vec![]));

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use gadget_proto::v1::{self, event, run_gadget_request, OpenEvent, OpenSyscall};
 
 use super::{Frontend, Gadget, GadgetColumn, GadgetFrontend};
-use crate::render::json::{key, write_bool, write_bytes, write_error, write_str};
+use crate::render::json::{key, write_bool, write_bytes, write_error, write_known_str};
 use crate::render::words::write_name;
 use crate::render::{write_escaped, write_i64, write_u64, Cell};
 use crate::request::TraceRequestError;
@@ -163,7 +163,7 @@ impl GadgetFrontend for TraceOpen {
             None => out.extend_from_slice(b"null"),
         }
         key(out, "syscall");
-        write_str(out, syscall_name(open.syscall()));
+        write_known_str(out, syscall_name(open.syscall()));
         key(out, "path");
         write_bytes(out, &open.path);
         key(out, "path_truncated");
@@ -206,4 +206,25 @@ fn prefix_bytes(prefix: OsString) -> Result<Bytes, TraceRequestError> {
         });
     }
     Ok(Bytes::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::json::write_str;
+
+    #[test]
+    fn syscall_names_are_written_as_their_strings_are() {
+        for syscall in [
+            OpenSyscall::Unspecified,
+            OpenSyscall::Open,
+            OpenSyscall::Openat,
+            OpenSyscall::Openat2,
+        ] {
+            let (mut known, mut scanned) = (Vec::new(), Vec::new());
+            write_known_str(&mut known, syscall_name(syscall));
+            write_str(&mut scanned, syscall_name(syscall));
+            assert_eq!(known, scanned, "{syscall:?}");
+        }
+    }
 }

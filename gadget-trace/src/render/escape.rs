@@ -169,8 +169,7 @@ pub(crate) fn printable_ascii_run(bytes: &[u8], stop: u8) -> usize {
     // High bit of some byte set when a byte of `word` is zero (exact as an
     // "any", which is all that is asked).
     let any_zero = |word: u64| word.wrapping_sub(ONES) & !word;
-    let mut i = 0;
-    while let Some(chunk) = bytes.get(i..i + 8) {
+    let all_plain = |chunk: &[u8]| {
         let word = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
         // A byte below 0x20 (any byte below n <= 0x80 shows as `(word - n)
         // & !word`), at 0x80 or above, DEL, `\` or `stop` ends the run.
@@ -179,10 +178,21 @@ pub(crate) fn printable_ascii_run(bytes: &[u8], stop: u8) -> usize {
             | any_zero(word ^ (ONES * 0x7f))
             | any_zero(word ^ (ONES * u64::from(b'\\')))
             | any_zero(word ^ (ONES * u64::from(stop)));
-        if special & HIGHS != 0 {
+        special & HIGHS == 0
+    };
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        if !all_plain(chunk) {
             break;
         }
         i += 8;
+    }
+    // Fewer than eight bytes left, after whole words that were plain: the
+    // last eight bytes, overlapping those words, are checked as one word
+    // rather than byte by byte (the tail of a name or path cost as much as
+    // its words).
+    if bytes.len() - i < 8 && bytes.len() >= 8 && all_plain(&bytes[bytes.len() - 8..]) {
+        return bytes.len();
     }
     i + bytes[i..]
         .iter()

@@ -30,6 +30,19 @@ const FLAGS: &[(u64, &str)] = &[
     (0o10000000, "O_PATH"),
 ];
 
+/// `FLAGS` by bit number.
+const NAME_BY_BIT: [Option<&str>; 64] = {
+    let mut names = [None; 64];
+    let mut i = 0;
+    while i < FLAGS.len() {
+        let (bit, name) = FLAGS[i];
+        assert!(bit.is_power_of_two(), "one bit per name");
+        names[bit.trailing_zeros() as usize] = Some(name);
+        i += 1;
+    }
+    names
+};
+
 /// One part of decoded open flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OpenFlag {
@@ -61,12 +74,18 @@ pub(crate) fn for_each_open_flag(flags: u64, mut each: impl FnMut(OpenFlag)) {
             rest &= !pair;
         }
     }
-    for &(bit, name) in FLAGS {
-        if rest & bit != 0 {
-            each(OpenFlag::Named(name));
-            rest &= !bit;
+    // Only the bits set are looked at, lowest first, which is the order of
+    // `FLAGS` (walking all of `FLAGS` was 3% of a JSON row's instructions).
+    let mut unnamed = 0;
+    while rest != 0 {
+        let bit = rest & rest.wrapping_neg();
+        rest &= !bit;
+        match NAME_BY_BIT[bit.trailing_zeros() as usize] {
+            Some(name) => each(OpenFlag::Named(name)),
+            None => unnamed |= bit,
         }
     }
+    let rest = unnamed;
     if rest != 0 {
         each(OpenFlag::Unknown(rest));
     }
@@ -130,6 +149,42 @@ mod tests {
         assert_eq!(decoded(0o1 | 0o4010000), "O_WRONLY|O_SYNC");
         assert_eq!(decoded(0o1 | 0o10000), "O_WRONLY|O_DSYNC");
         assert_eq!(decoded(0o2 | 0o20200000), "O_RDWR|O_TMPFILE");
+    }
+
+    #[test]
+    fn set_bits_are_named_in_the_order_of_the_table() {
+        // The names looked up by bit against a walk of the whole table, in
+        // its order, for every bit alone and with every other bit.
+        let walk = |flags: u64| {
+            let mut names = Vec::new();
+            let mut rest = flags;
+            for &(bit, name) in FLAGS {
+                if rest & bit != 0 {
+                    names.push(OpenFlag::Named(name));
+                    rest &= !bit;
+                }
+            }
+            (names, rest)
+        };
+        let looked_up = |flags: u64| {
+            let mut names = Vec::new();
+            for_each_open_flag(flags, |flag| names.push(flag));
+            names
+        };
+        // Bits 0-1 are the access mode and the two-bit flags are taken
+        // first: both are left out here, as they are of `FLAGS`.
+        let special = O_ACCMODE | SYNC_BIT | TMPFILE_BIT;
+        for a in 0..64 {
+            for b in a..64 {
+                let flags = (1u64 << a | 1u64 << b) & !special;
+                let (mut expected, rest) = walk(flags);
+                expected.insert(0, OpenFlag::Named("O_RDONLY"));
+                if rest != 0 {
+                    expected.push(OpenFlag::Unknown(rest));
+                }
+                assert_eq!(looked_up(flags), expected, "{flags:#o}");
+            }
+        }
     }
 
     #[test]
