@@ -172,8 +172,12 @@ impl Selection {
         let mut wanted = StdHashMap::new();
         let names_pods = identity.names_pods();
         let containers = identity.containers();
-        self.waiting_for_status
-            .retain(|id, _| containers.iter().any(|(present, _)| present == id));
+        // A container that exited while its events are held keeps its
+        // clock: forgetting it would start its wait again at every sync.
+        let grace = self.status_grace;
+        self.waiting_for_status.retain(|id, since| {
+            since.elapsed() < grace || containers.iter().any(|(present, _)| present == id)
+        });
         for (cgroup_id, workload) in containers {
             // No verdict from an incomplete identity: the kernel would
             // drop a new container's events unseen until its status
@@ -771,6 +775,37 @@ mod tests {
         assert_eq!(
             (workload.pod.as_str(), workload.container.as_str()),
             ("pod-2", "")
+        );
+    }
+
+    /// A short-lived container exits while its first events are held: its
+    /// wait goes on from when it began, not from the next sync.
+    #[test]
+    fn a_container_that_exits_while_held_keeps_its_wait() {
+        let node = FakeNode::new();
+        node.pods.apply(&starting_pod(1, "shop"));
+        let cgroup = node.tree.mkdir(&FakeNode::cgroup(1));
+        let mut trace = FakeTrace::new(node, 64);
+        trace.rescan_and_sync();
+        assert_eq!(
+            trace.judge_or_hold(cgroup, &mut true, true),
+            Judgement::hold()
+        );
+        let since = trace.selection.waiting_for_status[&cgroup];
+
+        trace.node.stop(1);
+        trace.rescan_and_sync();
+        assert_eq!(
+            trace.selection.waiting_for_status.get(&cgroup),
+            Some(&since)
+        );
+        assert_eq!(
+            trace.judge_or_hold(cgroup, &mut true, true),
+            Judgement::hold()
+        );
+        assert_eq!(
+            trace.selection.waiting_for_status.get(&cgroup),
+            Some(&since)
         );
     }
 
