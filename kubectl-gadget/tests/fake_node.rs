@@ -486,19 +486,7 @@ async fn ctrl_c_flushes_the_window_cancels_the_trace_and_exits_0() {
             vec![batch(vec![exec(42, future, b"/bin/sleep")]), Step::Hold],
         ),
     );
-    let child = tokio::process::Command::new(CLIENT)
-        .args([
-            "trace",
-            "exec",
-            "--node-address",
-            &node,
-            "-o",
-            "columns=pid",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_pid_trace(&node);
     tokio::time::timeout(Duration::from_secs(20), seen.started.notified())
         .await
         .expect("the client starts the trace");
@@ -541,19 +529,7 @@ async fn closed_stdout_ends_the_trace_and_cancels_the_call() {
     }
     steps.push(Step::Hold);
     let (node, seen) = serve(dir.path(), Script::new("node-a", steps));
-    let mut child = tokio::process::Command::new(CLIENT)
-        .args([
-            "trace",
-            "exec",
-            "--node-address",
-            &node,
-            "-o",
-            "columns=pid",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_pid_trace(&node);
     let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
     let mut header = String::new();
     tokio::time::timeout(
@@ -750,4 +726,14 @@ async fn version_lists_every_node_and_fails_on_a_mismatch() {
 
     let output = client(&["version", "--node-address", &good]).await;
     assert_eq!(output.status.code(), Some(0));
+}
+
+/// `trace exec -o columns=pid` against `node`, its output piped.
+fn spawn_pid_trace(node: &str) -> tokio::process::Child {
+    tokio::process::Command::new(CLIENT)
+        .args(["trace", "exec", "--node-address", node, "-o", "columns=pid"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }

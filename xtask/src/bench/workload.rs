@@ -192,6 +192,10 @@ const EXEC_CONFIGS: &[Config] = &[
     },
 ];
 
+/// `trace file` following the read/write loop's file, from the host, as
+/// JSON: the same in every mode that delivers its events.
+const FILE_FOLLOWED: &[&str] = &["file", "--host", "--prefix", READ_WRITE_DIR, "-o", "json"];
+
 const READ_WRITE_CONFIGS: &[Config] = &[
     UNTRACED,
     FLOOR,
@@ -203,14 +207,7 @@ const READ_WRITE_CONFIGS: &[Config] = &[
     Config {
         id: "local",
         label: "ours (trace file), local mode, the file followed, every read/write as JSON",
-        tracer: Some(Tracer::Local(&[
-            "file",
-            "--host",
-            "--prefix",
-            READ_WRITE_DIR,
-            "-o",
-            "json",
-        ])),
+        tracer: Some(Tracer::Local(FILE_FOLLOWED)),
     },
     Config {
         id: "local-not-followed",
@@ -233,26 +230,12 @@ const READ_WRITE_CONFIGS: &[Config] = &[
     Config {
         id: "grpc",
         label: "ours (trace file), over gRPC, the file followed, JSON to a file",
-        tracer: Some(Tracer::Grpc(&[
-            "file",
-            "--host",
-            "--prefix",
-            READ_WRITE_DIR,
-            "-o",
-            "json",
-        ])),
+        tracer: Some(Tracer::Grpc(FILE_FOLLOWED)),
     },
     Config {
         id: PORT_FORWARD,
         label: "ours (trace file), through the port-forward, the file followed, JSON to a file",
-        tracer: Some(Tracer::PortForward(&[
-            "file",
-            "--host",
-            "--prefix",
-            READ_WRITE_DIR,
-            "-o",
-            "json",
-        ])),
+        tracer: Some(Tracer::PortForward(FILE_FOLLOWED)),
     },
 ];
 
