@@ -116,6 +116,7 @@ struct HealthArgs {
 }
 
 fn main() -> ExitCode {
+    gadget_node::memory::tune_allocator();
     let cli = Cli::parse();
     if matches!(cli.command, Command::Serve(_)) {
         // A node runs for weeks: what its traces allocated must not stay

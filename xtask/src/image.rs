@@ -24,7 +24,8 @@ use flate2::{Compression, GzBuilder};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::util::{cargo, on_path, run_checked, target_dir, workspace_root};
+use crate::setup;
+use crate::util::{cargo, run_checked, target_dir, workspace_root};
 
 const USAGE: &str = "usage: cargo xtask image [--output FILE] [--tag REF] [--binary FILE]
 
@@ -228,15 +229,9 @@ pub fn build_static_node() -> Result<PathBuf> {
         "--target",
         &target,
     ]);
-    // ring (under kube's rustls) compiles C for the target. Without a musl
-    // cross gcc, clang, which the BPF programs already need, compiles it:
-    // ring's C needs no libc headers of its own.
-    let cc_variable = format!("CC_{}", target.replace('-', "_"));
-    let has_musl_gcc =
-        on_path(&format!("{}-linux-musl-gcc", std::env::consts::ARCH)) || on_path("musl-gcc");
-    if std::env::var_os(&cc_variable).is_none() && !has_musl_gcc {
-        build.env(&cc_variable, "clang");
-    }
+    // ring and mimalloc compile C for the target with musl-gcc, which the
+    // cc crate finds by itself.
+    setup::ensure_static_build_tools()?;
     run_checked(&mut build)?;
     Ok(target_dir().join(&target).join("release/gadget-node"))
 }

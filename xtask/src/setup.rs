@@ -121,7 +121,7 @@ pub fn run(_args: &[String]) -> Result<()> {
 /// packages, Go to build the control plane, containerd and the kubelet, and
 /// kubectl.
 pub fn ensure_e2e_tools() -> Result<()> {
-    ensure_build_tools()?;
+    ensure_static_build_tools()?;
     ensure_packages(REAL_NODE_NEEDS)?;
     require_go()?;
     if !on_path("kubectl") {
@@ -181,6 +181,24 @@ const BENCH_NEEDS: &[Need] = &[Need {
 pub fn ensure_build_tools() -> Result<()> {
     ensure_rust_components()?;
     ensure_packages(NEEDS)
+}
+
+/// What a static (musl) gadget-node needs beyond the build tools: a C
+/// compiler for musl, as ring (under kube's rustls) and mimalloc (the
+/// static build's allocator) compile C for the target.
+const STATIC_BUILD_NEEDS: &[Need] = &[Need {
+    present: || {
+        on_path("musl-gcc") || on_path(&format!("{}-linux-musl-gcc", std::env::consts::ARCH))
+    },
+    what: "musl-gcc (compiles the C of a static gadget-node: the container image's)",
+    package: "musl-tools",
+}];
+
+/// The build tools and a C compiler for musl: what the container image's
+/// static gadget-node needs.
+pub fn ensure_static_build_tools() -> Result<()> {
+    ensure_build_tools()?;
+    ensure_packages(STATIC_BUILD_NEEDS)
 }
 
 /// The build tools and what the benchmark runs.
