@@ -35,6 +35,13 @@ use crate::row_output::{RowOutput, WriterThread};
 /// nodes, while still feeling live.
 pub const MERGE_WINDOW: Duration = Duration::from_millis(250);
 
+/// Rows are released once the oldest is this far past its window, each
+/// time with every row then due: the timer ticks every millisecond, and
+/// releasing at each tick made a write, a wakeup of the writer thread and
+/// a turn of the merge loop per millisecond of rows (2,766 writes for
+/// 300,000 rows). A row is printed at most this much later.
+pub const RELEASE_SLACK: Duration = Duration::from_millis(10);
+
 /// Events buffered at most; beyond it the oldest are printed before their
 /// window has passed. At ~500 bytes an event this bounds the client to tens
 /// of megabytes when the nodes send faster than the terminal prints.
@@ -333,9 +340,10 @@ pub async fn merge_and_print<O: RowOutput, E: Write>(
             summary.output_closed = true;
             break;
         }
+        let slack_ns = RELEASE_SLACK.as_nanos() as u64;
         let wait = merge.next_deadline().map(|deadline| {
             let now = now_ns();
-            Duration::from_nanos(deadline.saturating_sub(now))
+            Duration::from_nanos(deadline.saturating_add(slack_ns).saturating_sub(now))
         });
         tokio::select! {
             biased;
@@ -375,8 +383,14 @@ pub async fn merge_and_print<O: RowOutput, E: Write>(
             },
             () = sleep_for(wait) => {}
         }
-        for pending in merge.pop_ready(now_ns()) {
-            printer.row(&pending);
+        let now = now_ns();
+        if merge
+            .next_deadline()
+            .is_some_and(|deadline| deadline.saturating_add(slack_ns) <= now)
+        {
+            for pending in merge.pop_ready(now) {
+                printer.row(&pending);
+            }
         }
     }
     // Cancels the calls that still run, which stops their traces.
