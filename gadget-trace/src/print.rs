@@ -837,6 +837,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn rows_due_within_the_release_slack_go_out_in_one_write() {
+        /// Each write it was given, as text.
+        #[derive(Default)]
+        struct Writes(Vec<String>);
+        impl Write for Writes {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                self.0.push(String::from_utf8(bytes.to_vec()).unwrap());
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let (a, a_events) = fake_node();
+        let mut writes = Writes::default();
+        let mut err = Vec::new();
+        let mut renderer = renderer("columns=pid");
+        let trace = merge_and_print(
+            vec![("a".into(), a_events)],
+            &mut renderer,
+            settings(),
+            never(),
+            &mut writes,
+            &mut err,
+        );
+        let feeder = async move {
+            // Five rows 2 ms apart: each due at its own timer tick, all
+            // within the slack of the first.
+            let base = now_ns();
+            let step = 2_000_000;
+            assert!(Duration::from_nanos(4 * step) < RELEASE_SLACK);
+            let events = (0..5).map(|i| exec(i + 1, base + u64::from(i) * step, 0));
+            a.unbounded_send(batch(events.collect())).unwrap();
+            // The node stays open: the rows come out by the window alone.
+            tokio::time::sleep(WINDOW * 3).await;
+            drop(a);
+        };
+        let (summary, ()) = tokio::join!(trace, feeder);
+        assert!(summary.unwrap().failed.is_empty());
+        assert_eq!(writes.0, ["PID\n1\n2\n3\n4\n5\n"]);
+    }
+
+    #[tokio::test]
     async fn node_failing_mid_trace_is_named_and_the_others_go_on() {
         let base = now_ns();
         let (a, a_events) = fake_node();
