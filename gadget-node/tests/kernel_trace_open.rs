@@ -628,9 +628,74 @@ async fn prefix_compares_the_path_as_passed_not_the_resolved_one() {
 /// the test rewrites the path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_changed_while_the_open_runs_is_reported_as_changed() {
+    assert_eq!(
+        open_while_the_path_is_swapped(&[]).await,
+        [&b"/etc/shadow"[..], b"/etc/hostname"],
+        "what the memory said at the open's return"
+    );
+}
+
+/// A prefix filter judges the path it reads at entry, just before the
+/// kernel copies it: the FIFO's path matches no `/etc/` prefix, so that
+/// open is dropped there, though the memory says `/etc/shadow` when it
+/// returns. A path changed between the entry and the kernel's copy can
+/// still fool it: `--prefix` is a filter on what the caller passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_judges_the_path_at_entry_not_as_changed_later() {
+    assert_eq!(
+        open_while_the_path_is_swapped(&["/etc/"]).await,
+        [&b"/etc/hostname"[..]]
+    );
+}
+
+/// With a prefix, a path the program cannot read at entry, as its page is
+/// not faulted in yet (a file mapping nothing has touched), is judged at
+/// exit, once the kernel's copy has faulted it in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_judges_a_path_unreadable_at_entry_at_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = dir.path().join("path");
+    std::fs::write(&holder, b"/etc/hostname\0").unwrap();
+    let holder = cstr(holder.to_str().unwrap());
+    let (got, code) = trace_child(
+        open_params(false, &["/etc/host"]),
+        // SAFETY: libc calls in the forked child, with a C string that
+        // outlives them and a mapping of the file's first page.
+        move || unsafe {
+            let fd = libc::open(holder.as_ptr(), libc::O_RDONLY);
+            if fd < 0 {
+                return 2;
+            }
+            let page = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                fd,
+                0,
+            );
+            if page == libc::MAP_FAILED {
+                return 3;
+            }
+            let opened = libc::openat(libc::AT_FDCWD, page.cast(), libc::O_RDONLY);
+            i32::from(opened < 0)
+        },
+        1,
+    )
+    .await;
+    assert_eq!(code, 0);
+    let paths: Vec<&[u8]> = got.opens().iter().map(|o| &o.path[..]).collect();
+    assert_eq!(paths, [&b"/etc/hostname"[..]]);
+}
+
+/// Traces a child that opens a FIFO whose path the test rewrites to
+/// `/etc/shadow` while the open waits, then opens `/etc/hostname`; returns
+/// the paths reported.
+async fn open_while_the_path_is_swapped(prefixes: &[&str]) -> Vec<Vec<u8>> {
     let dir = tempfile::tempdir().unwrap();
     let fifo = format!("{}/fifo", dir.path().to_str().unwrap());
     let fifo_c = cstr(&fifo);
+    let hostname = cstr("/etc/hostname");
     // SAFETY: plain syscalls; the page is shared with the child by fork.
     let page = unsafe {
         assert_eq!(libc::mkfifo(fifo_c.as_ptr(), 0o600), 0);
@@ -648,18 +713,23 @@ async fn a_path_changed_while_the_open_runs_is_reported_as_changed() {
         page.cast::<u8>()
     };
     let shared = page as usize;
-    // SAFETY: the closure runs in the forked child; the path is in the shared page.
+    // SAFETY: the closure runs in the forked child; the path is in the
+    // shared page, and the second one a C string that outlives the call.
     let mut child = fork_paused(move || unsafe {
+        // fork does not copy a shared mapping's page table entries: touch
+        // the page, or the program could not read the path at entry.
+        std::ptr::read_volatile(shared as *const u8);
         let fd = libc::openat(
             libc::AT_FDCWD,
             shared as *const libc::c_char,
             libc::O_RDONLY,
         );
-        i32::from(fd < 0)
+        let marker = libc::openat(libc::AT_FDCWD, hostname.as_ptr(), libc::O_RDONLY);
+        i32::from(fd < 0 || marker < 0)
     });
     let mut trace = start(host_request(
         gadget_proto::TRACE_OPEN,
-        None,
+        open_params(false, prefixes),
         Some(child.pid),
     ));
     wait_started(&mut trace.events).await;
@@ -678,18 +748,16 @@ async fn a_path_changed_while_the_open_runs_is_reported_as_changed() {
             .await
             .unwrap(),
         0,
-        "the FIFO was opened"
+        "the FIFO and /etc/hostname were opened"
     );
     // SAFETY: our descriptor and mapping.
     unsafe {
         libc::close(writer);
         libc::munmap(page.cast(), 4096);
     }
-    let got = common::collect_settled(&mut trace.events, |c| !c.opens().is_empty()).await;
-    let paths: Vec<&[u8]> = got.opens().iter().map(|o| &o.path[..]).collect();
-    assert_eq!(
-        paths,
-        [&b"/etc/shadow"[..]],
-        "what the memory said at the open's return"
-    );
+    let got = common::collect_settled(&mut trace.events, |c| {
+        c.opens().iter().any(|o| &o.path[..] == b"/etc/hostname")
+    })
+    .await;
+    got.opens().iter().map(|o| o.path.to_vec()).collect()
 }

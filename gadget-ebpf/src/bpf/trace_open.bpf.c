@@ -6,6 +6,13 @@
  * when the result is known. The path is read at exit too: the kernel has just
  * copied it, so the page is resident, and a failed-only or prefix filter
  * drops the event before any ring-buffer space is used.
+ *
+ * With a prefix filter the path is first read at entry, just before the
+ * kernel copies it: an open whose path matches no prefix there is dropped
+ * before it costs a map update, lookup and delete (the common case of a
+ * filter: it cost 0.35 us per open more than dropping a process not
+ * selected). A path that cannot be read at entry (its page not faulted in
+ * yet) is judged at exit, as is every path that matches.
  */
 #include "gadget_common.h"
 #include "trace_open.h"
@@ -55,26 +62,6 @@ struct {
 	__type(value, struct open_event);
 } open_event_scratch SEC(".maps");
 
-static __always_inline int enter_open(const char *path, __u64 flags, __u32 mode, __s32 dirfd,
-				      __u32 syscall)
-{
-	struct open_args args = {
-		.path = path, .flags = flags, .mode = mode, .dirfd = dirfd, .syscall = syscall,
-	};
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-
-	if (!should_trace_current())
-		return 0;
-	if (bpf_map_update_elem(&open_args_by_tid, &tid, &args, BPF_ANY)) {
-		__u32 zero = 0;
-		__u64 *lost = bpf_map_lookup_elem(&lost_opens, &zero);
-
-		if (lost)
-			*lost += 1;
-	}
-	return 0;
-}
-
 static __always_inline int path_has_prefix(const struct open_event *e)
 {
 	for (__u32 p = 0; p < OPEN_PREFIXES_MAX; p++) {
@@ -95,6 +82,47 @@ static __always_inline int path_has_prefix(const struct open_event *e)
 		}
 		if (matched)
 			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Whether the path, read at entry, matches no prefix. 0 when it cannot be
+ * read: exit judges it then.
+ */
+static __always_inline int prefix_rejects_at_entry(const char *path)
+{
+	__u32 zero = 0;
+	struct open_event *e = bpf_map_lookup_elem(&open_event_scratch, &zero);
+	long len;
+
+	if (!e)
+		return 0;
+	len = bpf_probe_read_user_str(e->path, sizeof(e->path), path);
+	if (len <= 0)
+		return 0;
+	e->path_len = len - 1;
+	return !path_has_prefix(e);
+}
+
+static __always_inline int enter_open(const char *path, __u64 flags, __u32 mode, __s32 dirfd,
+				      __u32 syscall)
+{
+	struct open_args args = {
+		.path = path, .flags = flags, .mode = mode, .dirfd = dirfd, .syscall = syscall,
+	};
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	if (!should_trace_current())
+		return 0;
+	if (targ_prefix_count && prefix_rejects_at_entry(path))
+		return 0;
+	if (bpf_map_update_elem(&open_args_by_tid, &tid, &args, BPF_ANY)) {
+		__u32 zero = 0;
+		__u64 *lost = bpf_map_lookup_elem(&lost_opens, &zero);
+
+		if (lost)
+			*lost += 1;
 	}
 	return 0;
 }
