@@ -225,6 +225,10 @@ pub fn run_suite(options: Options) -> Result<Vec<StepReport>> {
             "the real node's gadget pod holds the manifest's privileges and no more",
             Suite::real_node_privileges,
         )?;
+        suite.step(
+            "the real node's gadget pod allocates with mimalloc, its options set",
+            Suite::real_node_allocator,
+        )?;
     }
     suite.step("version reaches every node", Suite::version)?;
     suite.step(
@@ -1468,6 +1472,50 @@ impl Suite {
     /// holds it: exactly the capabilities the DaemonSet adds (effective,
     /// permitted and bounding; none ambient), no_new_privs, the seccomp mode
     /// of its profile, and a read-only root.
+    /// The image's static build allocates with mimalloc and sets two of
+    /// its options at start-up, by index (gadget-node's `memory.rs`): the
+    /// pod's log says which, and names none left alone, as one would be if
+    /// its index had moved in another mimalloc.
+    fn real_node_allocator(&mut self) -> Result<()> {
+        let node = self.real_node().context("no real node")?;
+        let pod = self
+            .gadget_pod_on(&node)?
+            .with_context(|| format!("no gadget pod on {node}"))?;
+        let name = pod.metadata.name.unwrap_or_default();
+        let finished = run(
+            &mut self
+                .kubectl
+                .command(["logs", "-n", NAMESPACE, name.as_str()]),
+            Duration::from_secs(30),
+        )?;
+        if let Some(line) = finished
+            .stdout_lines()
+            .find(|line| line.contains("allocator option left alone"))
+        {
+            bail!("pod {name}: {line}");
+        }
+        let line = finished
+            .stdout_lines()
+            .find(|line| line.contains("allocator set up"))
+            .with_context(|| {
+                format!(
+                    "pod {name}'s log does not say how its allocator is set up: {}",
+                    finished.stdout.trim()
+                )
+            })?;
+        for wanted in [
+            "allocator=\"mimalloc\"",
+            "purge_delay=0",
+            "arena_eager_commit=0",
+        ] {
+            if !line.contains(wanted) {
+                bail!("pod {name}'s allocator line lacks {wanted}: {line}");
+            }
+        }
+        eprintln!("e2e:   {line}");
+        Ok(())
+    }
+
     fn real_node_privileges(&mut self) -> Result<()> {
         let node = self.real_node().context("no real node")?;
         let pod = self

@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use gadget_node::agent::{Agent, PodSource};
 use gadget_node::listen::{ListenAddress, DEFAULT_LISTEN};
 use gadget_node::local::{self, LocalTrace};
+use gadget_node::memory::AllocatorSetup;
 use gadget_node::server::{self, HealthProbe, NodeLimits};
 use gadget_trace::cli::TraceCommand;
 use gadget_trace::error_line::error_chain;
@@ -116,7 +117,7 @@ struct HealthArgs {
 }
 
 fn main() -> ExitCode {
-    gadget_node::memory::tune_allocator();
+    let allocator = gadget_node::memory::tune_allocator();
     let cli = Cli::parse();
     if matches!(cli.command, Command::Serve(_)) {
         // A node runs for weeks: what its traces allocated must not stay
@@ -131,16 +132,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli))
+    runtime.block_on(run(cli, allocator))
 }
 
-async fn run(cli: Cli) -> ExitCode {
+async fn run(cli: Cli, allocator: AllocatorSetup) -> ExitCode {
     // Local mode's stdout and stderr are the user's terminal: only what
     // needs their attention.
     init_logging(match cli.command {
         Command::Trace(_) => "warn",
         Command::Serve(_) | Command::Health(_) => "info",
     });
+    if matches!(cli.command, Command::Serve(_)) {
+        tracing::info!(
+            allocator = allocator.allocator,
+            options = %allocator.set.join(","),
+            "allocator set up"
+        );
+    }
+    for option in &allocator.left_alone {
+        tracing::warn!(%option, "allocator option left alone: another mimalloc?");
+    }
     match cli.command {
         Command::Trace(args) => trace_locally(*args).await,
         Command::Serve(args) => match serve(args).await {

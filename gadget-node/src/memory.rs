@@ -85,28 +85,52 @@ const MIMALLOC_OPTIONS: [MimallocOption; 2] = [
     },
 ];
 
+/// The allocator the node runs on and what [`tune_allocator`] set, for the
+/// log.
+#[derive(Debug, Default, PartialEq)]
+pub struct AllocatorSetup {
+    /// `mimalloc` (the static build) or `libc` (glibc's malloc).
+    pub allocator: &'static str,
+    /// Each option set, as `name=value`.
+    pub set: Vec<String>,
+    /// Each option left alone, as its default is not the one expected: its
+    /// index has moved in another mimalloc.
+    pub left_alone: Vec<String>,
+}
+
 /// Sets the static build's allocator options (see the module docs); a
-/// no-op with glibc. Call it first thing in `main`. An option whose default
-/// is not the one expected is left alone, with a warning: its index has
-/// moved in another mimalloc.
-pub fn tune_allocator() {
+/// no-op with glibc. Call it first thing in `main`, and log what it says
+/// once logging is set up.
+pub fn tune_allocator() -> AllocatorSetup {
+    #[cfg(not(target_env = "musl"))]
+    let setup = AllocatorSetup {
+        allocator: "libc",
+        ..AllocatorSetup::default()
+    };
     #[cfg(target_env = "musl")]
-    for option in MIMALLOC_OPTIONS {
-        // SAFETY: getting and setting options has no preconditions; this
-        // runs before the node starts any thread.
-        unsafe {
-            let current = libmimalloc_sys::mi_option_get(option.index);
+    let setup = {
+        let mut setup = AllocatorSetup {
+            allocator: "mimalloc",
+            ..AllocatorSetup::default()
+        };
+        for option in MIMALLOC_OPTIONS {
+            // SAFETY: getting and setting options has no preconditions;
+            // this runs before the node starts any thread.
+            let current = unsafe { libmimalloc_sys::mi_option_get(option.index) };
             if current != option.default {
-                eprintln!(
-                    "gadget-node: warning: mimalloc option {} is {current}, not {}'s default \
-                     {}; left alone",
-                    option.index, option.name, option.default
-                );
+                setup.left_alone.push(format!(
+                    "{} (index {} is {current}, not its default {})",
+                    option.name, option.index, option.default
+                ));
                 continue;
             }
-            libmimalloc_sys::mi_option_set(option.index, option.value);
+            // SAFETY: as above.
+            unsafe { libmimalloc_sys::mi_option_set(option.index, option.value) };
+            setup.set.push(format!("{}={}", option.name, option.value));
         }
-    }
+        setup
+    };
+    setup
 }
 
 /// Returns the wholly free pages of the heap to the kernel (glibc's
