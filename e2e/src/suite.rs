@@ -50,7 +50,7 @@ use crate::events::{self, Identity, Line, Unmarked};
 use crate::file_trace::FileTraceRun;
 use crate::host;
 use crate::kubectl::Kubectl;
-use crate::process::{run, Running};
+use crate::process::{run, Finished, Running};
 use crate::traces::{self, join, RunningTrace, TraceCase};
 use crate::users::{self, Unprivileged};
 use crate::wait::{check_interrupted, poll, secs, Poll};
@@ -1435,6 +1435,14 @@ impl Suite {
     }
 
     /// The gadget pod on `node` that is not being deleted.
+    /// `kubectl logs` of the gadget pod `name`.
+    fn gadget_pod_log(&mut self, name: &str) -> Result<Finished> {
+        run(
+            &mut self.kubectl.command(["logs", "-n", NAMESPACE, name]),
+            Duration::from_secs(30),
+        )
+    }
+
     fn gadget_pod_on(&self, node: &str) -> Result<Option<Pod>> {
         let pods = self
             .cluster
@@ -1482,12 +1490,7 @@ impl Suite {
             .gadget_pod_on(&node)?
             .with_context(|| format!("no gadget pod on {node}"))?;
         let name = pod.metadata.name.unwrap_or_default();
-        let finished = run(
-            &mut self
-                .kubectl
-                .command(["logs", "-n", NAMESPACE, name.as_str()]),
-            Duration::from_secs(30),
-        )?;
+        let finished = self.gadget_pod_log(&name)?;
         if let Some(line) = finished
             .stdout_lines()
             .find(|line| line.contains("allocator option left alone"))
@@ -1641,12 +1644,7 @@ impl Suite {
                 &format!("pod {name}'s log to say what the kernel refused"),
                 Duration::from_secs(60),
                 || {
-                    let finished = run(
-                        &mut self
-                            .kubectl
-                            .command(["logs", "-n", NAMESPACE, name.as_str()]),
-                        Duration::from_secs(30),
-                    )?;
+                    let finished = self.gadget_pod_log(&name)?;
                     let line = finished
                         .stdout_lines()
                         .find(|line| {
