@@ -33,7 +33,8 @@
 //! 73 MiB; glibc 30). [`tune_allocator`] purges at once and commits on
 //! use: 8.5 MiB idle, peaks of 25 to 27 MiB, 12 MiB after the traces; and
 //! 0.41 to 0.44 µs of CPU per event against glibc's 0.39 to 0.42 in the
-//! same run (1,000,000 opens over gRPC, three runs each).
+//! same run (1,000,000 opens over gRPC, three runs each:
+//! `xtask/scripts/ab.sh node GLIBC_BUILD MUSL_BUILD`).
 
 use std::sync::Arc;
 

@@ -271,7 +271,8 @@ where
 /// An event waiting in the merge window: its place in its batch, which
 /// stays where it was decoded. Moving each decoded event (a few hundred
 /// bytes) into the window and out again was 8.6% of the client's cycles
-/// in perf; without it the merge harness runs 4.2% fewer instructions, and
+/// in perf; without it the merge harness runs 4.2% fewer instructions
+/// (callgrind of `merge_throughput 1 100000 json`), and
 /// holds up to 8 MiB more at its peak, as a batch is freed once its last
 /// event is printed.
 struct Pending {
