@@ -121,6 +121,22 @@ pub enum AttachTarget {
     },
 }
 
+impl AttachTarget {
+    /// Whether the hook is a syscall's exit: the `sys_exit_<name>`
+    /// tracepoint, or the raw `sys_exit` that every syscall passes.
+    pub fn is_syscall_exit(&self) -> bool {
+        match self {
+            AttachTarget::Tracepoint { category, name } => {
+                *category == "syscalls" && name.starts_with("sys_exit_")
+            }
+            AttachTarget::RawTracepoint { name } | AttachTarget::BtfTracepoint { name } => {
+                *name == "sys_exit"
+            }
+            AttachTarget::Uprobe { .. } => false,
+        }
+    }
+}
+
 impl std::fmt::Display for AttachTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

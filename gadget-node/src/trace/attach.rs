@@ -77,7 +77,7 @@ pub fn attach_programs(
 ) -> Result<Vec<u32>, AttachError> {
     let mut btf = None;
     let mut ids = Vec::new();
-    for point in points {
+    for point in in_attach_order(points) {
         let fail = |source| AttachError {
             program: point.program,
             target: point.target,
@@ -100,6 +100,20 @@ pub fn attach_programs(
         }
     }
     Ok(ids)
+}
+
+/// `points`, the syscall exits first. A gadget keeps a syscall's
+/// arguments from its entry to its exit, by thread; an entry that fired
+/// before its exit's program was attached would leave its arguments there
+/// for the thread's next exit of that syscall, and a next entry that the
+/// kernel filters out does not overwrite them: that exit would report the
+/// old arguments with the new result. With every exit attached first, each
+/// entry recorded has its exit.
+fn in_attach_order(points: &[AttachPoint]) -> impl Iterator<Item = &AttachPoint> {
+    let (exits, others): (Vec<_>, Vec<_>) = points
+        .iter()
+        .partition(|point| point.target.is_syscall_exit());
+    exits.into_iter().chain(others)
 }
 
 /// The warning for an optional hook that cannot be found.
@@ -170,6 +184,39 @@ fn load_and_attach(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gadgets::syscall_tracepoint;
+
+    #[test]
+    fn syscall_exits_are_attached_before_anything_else() {
+        let sched = AttachPoint {
+            program: "tracepoint__sched__sched_process_exit",
+            target: AttachTarget::Tracepoint {
+                category: "sched",
+                name: "sched_process_exit",
+            },
+            required: true,
+        };
+        let points = [
+            syscall_tracepoint!("sys_enter_openat", required = true),
+            syscall_tracepoint!("sys_exit_openat", required = true),
+            sched,
+            syscall_tracepoint!("sys_enter_read", required = true),
+            syscall_tracepoint!("sys_exit_read", required = true),
+        ];
+        let order: Vec<&str> = in_attach_order(&points)
+            .map(|point| point.program)
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "tracepoint__syscalls__sys_exit_openat",
+                "tracepoint__syscalls__sys_exit_read",
+                "tracepoint__syscalls__sys_enter_openat",
+                "tracepoint__sched__sched_process_exit",
+                "tracepoint__syscalls__sys_enter_read",
+            ]
+        );
+    }
 
     fn load_error(errno: i32, log: &str) -> AttachError {
         AttachError {
