@@ -49,11 +49,14 @@ for rep in $(seq "$reps"); do
     "$this_client" trace open --host -o json --node-address "unix://$sock" \
       > "$work/rows.json" 2> "$work/stderr" &
     client_pid=$!
+    # For `client`, one node serves every run: count its CPU from here.
+    node_cpu_before=$(cpu "$node_pid")
     sleep 1.5
     "$xtask" bench-workload open "$n" > /dev/null
     sleep 1
     client_cpu=$(cpu "$client_pid")
-    node_cpu=$(cpu "$node_pid")
+    node_cpu=$(awk -v now="$(cpu "$node_pid")" -v before="$node_cpu_before" \
+      'BEGIN { printf "%.2f", now - before }')
     kill -INT "$client_pid"; wait "$client_pid" || true
     if [ "$side" = node ]; then kill "$node_pid"; wait "$node_pid" 2> /dev/null || true; fi
     rows=$(grep -c '"type":"open"' "$work/rows.json" || true)

@@ -66,6 +66,8 @@ pub(crate) struct RepeatedParts {
     clock: time::Rfc3339Writer,
     /// The `k8s` object of the last workload written.
     k8s: K8sObject,
+    /// The `process` object of the last process written.
+    process: ProcessObject,
 }
 
 /// The `k8s` object of a workload, kept with the fields it was rendered
@@ -96,6 +98,34 @@ impl K8sObject {
             }
             self.json.clear();
             write_k8s(&mut self.json, workload);
+        }
+        out.extend_from_slice(&self.json);
+    }
+}
+
+/// The `process` object of a process, kept with the process it was
+/// rendered from. A thread's events come in runs (a node sends each CPU's
+/// records in order), and its seven numbers and `comm` were about a fifth of
+/// a JSON row's instructions; comparing with the last process costs a few
+/// integer compares and a `memcmp`.
+#[derive(Debug, Clone, Default)]
+struct ProcessObject {
+    /// `None` until set.
+    process: Option<Process>,
+    json: Vec<u8>,
+}
+
+impl ProcessObject {
+    fn write(&mut self, out: &mut Vec<u8>, process: &Process) {
+        if self.process.as_ref() != Some(process) {
+            // `comm` is copied out: a slice of the batch would keep the
+            // whole batch's buffer alive.
+            self.process = Some(Process {
+                comm: bytes::Bytes::copy_from_slice(&process.comm),
+                ..process.clone()
+            });
+            self.json.clear();
+            write_process(&mut self.json, process);
         }
         out.extend_from_slice(&self.json);
     }
@@ -140,8 +170,8 @@ pub(crate) fn write_event(out: &mut Vec<u8>, parts: &mut RepeatedParts, row: &Ro
 
     key(out, "process");
     match &event.process {
-        Some(process) => write_process(out, process),
-        None => write_process(out, &Process::default()),
+        Some(process) => parts.process.write(out, process),
+        None => parts.process.write(out, &Process::default()),
     }
 
     if let Some(gadget) = gadget {
@@ -397,7 +427,7 @@ pub fn bytes_from_json(value: &serde_json::Value) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::render::tests::{exec_event, open_event, workload};
-    use gadget_proto::v1::event;
+    use gadget_proto::v1::{event, Event};
     use serde_json::{json, Value};
 
     fn event_json(row: &Row) -> Value {
@@ -503,6 +533,56 @@ mod tests {
                 pod
             );
         }
+    }
+
+    #[test]
+    fn process_objects_kept_from_row_to_row_are_the_ones_written_anew() {
+        let first = open_event(b"/etc/hosts", 3, 0);
+        let process = |event: &Event| event.process.clone().unwrap();
+        let with = |change: &dyn Fn(&mut Process)| {
+            let mut event = first.clone();
+            change(event.process.as_mut().unwrap());
+            event
+        };
+        // Each field changed alone after the same process; a `comm` that
+        // needs escapes or is not UTF-8; the default process (like the
+        // object before any); no process at all.
+        let sequence = [
+            first.clone(),
+            first.clone(),
+            with(&|p| p.pid += 1),
+            with(&|p| p.tid += 1),
+            with(&|p| p.ppid += 1),
+            with(&|p| p.uid += 1),
+            with(&|p| p.gid += 1),
+            with(&|p| p.mntns_id += 1),
+            with(&|p| p.cgroup_id += 1),
+            with(&|p| p.comm = bytes::Bytes::from_static(b"x\x1b[2J\"")),
+            with(&|p| p.comm = bytes::Bytes::from_static(b"\xff\xfe")),
+            first.clone(),
+            with(&|p| *p = Process::default()),
+            Event {
+                process: None,
+                ..first.clone()
+            },
+            first.clone(),
+        ];
+        let mut parts = RepeatedParts::default();
+        for event in &sequence {
+            let row = Row {
+                node: "node-1",
+                workload: None,
+                event,
+            };
+            let (mut kept, mut anew) = (Vec::new(), Vec::new());
+            write_event(&mut kept, &mut parts, &row);
+            write_event(&mut anew, &mut RepeatedParts::default(), &row);
+            assert_eq!(String::from_utf8(kept), String::from_utf8(anew));
+        }
+        // The kept process holds its own `comm`, not the batch's bytes.
+        let kept = parts.process.process.as_ref().unwrap();
+        assert_eq!(kept, &process(&first));
+        assert_ne!(kept.comm.as_ptr(), process(&first).comm.as_ptr());
     }
 
     #[test]
