@@ -96,6 +96,17 @@ impl ProcessPrivileges {
     }
 }
 
+/// A `kB` line of `/proc/<pid>/status` (`VmRSS`, `RssAnon`), in KiB.
+pub fn status_kib(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("cannot read /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().strip_suffix(" kB")?.parse().ok())
+        .with_context(|| format!("no {field} in kB in /proc/{pid}/status"))
+}
+
 /// The host pid of a process of container `id` (a pod status's
 /// `containerd://<id>`, or the bare id) whose command name is `comm`: the
 /// kubelet's cgroupfs layout puts a container in a cgroup named by its id.
@@ -178,6 +189,20 @@ mod tests {
         ours.sort_unstable();
         allowed.sort_unstable();
         assert_eq!(ours, allowed);
+    }
+
+    #[test]
+    fn status_fields_in_kib_are_read_and_others_refused() {
+        let pid = std::process::id();
+        let resident = status_kib(pid, "VmRSS").unwrap();
+        let heap = status_kib(pid, "RssAnon").unwrap();
+        assert!(
+            heap > 0 && heap <= resident,
+            "RssAnon {heap}, VmRSS {resident}"
+        );
+        // Not a size, and not a field.
+        assert!(status_kib(pid, "Threads").is_err());
+        assert!(status_kib(pid, "Vm").is_err());
     }
 
     #[test]

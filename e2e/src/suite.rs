@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Namespace, Pod};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef,
 };
@@ -86,6 +86,10 @@ const NEWER_VERSION: &str = "99.0.0";
 
 /// How long an RBAC change may take to reach the API server's authorizer.
 const RBAC_PROPAGATION: Duration = Duration::from_secs(15);
+
+/// The most heap (`RssAnon`) the real node's gadget-node may hold before
+/// any trace; see [`Suite::real_node_allocator`].
+const IDLE_HEAP_MAX_KIB: u64 = 8 * 1024;
 
 /// Where the suite runs.
 pub enum Mode {
@@ -150,6 +154,15 @@ struct Suite {
     /// The user without rights, once made.
     nobody: Option<Unprivileged>,
     steps: Vec<StepReport>,
+}
+
+/// The status of a gadget pod's one container.
+fn gadget_container_status(pod: &Pod) -> Result<&ContainerStatus> {
+    pod.status
+        .as_ref()
+        .and_then(|status| status.container_statuses.as_ref())
+        .and_then(|all| all.first())
+        .context("the gadget pod has no container status")
 }
 
 /// Runs the whole scenario; the reports of the steps that ran, or the
@@ -1489,7 +1502,7 @@ impl Suite {
         let pod = self
             .gadget_pod_on(&node)?
             .with_context(|| format!("no gadget pod on {node}"))?;
-        let name = pod.metadata.name.unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
         let finished = self.gadget_pod_log(&name)?;
         if let Some(line) = finished
             .stdout_lines()
@@ -1516,6 +1529,24 @@ impl Suite {
             }
         }
         eprintln!("e2e:   {line}");
+        // The options take effect only if they are set before the first
+        // allocation. Set after it (the log lines were written between
+        // two), the idle pod held 13.2 MiB of heap rather than 2.6 (this
+        // step, both builds). No trace has run yet: this is the idle heap.
+        let container_id = gadget_container_status(&pod)?
+            .container_id
+            .clone()
+            .context("the gadget container has no id")?;
+        let pid = host::container_process(&container_id, "gadget-node")?;
+        let heap_kib = host::status_kib(pid, "RssAnon")?;
+        eprintln!("e2e:   idle heap (RssAnon) {heap_kib} KiB");
+        if heap_kib > IDLE_HEAP_MAX_KIB {
+            bail!(
+                "pod {name}'s gadget-node holds {heap_kib} KiB of heap before any trace, more \
+                 than {IDLE_HEAP_MAX_KIB}: are its allocator options set before its first \
+                 allocation?"
+            );
+        }
         Ok(())
     }
 
@@ -1524,12 +1555,7 @@ impl Suite {
         let pod = self
             .gadget_pod_on(&node)?
             .with_context(|| format!("no gadget pod on {node}"))?;
-        let status = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.as_ref())
-            .and_then(|all| all.first())
-            .context("the gadget pod has no container status")?;
+        let status = gadget_container_status(&pod)?;
         let container_id = status
             .container_id
             .clone()
