@@ -107,10 +107,13 @@ pub fn status_kib(pid: u32, field: &str) -> Result<u64> {
         .with_context(|| format!("no {field} in kB in /proc/{pid}/status"))
 }
 
-/// The host pid of a process of container `id` (a pod status's
-/// `containerd://<id>`, or the bare id) whose command name is `comm`: the
-/// kubelet's cgroupfs layout puts a container in a cgroup named by its id.
-pub fn container_process(id: &str, comm: &str) -> Result<u32> {
+/// The host pid of the process of container `id` (a pod status's
+/// `containerd://<id>`, or the bare id) whose command name is `comm` and
+/// whose first argument is `arg`: the kubelet's cgroupfs layout puts a
+/// container in a cgroup named by its id. The argument tells a server from
+/// the probes the kubelet runs beside it (`gadget-node serve` from
+/// `gadget-node health`).
+pub fn container_process(id: &str, comm: &str, arg: &str) -> Result<u32> {
     let id = id.rsplit("://").next().unwrap_or(id);
     let suffix = format!("/{id}");
     for entry in std::fs::read_dir("/proc").context("cannot list /proc")? {
@@ -123,17 +126,21 @@ pub fn container_process(id: &str, comm: &str) -> Result<u32> {
         };
         let proc = Path::new("/proc").join(pid.to_string());
         // A process may end while the list is read.
-        let (Ok(cgroups), Ok(name)) = (
+        let (Ok(cgroups), Ok(name), Ok(cmdline)) = (
             std::fs::read_to_string(proc.join("cgroup")),
             std::fs::read_to_string(proc.join("comm")),
+            std::fs::read(proc.join("cmdline")),
         ) else {
             continue;
         };
-        if name.trim_end() == comm && cgroups.lines().any(|line| line.ends_with(&suffix)) {
+        if name.trim_end() == comm
+            && cmdline.split(|&b| b == 0).nth(1) == Some(arg.as_bytes())
+            && cgroups.lines().any(|line| line.ends_with(&suffix))
+        {
             return Ok(pid);
         }
     }
-    bail!("no process {comm} in the cgroup of container {id} on this host")
+    bail!("no process {comm} {arg} in the cgroup of container {id} on this host")
 }
 
 /// The BPF programs loaded on this host, id to name (`bpftool prog show`).
@@ -189,6 +196,30 @@ mod tests {
         ours.sort_unstable();
         allowed.sort_unstable();
         assert_eq!(ours, allowed);
+    }
+
+    #[test]
+    fn a_container_process_is_found_by_cgroup_command_and_first_argument() {
+        // This test's own cgroup stands for a container's: its last
+        // component for the id. A child inherits it.
+        let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let unified = cgroups
+            .lines()
+            .find(|line| line.starts_with("0::"))
+            .unwrap();
+        let id = unified.rsplit('/').next().unwrap();
+        let mut child = Command::new("sleep").arg("1000017").spawn().unwrap();
+        let found = (0..50).find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            container_process(&format!("containerd://{id}"), "sleep", "1000017").ok()
+        });
+        let other_argument = container_process(id, "sleep", "1000018");
+        let other_command = container_process(id, "sleeps", "1000017");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(found, Some(child.id()));
+        assert!(other_argument.is_err());
+        assert!(other_command.is_err());
     }
 
     #[test]

@@ -1537,7 +1537,7 @@ impl Suite {
             .container_id
             .clone()
             .context("the gadget container has no id")?;
-        let pid = host::container_process(&container_id, "gadget-node")?;
+        let pid = host::container_process(&container_id, "gadget-node", "serve")?;
         let heap_kib = host::status_kib(pid, "RssAnon")?;
         eprintln!("e2e:   idle heap (RssAnon) {heap_kib} KiB");
         if heap_kib > IDLE_HEAP_MAX_KIB {
@@ -1575,7 +1575,7 @@ impl Suite {
             .as_ref()
             .and_then(|context| context.seccomp_profile.as_ref())
             .is_some_and(|profile| profile.type_ == "Unconfined");
-        let pid = host::container_process(&container_id, "gadget-node")?;
+        let pid = host::container_process(&container_id, "gadget-node", "serve")?;
         let held = host::ProcessPrivileges::of(pid)?;
         let wanted = host::capability_mask(&added)?;
         let mut problems = Vec::new();
