@@ -60,11 +60,7 @@ impl ProcessPrivileges {
 
     fn parse(status: &str, mountinfo: &str) -> Result<ProcessPrivileges> {
         let field = |name: &str| -> Result<&str> {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-                .map(str::trim)
-                .with_context(|| format!("no {name} in the status"))
+            status_field(status, name).with_context(|| format!("no {name} in the status"))
         };
         let hex = |name: &str| -> Result<u64> {
             u64::from_str_radix(field(name)?, 16).with_context(|| format!("{name} is not hex"))
@@ -96,14 +92,21 @@ impl ProcessPrivileges {
     }
 }
 
+/// The value of field `name` in the text of a `/proc/<pid>/status`,
+/// trimmed.
+fn status_field<'a>(status: &'a str, name: &str) -> Option<&'a str> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
 /// A `kB` line of `/proc/<pid>/status` (`VmRSS`, `RssAnon`), in KiB.
 pub fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("cannot read /proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|value| value.trim().strip_suffix(" kB")?.parse().ok())
+    status_field(&status, field)
+        .and_then(|value| value.strip_suffix(" kB")?.parse().ok())
         .with_context(|| format!("no {field} in kB in /proc/{pid}/status"))
 }
 
